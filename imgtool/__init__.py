@@ -1,0 +1,43 @@
+"""imgtool: inspect, flatten and take apart container images, exactly and safely."""
+
+from __future__ import annotations
+
+from imgtool.digest import Digest
+from imgtool.errors import (
+    AmbiguousImageError,
+    DigestMismatchError,
+    ImageFormatError,
+    ImageNotFoundError,
+    ImgtoolError,
+    LayerError,
+    LimitExceededError,
+    MediaTypeError,
+    OutputError,
+    UnsafePathError,
+    UsageError,
+)
+from imgtool.image import Image, Layer
+from imgtool.model import Platform
+from imgtool.sources import open_image
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousImageError",
+    "Digest",
+    "DigestMismatchError",
+    "Image",
+    "ImageFormatError",
+    "ImageNotFoundError",
+    "ImgtoolError",
+    "Layer",
+    "LayerError",
+    "LimitExceededError",
+    "MediaTypeError",
+    "OutputError",
+    "Platform",
+    "UnsafePathError",
+    "UsageError",
+    "__version__",
+    "open_image",
+]

@@ -1,0 +1,209 @@
+"""Write a merged view as one PAX tar stream.
+
+Members come in tree order (each directory followed by everything under it,
+names in byte order), which is what GNU tar needs to restore directory times,
+and each hardlink follows the path it links to. The same image always gives
+the same bytes. Every layer is read once, front to back; layers are read side
+by side, and a file that a layer holds earlier than tree order needs it is
+kept aside (small ones in memory, large ones in a temporary file) until then.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import IO, BinaryIO, Final
+
+from imgtool.errors import LayerError, OutputError
+from imgtool.image import Layer, LayerStream
+from imgtool.overlay import Node
+from imgtool.plan import InodeKey, make_plan
+from imgtool.progress import NoProgress, Progress
+from imgtool.readahead import ReadAhead
+from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK
+from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, DIR, FIFO_KIND, FILE, SYMLINK_KIND, Entry, LayerReader
+from imgtool.tarwriter import TarWriter
+from imgtool.view import MergedView
+
+_TYPEFLAGS: Final = {
+    DIR: DIRECTORY,
+    SYMLINK_KIND: SYMLINK,
+    CHARDEV: CHAR,
+    BLOCKDEV_KIND: BLOCKDEV,
+    FIFO_KIND: FIFO,
+}
+_IMPLIED_DIR: Final = Entry(b"", DIR, 0o755, 0, 0, 0, 0, b"", 0, 0, None, None, -1)
+_MEMORY_SPOOL_ENTRY: Final = 1 << 16
+_MEMORY_SPOOL_TOTAL: Final = 32 << 20
+_CHUNK: Final = 1 << 20
+
+
+def _name(path: bytes, is_dir: bool) -> bytes:
+    if not path:
+        return b"./"
+    return path + b"/" if is_dir else path
+
+
+def _add_header(tar: TarWriter, path: bytes, node: Node) -> None:
+    entry = node.content if not node.is_dir else (node.entry or _IMPLIED_DIR)
+    assert entry is not None
+    tar.add(
+        _name(path, node.is_dir),
+        _TYPEFLAGS.get(entry.kind, REGULAR),
+        mode=entry.mode,
+        uid=entry.uid,
+        gid=entry.gid,
+        size=entry.size if entry.kind not in _TYPEFLAGS else 0,
+        mtime_ns=entry.mtime_ns,
+        linkname=entry.link if entry.kind == SYMLINK_KIND else b"",
+        devmajor=entry.devmajor,
+        devminor=entry.devminor,
+        xattrs=entry.xattrs,
+    )
+
+
+class _LayerCursor:
+    """One layer's stream, advanced on demand to the entries the tar needs, in any order."""
+
+    def __init__(self, layer: Layer, wanted: set[int], progress: Progress, max_size: int | None) -> None:
+        self.layer = layer
+        self._wanted = wanted
+        self._stream: LayerStream = layer.open(max_size)
+        self._stream.on_compressed_bytes = progress.advance
+        self._ahead = ReadAhead(self._stream, depth=4)
+        self._reader = LayerReader(self._ahead, layer.what)
+        self._entries: Iterator[Entry] = iter(self._reader)
+        self._spooled: dict[int, IO[bytes]] = {}
+        self._spooled_in_memory = 0
+
+    def data(self, entry: Entry) -> Iterator[bytes]:
+        """The data of the entry with this ordinal (which must still be wanted)."""
+        self._wanted.discard(entry.ordinal)
+        spooled = self._spooled.pop(entry.ordinal, None)
+        if spooled is not None:
+            spooled.seek(0)
+            with spooled:
+                while chunk := spooled.read(_CHUNK):
+                    yield chunk
+            return
+        for found in self._entries:
+            if found.ordinal == entry.ordinal:
+                self._check(found, entry)
+                while chunk := self._reader.read_data(_CHUNK):
+                    yield chunk
+                return
+            if found.ordinal in self._wanted and found.ordinal not in self._spooled:
+                self._spool(found)
+        raise LayerError(f"{self.layer.what}: entry {entry.ordinal} is missing from the layer")
+
+    def _check(self, found: Entry, known: Entry) -> None:
+        if found.path != known.path or found.size != known.size:
+            raise LayerError(f"{self.layer.what}: entry {found.ordinal} differs from the layer's index")
+
+    def _spool(self, found: Entry) -> None:
+        in_memory = (
+            found.size <= _MEMORY_SPOOL_ENTRY and self._spooled_in_memory + found.size <= _MEMORY_SPOOL_TOTAL
+        )
+        holder: IO[bytes] = io.BytesIO() if in_memory else tempfile.TemporaryFile(prefix="imgtool-")  # noqa: SIM115
+        if in_memory:
+            self._spooled_in_memory += found.size
+        while chunk := self._reader.read_data(_CHUNK):
+            holder.write(chunk)
+        self._spooled[found.ordinal] = holder
+
+    @property
+    def done(self) -> bool:
+        return not self._wanted
+
+    def close(self, finish: bool) -> None:
+        """With ``finish``, read the rest so that both digests are checked."""
+        try:
+            if finish:
+                self._reader.drain()
+        finally:
+            self._ahead.close()
+            for holder in self._spooled.values():
+                holder.close()
+            self._stream.close()
+        if finish:
+            self._stream.finish()
+
+
+def write_tar(
+    view: MergedView, out: BinaryIO, progress: Progress | None = None, max_size: int | None = None
+) -> int:
+    """Write the tar to ``out``; returns the number of bytes written."""
+    plan = make_plan(view.tree)
+    progress = progress or NoProgress()
+    progress.start("writing", sum(view.image.layers[i].size for i in plan.layers_to_read()))
+    cursors: dict[int, _LayerCursor] = {}
+    wanted = {layer: set(ordinals) for layer, ordinals in plan.data.items()}
+    tar = TarWriter(out)
+    first_path: dict[InodeKey, bytes] = {}
+    try:
+        for path, node in view.tree.walk():
+            if node.is_dir:
+                _add_header(tar, path, node)
+                continue
+            layer, entry = node.inode or (0, _IMPLIED_DIR)
+            key = (layer, entry.ordinal)
+            if key in first_path:
+                tar.add(path, HARDLINK, mode=entry.mode, uid=entry.uid, gid=entry.gid,
+                        mtime_ns=entry.mtime_ns, linkname=first_path[key])  # fmt: skip
+                continue
+            first_path[key] = path
+            _add_header(tar, path, node)
+            if entry.kind != FILE or entry.size == 0:
+                continue
+            cursor = cursors.get(layer)
+            if cursor is None:
+                cursor = cursors[layer] = _LayerCursor(
+                    view.image.layers[layer], wanted[layer], progress, max_size
+                )
+            written = 0
+            for chunk in cursor.data(entry):
+                tar.write_data(chunk)
+                written += len(chunk)
+            if written != entry.size:
+                raise LayerError(f"{cursor.layer.what}: data of entry {entry.ordinal} ended early")
+            tar.end_data(entry.size)
+            if cursor.done:
+                cursors.pop(layer).close(finish=True)
+        tar.close()
+    finally:
+        for cursor in cursors.values():
+            cursor.close(finish=False)
+    progress.finish()
+    return tar.bytes_written
+
+
+def flatten_to_tar_file(
+    view: MergedView,
+    dest: str,
+    progress: Progress | None = None,
+    max_size: int | None = None,
+    force: bool = False,
+) -> int:
+    """Write the tar to a file, atomically: a temporary sibling renamed into place at the end."""
+    target = os.path.abspath(dest)
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        raise OutputError(f"{dest}: parent directory {directory} does not exist")
+    if os.path.lexists(target) and not force:
+        raise OutputError(f"{dest}: already exists (use --force to replace it)")
+    if os.path.isdir(target):
+        raise OutputError(f"{dest}: is a directory")
+    fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.imgtool-", dir=directory)
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
+            written = write_tar(view, handle, progress, max_size)
+        os.replace(staging, target)
+    except OSError as exc:
+        os.unlink(staging)
+        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+    except BaseException:
+        os.unlink(staging)
+        raise
+    return written

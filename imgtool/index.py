@@ -1,0 +1,133 @@
+"""Per-layer header indexes, built while streaming and cached on disk by diff_id.
+
+A layer's index lists its entries (path, type, mode, owner, size, mtime, link,
+xattrs and the sha256 of each regular file's content). It is written to the
+cache only after the layer's digests verified, and since a diff_id is a content
+address, a cached index never goes stale. Writes go to a temporary file that is
+renamed into place, so concurrent runs are safe.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from imgtool.digest import Digest
+from imgtool.image import Image, Layer
+from imgtool.progress import LockedProgress, NoProgress, Progress
+from imgtool.tarstream import Entry, LayerReader
+
+FORMAT_VERSION: Final = 1
+DEFAULT_WORKERS: Final = 2
+
+
+@dataclass(slots=True)
+class LayerIndex:
+    diff_id: Digest
+    entries: list[Entry]
+    warnings: list[str] = field(default_factory=list)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "imgtool"
+
+
+class IndexCache:
+    """Layer indexes on disk under ``<cache dir>/index-v1/<algorithm>/<hex>``."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = (directory or default_cache_dir()) / f"index-v{FORMAT_VERSION}"
+
+    def _path(self, diff_id: Digest) -> Path:
+        return self.directory / diff_id.algorithm / diff_id.hex
+
+    def load(self, diff_id: Digest) -> LayerIndex | None:
+        try:
+            with self._path(diff_id).open("rb") as handle:
+                doc = marshal.load(handle)  # noqa: S302 - our own cache, written by this module
+            entries = [Entry(*values) for values in doc["entries"]]
+            return LayerIndex(diff_id, entries, list(doc["warnings"]))
+        except (OSError, EOFError, ValueError, TypeError, KeyError):
+            return None  # absent or unreadable: rebuild it
+
+    def store(self, index: LayerIndex) -> None:
+        path = self._path(index.diff_id)
+        doc = {
+            "version": FORMAT_VERSION,
+            "entries": [entry.as_tuple() for entry in index.entries],
+            "warnings": index.warnings,
+        }
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    marshal.dump(doc, handle)
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        except OSError:
+            pass  # a cache that cannot be written only costs speed
+
+
+def build_layer_index(
+    layer: Layer, progress: Progress | None = None, max_size: int | None = None
+) -> LayerIndex:
+    """Read a whole layer once: every header, the hash of every file, both digests checked."""
+    warnings: list[str] = []
+    with layer.open(max_size) as stream:
+        if progress is not None:
+            stream.on_compressed_bytes = progress.advance
+        reader = LayerReader(stream, layer.what, warnings.append, hash_content=True)
+        entries = list(reader)
+        stream.finish(reader)
+    return LayerIndex(layer.diff_id, entries, warnings)
+
+
+def index_image(
+    image: Image,
+    *,
+    cache: IndexCache | None = None,
+    progress: Progress | None = None,
+    max_size: int | None = None,
+    upto: int | None = None,
+    workers: int = DEFAULT_WORKERS,
+    warn: Callable[[str], None] | None = None,
+) -> list[LayerIndex]:
+    """The index of every layer (or of layers ``0..upto``), from the cache where possible."""
+    layers: Sequence[Layer] = image.layers if upto is None else image.layers[: upto + 1]
+    found: dict[int, LayerIndex] = {}
+    missing: list[Layer] = []
+    for layer in layers:
+        cached = cache.load(layer.diff_id) if cache is not None else None
+        if cached is not None:
+            found[layer.index] = cached
+        else:
+            layer.check_media_type()
+            missing.append(layer)
+    if missing:
+        shown = LockedProgress(progress or NoProgress())
+        shown.start("indexing layers", sum(layer.size for layer in missing))
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+                built = pool.map(lambda layer: build_layer_index(layer, shown, max_size), missing)
+                for layer, index in zip(missing, built, strict=True):
+                    found[layer.index] = index
+                    if cache is not None:
+                        cache.store(index)
+        finally:
+            shown.finish()
+    result = [found[layer.index] for layer in layers]
+    if warn is not None:
+        for index in result:
+            for message in index.warnings:
+                warn(message)
+    return result

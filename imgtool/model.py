@@ -1,0 +1,294 @@
+"""The image's JSON documents as typed, validated values (no I/O here).
+
+Each ``parse_*`` function takes decoded JSON and either returns a value whose
+fields have the types they claim, or raises ImageFormatError naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+import platform as _host
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from imgtool.digest import Digest
+from imgtool.errors import ImageFormatError, UsageError
+
+OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
+DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_CONFIG: Final = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER: Final = "application/vnd.docker.image.rootfs.diff.tar"
+DOCKER_LAYER_GZIP: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+REF_NAME: Final = "org.opencontainers.image.ref.name"
+
+INDEX_TYPES: Final = frozenset({OCI_INDEX, DOCKER_LIST})
+MANIFEST_TYPES: Final = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+SCHEMA1_TYPES: Final = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    }
+)
+# Layer media types and the compression they announce (only a hint: the bytes decide).
+LAYER_TYPES: Final = {
+    "application/vnd.oci.image.layer.v1.tar": "none",
+    "application/vnd.oci.image.layer.v1.tar+gzip": "gzip",
+    "application/vnd.oci.image.layer.v1.tar+zstd": "zstd",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
+    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
+    DOCKER_LAYER: "none",
+    DOCKER_LAYER_GZIP: "gzip",
+    "application/vnd.docker.image.rootfs.diff.tar.zstd": "zstd",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
+    "application/vnd.docker.image.rootfs.foreign.diff.tar": "none",
+}
+FOREIGN_LAYER_TYPES: Final = frozenset(t for t in LAYER_TYPES if "nondistributable" in t or "foreign" in t)
+MAX_MANIFEST_BYTES: Final = 4 << 20
+MAX_CONFIG_BYTES: Final = 32 << 20
+
+_ARCH_ALIASES: Final = {
+    "x86_64": "amd64",
+    "x86-64": "amd64",
+    "aarch64": "arm64",
+    "i386": "386",
+    "i686": "386",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Platform:
+        parts = text.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise UsageError(f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/amd64")
+        return cls(parts[0], _ARCH_ALIASES.get(parts[1], parts[1]), parts[2] if len(parts) == 3 else None)
+
+    @classmethod
+    def host(cls) -> Platform:
+        machine = _host.machine().lower()
+        if machine.startswith("armv"):
+            return cls("linux", "arm", "v" + machine[4])
+        return cls("linux", _ARCH_ALIASES.get(machine, machine))
+
+    def matches(self, other: Platform) -> bool:
+        """Whether ``other`` (a candidate) satisfies ``self`` (a request)."""
+        if (self.os, self.architecture) != (other.os, other.architecture):
+            return False
+        if self.variant is None:
+            return True
+        return _norm_variant(self.architecture, self.variant) == _norm_variant(
+            other.architecture, other.variant
+        )
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+def _norm_variant(arch: str, variant: str | None) -> str | None:
+    if arch == "arm64" and variant in (None, "v8"):
+        return "v8"
+    return variant
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    media_type: str
+    digest: Digest
+    size: int
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    platform: Platform | None = None
+    urls: tuple[str, ...] = ()
+
+    @property
+    def ref_name(self) -> str | None:
+        return self.annotations.get(REF_NAME)
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    media_type: str
+    manifests: tuple[Descriptor, ...]
+    annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    media_type: str
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    annotations: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    created: str | None
+    created_by: str | None
+    comment: str | None
+    author: str | None
+    empty_layer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    platform: Platform
+    created: str | None
+    diff_ids: tuple[Digest, ...]
+    history: tuple[HistoryEntry, ...]
+    container: Mapping[str, Any]
+    raw: Mapping[str, Any]
+
+    def layer_history(self, layer_count: int) -> list[HistoryEntry | None]:
+        """The history entry that made each layer: entries marked ``empty_layer`` made none."""
+        made = [h for h in self.history if not h.empty_layer]
+        return [made[i] if i < len(made) else None for i in range(layer_count)]
+
+
+def load_json(data: bytes, what: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ImageFormatError(f"{what}: not valid JSON: {exc}") from None
+
+
+def _obj(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ImageFormatError(f"{what}: expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _str(obj: dict[str, Any], key: str, what: str, required: bool = True) -> str | None:
+    value = obj.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ImageFormatError(f"{what}: field {key!r} must be a string")
+    return value
+
+
+def _list(obj: dict[str, Any], key: str, what: str) -> list[Any]:
+    value = obj.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ImageFormatError(f"{what}: field {key!r} must be a list")
+    return value
+
+
+def _str_map(value: Any, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ImageFormatError(f"{what}: annotations must map strings to strings")
+    return value
+
+
+def parse_platform(value: Any, what: str) -> Platform | None:
+    if value is None:
+        return None
+    obj = _obj(value, f"{what} platform")
+    os_name = _str(obj, "os", f"{what} platform")
+    arch = _str(obj, "architecture", f"{what} platform")
+    variant = _str(obj, "variant", f"{what} platform", required=False)
+    assert os_name is not None and arch is not None
+    return Platform(os_name, arch, variant or None)
+
+
+def parse_descriptor(value: Any, what: str) -> Descriptor:
+    obj = _obj(value, what)
+    media_type = _str(obj, "mediaType", what)
+    size = obj.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ImageFormatError(f"{what}: field 'size' must be a non-negative integer")
+    urls = _list(obj, "urls", what)
+    if not all(isinstance(u, str) for u in urls):
+        raise ImageFormatError(f"{what}: field 'urls' must be a list of strings")
+    assert media_type is not None
+    return Descriptor(
+        media_type=media_type,
+        digest=Digest.parse(obj.get("digest"), f"{what} digest"),
+        size=size,
+        annotations=_str_map(obj.get("annotations"), what),
+        platform=parse_platform(obj.get("platform"), what),
+        urls=tuple(urls),
+    )
+
+
+def media_type_of(doc: dict[str, Any]) -> str | None:
+    value = doc.get("mediaType")
+    return value if isinstance(value, str) else None
+
+
+def parse_index(value: Any, what: str) -> Index:
+    obj = _obj(value, what)
+    manifests = tuple(
+        parse_descriptor(d, f"{what} manifests[{i}]") for i, d in enumerate(_list(obj, "manifests", what))
+    )
+    return Index(media_type_of(obj) or OCI_INDEX, manifests, _str_map(obj.get("annotations"), what))
+
+
+def parse_manifest(value: Any, what: str) -> Manifest:
+    obj = _obj(value, what)
+    media_type = media_type_of(obj) or OCI_MANIFEST
+    if media_type in SCHEMA1_TYPES or obj.get("schemaVersion") == 1:
+        raise ImageFormatError(f"{what}: Docker schema 1 manifests are not supported")
+    if "config" not in obj:
+        raise ImageFormatError(f"{what}: no 'config' field: not an image manifest")
+    layers = tuple(
+        parse_descriptor(d, f"{what} layers[{i}]") for i, d in enumerate(_list(obj, "layers", what))
+    )
+    return Manifest(
+        media_type,
+        parse_descriptor(obj["config"], f"{what} config"),
+        layers,
+        _str_map(obj.get("annotations"), what),
+    )
+
+
+def _history(value: Any, what: str) -> HistoryEntry:
+    obj = _obj(value, what)
+    empty = obj.get("empty_layer", False)
+    if not isinstance(empty, bool):
+        raise ImageFormatError(f"{what}: field 'empty_layer' must be a boolean")
+    return HistoryEntry(
+        created=_str(obj, "created", what, required=False),
+        created_by=_str(obj, "created_by", what, required=False),
+        comment=_str(obj, "comment", what, required=False),
+        author=_str(obj, "author", what, required=False),
+        empty_layer=empty,
+    )
+
+
+def parse_config(value: Any, what: str) -> ImageConfig:
+    obj = _obj(value, what)
+    rootfs = _obj(obj.get("rootfs"), f"{what} rootfs")
+    rootfs_type = rootfs.get("type")
+    if rootfs_type != "layers":
+        raise ImageFormatError(f"{what}: unsupported rootfs.type {rootfs_type!r}")
+    diff_ids = tuple(
+        Digest.parse(d, f"{what} rootfs.diff_ids[{i}]") for i, d in enumerate(_list(rootfs, "diff_ids", what))
+    )
+    history = tuple(_history(h, f"{what} history[{i}]") for i, h in enumerate(_list(obj, "history", what)))
+    container = obj.get("config") or {}
+    if not isinstance(container, dict):
+        raise ImageFormatError(f"{what}: field 'config' must be an object")
+    os_name = _str(obj, "os", what, required=False) or "unknown"
+    arch = _str(obj, "architecture", what, required=False) or "unknown"
+    variant = _str(obj, "variant", what, required=False)
+    return ImageConfig(
+        platform=Platform(os_name, arch, variant or None),
+        created=_str(obj, "created", what, required=False),
+        diff_ids=diff_ids,
+        history=history,
+        container=container,
+        raw=obj,
+    )

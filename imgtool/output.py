@@ -1,0 +1,86 @@
+"""Rendering: tables through tabulate, JSON, colour and progress. The only module that knows formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import IO, Any, Final
+
+from tabulate import tabulate, tabulate_formats
+
+DEFAULT_TABLE_FORMAT: Final = "simple"
+TABLE_FORMATS: Final = tuple(sorted(tabulate_formats))
+
+
+def use_colour(stream: IO[str]) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org)."""
+    return stream.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def style(text: str, colour: str, enabled: bool) -> str:
+    codes = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2", "cyan": "36"}
+    return f"\x1b[{codes[colour]}m{text}\x1b[0m" if enabled else text
+
+
+def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], fmt: str = DEFAULT_TABLE_FORMAT) -> str:
+    rows = list(rows)
+    if not rows:
+        return tabulate([], headers=list(headers), tablefmt=fmt, disable_numparse=True)
+    return tabulate(rows, headers=list(headers), tablefmt=fmt, disable_numparse=True)
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+class TerminalProgress:
+    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self._stream = stream or sys.stderr
+        self._label = ""
+        self._total = 0
+        self._done = 0
+        self._last = 0.0
+        self._active = False
+
+    def start(self, label: str, total: int) -> None:
+        self._label, self._total, self._done, self._active = label, total, 0, True
+        self._draw(force=True)
+
+    def advance(self, amount: int) -> None:
+        self._done += amount
+        self._draw()
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not self._active or (not force and now - self._last < 0.1):
+            return
+        self._last = now
+        fraction = min(1.0, self._done / self._total) if self._total else 1.0
+        width = 30
+        filled = int(width * fraction)
+        bar = "#" * filled + "-" * (width - filled)
+        amounts = f"{human_size(self._done)} / {human_size(self._total)}"
+        self._stream.write(f"\r{self._label:<16} [{bar}] {fraction * 100:5.1f}%  {amounts}")
+        self._stream.flush()
+
+    def finish(self) -> None:
+        if self._active:
+            self._done = self._total
+            self._draw(force=True)
+            self._stream.write("\n")
+            self._stream.flush()
+            self._active = False

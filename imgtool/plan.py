@@ -1,0 +1,59 @@
+"""What flatten writes: the merged tree cut into directories, special files and data to stream.
+
+Paths that share an inode (hardlinks, and a hardlink whose original was later
+replaced) are grouped: the first path in tree order gets the inode, the others
+become links to it. Regular files with data are grouped by the layer whose
+stream holds their content, so each layer is read once, front to back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from imgtool.overlay import Node, Tree
+from imgtool.tarstream import FILE
+
+InodeKey = tuple[int, int]  # (layer, ordinal of the entry that created the inode)
+
+
+@dataclass(slots=True)
+class WritePlan:
+    dirs: list[tuple[bytes, Node]] = field(default_factory=list)
+    specials: list[tuple[bytes, Node]] = field(default_factory=list)
+    data: dict[int, dict[int, tuple[bytes, Node]]] = field(default_factory=dict)
+    links: dict[InodeKey, list[bytes]] = field(default_factory=dict)
+    data_bytes: int = 0
+    path_count: int = 0
+
+    def layers_to_read(self) -> list[int]:
+        return sorted(self.data)
+
+
+def make_plan(tree: Tree) -> WritePlan:
+    plan = WritePlan()
+    first: dict[InodeKey, bytes] = {}
+    for path, node in tree.walk():
+        plan.path_count += 1
+        if node.is_dir:
+            plan.dirs.append((path, node))
+            continue
+        inode = node.inode
+        assert inode is not None
+        layer, entry = inode
+        key = (layer, entry.ordinal)
+        if key in first:
+            plan.links.setdefault(key, []).append(path)
+            continue
+        first[key] = path
+        if entry.kind == FILE and entry.size > 0:
+            plan.data.setdefault(layer, {})[entry.ordinal] = (path, node)
+            plan.data_bytes += entry.size
+        else:
+            plan.specials.append((path, node))
+    return plan
+
+
+def inode_key(node: Node) -> InodeKey:
+    inode = node.inode
+    assert inode is not None
+    return inode[0], inode[1].ordinal

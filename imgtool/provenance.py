@@ -1,0 +1,52 @@
+"""Which layer supplied each path of a merged view, written as TSV or JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+from imgtool.errors import OutputError
+from imgtool.tarstream import display
+from imgtool.view import MergedView
+
+
+def provenance_rows(view: MergedView) -> list[dict[str, Any]]:
+    """One row per path of the merged view: the layer that supplied it (None for the bare root)."""
+    rows = []
+    for path, node in view.tree.walk():
+        supplied = node.layer >= 0
+        rows.append(
+            {
+                "path": display(path),
+                "layer": node.layer if supplied else None,
+                "digest": str(view.image.layers[node.layer].digest) if supplied else None,
+            }
+        )
+    return rows
+
+
+def _tsv_field(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def write_provenance(view: MergedView, dest: str) -> None:
+    """TSV (``path<TAB>layer<TAB>digest``, escaped) or, for a ``.json`` name, a JSON list."""
+    rows = provenance_rows(view)
+    if dest.endswith(".json"):
+        text = json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
+    else:
+        lines = ["path\tlayer\tdigest"]
+        for row in rows:
+            layer = "-" if row["layer"] is None else str(row["layer"])
+            lines.append(f"{_tsv_field(row['path'])}\t{layer}\t{row['digest'] or '-'}")
+        text = "\n".join(lines) + "\n"
+    directory = os.path.dirname(os.path.abspath(dest))
+    try:
+        fd, staging = tempfile.mkstemp(prefix=".imgtool-", dir=directory)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(staging, dest)
+    except OSError as exc:
+        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from exc

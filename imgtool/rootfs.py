@@ -1,0 +1,345 @@
+"""Write a merged view into a directory, confined to it, appearing there atomically.
+
+The tree is resolved in memory, so every parent imgtool writes into is a
+directory it created itself; symlinks from the image are only ever created,
+never followed (files are opened with O_NOFOLLOW|O_EXCL, links and metadata
+calls do not follow). The rootfs is built in a hidden sibling directory and
+renamed into place at the end; on any error or interrupt it is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from imgtool.errors import LayerError, OutputError
+from imgtool.image import Image
+from imgtool.overlay import Node
+from imgtool.plan import WritePlan, inode_key, make_plan
+from imgtool.progress import NoProgress, Progress
+from imgtool.readahead import ReadAhead
+from imgtool.tarstream import (
+    BLOCKDEV_KIND,
+    CHARDEV,
+    FIFO_KIND,
+    FILE,
+    SYMLINK_KIND,
+    Entry,
+    LayerReader,
+    display,
+)
+from imgtool.view import MergedView
+
+Warn = Callable[[str], None]
+_OPEN_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_DEFAULT_DIR_MODE: Final = 0o755
+
+
+@dataclass(slots=True)
+class WriteStats:
+    paths: int = 0
+    data_bytes: int = 0
+    skipped_owner: int = 0
+    skipped_devices: int = 0
+    skipped_xattrs: int = 0
+
+
+@contextlib.contextmanager
+def _output_errors(path: bytes) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OutputError(f"cannot write {display(path)}: {reason}") from exc
+
+
+class RootfsWriter:
+    """Creates the entries of a plan under ``root`` (an empty directory imgtool made)."""
+
+    def __init__(self, root: str, warn: Warn) -> None:
+        self.root = os.fsencode(root)
+        self.warn = warn
+        self.privileged = os.geteuid() == 0
+        self.stats = WriteStats()
+
+    def _full(self, path: bytes) -> bytes:
+        return self.root + b"/" + path if path else self.root
+
+    # -- metadata -------------------------------------------------------------------------------
+
+    def _chown(self, target: bytes | int, entry: Entry) -> None:
+        if not self.privileged:
+            if entry.uid != os.geteuid() or entry.gid != os.getegid():
+                self.stats.skipped_owner += 1
+            return
+        if isinstance(target, int):
+            os.fchown(target, entry.uid, entry.gid)
+        else:
+            os.chown(target, entry.uid, entry.gid, follow_symlinks=False)
+
+    def _xattrs(self, target: bytes | int, entry: Entry) -> None:
+        for name, value in (entry.xattrs or {}).items():
+            try:
+                if isinstance(target, int):
+                    os.setxattr(target, name, value)
+                else:
+                    os.setxattr(target, name, value, follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EACCES):
+                    raise
+                self.stats.skipped_xattrs += 1
+
+    def _apply(self, target: bytes | int, entry: Entry | None, kind: int) -> None:
+        """Owner, then mode (chown clears setuid), xattrs, then times; symlinks get no mode."""
+        if entry is None:
+            if not isinstance(target, int):
+                os.chmod(target, _DEFAULT_DIR_MODE)
+                os.utime(target, ns=(0, 0))
+            return
+        self._chown(target, entry)
+        if kind != SYMLINK_KIND:
+            os.chmod(target, entry.mode)
+        self._xattrs(target, entry)
+        times = (entry.mtime_ns, entry.mtime_ns)
+        if isinstance(target, int):
+            os.utime(target, ns=times)
+        else:
+            os.utime(target, ns=times, follow_symlinks=False)
+
+    # -- entries --------------------------------------------------------------------------------
+
+    def make_dirs(self, dirs: list[tuple[bytes, Node]]) -> None:
+        for path, _node in dirs:
+            if path:
+                with _output_errors(path):
+                    os.mkdir(self._full(path), 0o700)
+
+    def make_special(self, path: bytes, node: Node) -> bool:
+        """Create a symlink, device, fifo or empty file; False when it had to be skipped."""
+        entry = node.content
+        assert entry is not None
+        full = self._full(path)
+        with _output_errors(path):
+            if entry.kind == SYMLINK_KIND:
+                os.symlink(entry.link, full)
+            elif entry.kind in (CHARDEV, BLOCKDEV_KIND):
+                if not self.privileged:
+                    self.stats.skipped_devices += 1
+                    return False
+                kind_bit = stat.S_IFCHR if entry.kind == CHARDEV else stat.S_IFBLK
+                os.mknod(full, kind_bit | 0o600, os.makedev(entry.devmajor, entry.devminor))
+            elif entry.kind == FIFO_KIND:
+                os.mkfifo(full, 0o600)
+            else:
+                os.close(os.open(full, _OPEN_FLAGS, 0o600))
+            self._apply(full, entry, entry.kind)
+        return True
+
+    def write_file(self, path: bytes, entry: Entry, chunks: Callable[[], bytes]) -> None:
+        full = self._full(path)
+        with _output_errors(path):
+            fd = os.open(full, _OPEN_FLAGS, 0o600)
+            try:
+                remaining = entry.size
+                while remaining > 0:
+                    data = chunks()
+                    if not data:
+                        raise LayerError(f"entry {display(path)}: data ended early")
+                    view = memoryview(data)
+                    while view:
+                        written = os.write(fd, view)
+                        view = view[written:]
+                    remaining -= len(data)
+                self._apply(fd, entry, FILE)
+            finally:
+                os.close(fd)
+        self.stats.data_bytes += entry.size
+
+    def link(self, first: bytes, others: list[bytes]) -> None:
+        for other in others:
+            with _output_errors(other):
+                os.link(self._full(first), self._full(other), follow_symlinks=False)
+
+    def finish_dirs(self, dirs: list[tuple[bytes, Node]]) -> None:
+        """Directory metadata last, deepest first, so writing children cannot disturb it."""
+        for path, node in reversed(dirs):
+            with _output_errors(path):
+                self._apply(self._full(path), node.entry, node.kind)
+
+    def report(self) -> None:
+        if self.stats.skipped_owner:
+            self.warn(f"not running as root: ownership of {self.stats.skipped_owner} entries was not set")
+        if self.stats.skipped_devices:
+            self.warn(f"not running as root: {self.stats.skipped_devices} device nodes were not created")
+        if self.stats.skipped_xattrs:
+            self.warn(f"{self.stats.skipped_xattrs} extended attributes could not be set on this filesystem")
+
+
+def write_plan(
+    *,
+    image: Image,
+    view: MergedView,
+    plan: WritePlan,
+    writer: RootfsWriter,
+    progress: Progress,
+    max_size: int | None,
+) -> None:
+    writer.make_dirs(plan.dirs)
+    for path, node in plan.specials:
+        if writer.make_special(path, node):
+            writer.link(path, plan.links.get(inode_key(node), []))
+    layers = plan.layers_to_read()
+    progress.start("writing", sum(image.layers[i].size for i in layers))
+    for number in layers:
+        _write_layer_files(
+            image=image,
+            view=view,
+            number=number,
+            plan=plan,
+            writer=writer,
+            progress=progress,
+            max_size=max_size,
+        )
+    writer.finish_dirs(plan.dirs)
+    writer.stats.paths = plan.path_count
+    progress.finish()
+
+
+def _write_layer_files(
+    *,
+    image: Image,
+    view: MergedView,
+    number: int,
+    plan: WritePlan,
+    writer: RootfsWriter,
+    progress: Progress,
+    max_size: int | None,
+) -> None:
+    layer = image.layers[number]
+    wanted = plan.data[number]
+    with layer.open(max_size) as stream:
+        stream.on_compressed_bytes = progress.advance
+        ahead = ReadAhead(stream)
+        try:
+            reader = LayerReader(ahead, layer.what)
+            for entry in reader:
+                target = wanted.get(entry.ordinal)
+                if target is None:
+                    continue
+                path, node = target
+                known = node.content
+                assert known is not None
+                if entry.path != known.path or entry.size != known.size:
+                    raise LayerError(f"{layer.what}: entry {entry.ordinal} differs from the layer's index")
+                writer.write_file(path, known, reader.read_data)
+                writer.link(path, plan.links.get((number, entry.ordinal), []))
+            reader.drain()
+        finally:
+            ahead.close()
+        stream.finish()
+
+
+# -- the output directory ---------------------------------------------------------------------
+
+
+def prepare_destination(dest: str, force: bool) -> tuple[str, bool]:
+    """Check DEST may be written; returns its absolute path and whether it must be replaced."""
+    path = os.path.abspath(dest)
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise OutputError(f"{dest}: parent directory {parent} does not exist")
+    if os.path.islink(path) and not os.path.isdir(path):
+        raise OutputError(f"{dest}: is a symlink to something that is not a directory")
+    if not os.path.lexists(path):
+        return path, False
+    if not os.path.isdir(path):
+        raise OutputError(f"{dest}: exists and is not a directory")
+    if os.listdir(path) and not force:
+        raise OutputError(f"{dest}: directory is not empty (use --force to replace it)")
+    return os.path.realpath(path), True
+
+
+def remove_tree(path: str) -> None:
+    """Remove a tree imgtool wrote, even where it set directories read-only."""
+
+    def make_writable(_func: object, failed: str, _exc: object) -> None:
+        parent = os.path.dirname(failed)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, 0o700)
+            if os.path.isdir(failed) and not os.path.islink(failed):
+                os.chmod(failed, 0o700)
+                shutil.rmtree(failed, ignore_errors=True)
+            else:
+                os.unlink(failed)
+
+    if os.path.lexists(path):
+        shutil.rmtree(path, onerror=make_writable)
+
+
+def flatten_to_dir(
+    view: MergedView,
+    dest: str,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    max_size: int | None = None,
+    warn: Warn | None = None,
+) -> WriteStats:
+    """Write the merged view to ``dest``; on failure ``dest`` is left as it was."""
+    target, replace = prepare_destination(dest, force)
+    plan = make_plan(view.tree)
+    _check_space(os.path.dirname(target), plan)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.imgtool-", dir=os.path.dirname(target))
+    writer = RootfsWriter(staging, warn or (lambda _m: None))
+    try:
+        write_plan(
+            image=view.image,
+            view=view,
+            plan=plan,
+            writer=writer,
+            progress=progress or NoProgress(),
+            max_size=max_size,
+        )
+        _move_into_place(staging, target, replace)
+    except BaseException:
+        remove_tree(staging)
+        raise
+    writer.report()
+    return writer.stats
+
+
+def _check_space(directory: str, plan: WritePlan) -> None:
+    st = os.statvfs(directory)
+    free = st.f_bavail * st.f_frsize
+    if plan.data_bytes > free:
+        raise OutputError(
+            f"{directory}: not enough free space: the rootfs needs {plan.data_bytes} bytes, {free} are free"
+        )
+
+
+def _move_into_place(staging: str, target: str, replace: bool) -> None:
+    if not replace:
+        os.rename(staging, target)
+        return
+    try:
+        os.rename(staging, target)  # replaces an empty directory atomically
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise OutputError(f"cannot move the rootfs into {target}: {exc.strerror}") from exc
+    else:
+        return
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.imgtool-old-", dir=os.path.dirname(target))
+    os.rename(target, os.path.join(old, "tree"))
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(os.path.join(old, "tree"), target)
+        raise
+    remove_tree(old)

@@ -1,0 +1,90 @@
+"""Opening an image from a reference: parse it, pick the source, detect what a bare path holds."""
+
+from __future__ import annotations
+
+import os
+
+from imgtool.errors import ImageFormatError, ImgtoolError
+from imgtool.image import Image
+from imgtool.model import Platform
+from imgtool.sources import docker_archive, oci_layout
+from imgtool.sources.reference import (
+    DOCKER_ARCHIVE,
+    OCI,
+    OCI_ARCHIVE,
+    Reference,
+    parse_reference,
+    require_exists,
+)
+from imgtool.sources.stores import BlobStore, DirStore, TarStore
+
+__all__ = ["Reference", "list_images", "open_image", "parse_reference"]
+
+
+def _open_store(ref: Reference) -> tuple[str, BlobStore]:
+    """The transport the reference names or, for a bare path, the one its contents show."""
+    require_exists(ref)
+    if ref.transport == OCI or (ref.transport is None and os.path.isdir(ref.path)):
+        if not os.path.isdir(ref.path):
+            raise ImageFormatError(f"{ref.path}: not a directory (oci: expects an OCI layout directory)")
+        store = DirStore(ref.path)
+        if not store.exists("oci-layout"):
+            raise ImageFormatError(f"{ref.path}: not an OCI image layout (no oci-layout file)")
+        return OCI, store
+    tar = TarStore(ref.path)
+    try:
+        if ref.transport == DOCKER_ARCHIVE or (ref.transport is None and tar.exists("manifest.json")):
+            if not tar.exists("manifest.json"):
+                raise ImageFormatError(f"{ref.path}: not a docker-save archive (no manifest.json)")
+            return DOCKER_ARCHIVE, tar
+        if tar.exists("oci-layout") and tar.exists("index.json"):
+            return OCI_ARCHIVE, tar
+        if ref.transport == OCI_ARCHIVE:
+            raise ImageFormatError(f"{ref.path}: not an OCI archive (no oci-layout and index.json)")
+        raise ImageFormatError(
+            f"{ref.path}: not an image archive: neither manifest.json (docker save) nor oci-layout (OCI)"
+        )
+    except BaseException:
+        tar.close()
+        raise
+
+
+def open_image(reference: str, platform: str | Platform | None = None) -> Image:
+    """Open the image ``reference`` names; see :func:`parse_reference` for the syntax.
+
+    ``platform`` ("os/arch[/variant]") chooses among the images of an index; without
+    it the host's platform is preferred, and a reference leading to a single image
+    opens that image whatever its platform.
+    """
+    wanted = Platform.parse(platform) if isinstance(platform, str) else platform
+    ref = parse_reference(reference)
+    transport, store = _open_store(ref)
+    try:
+        if transport == DOCKER_ARCHIVE:
+            assert isinstance(store, TarStore)
+            return docker_archive.open_archive(store, str(ref), ref.selector)
+        return oci_layout.open_layout(
+            store=store, reference=str(ref), transport=transport, selector=ref.selector, platform=wanted
+        )
+    except BaseException:
+        store.close()
+        raise
+
+
+def list_images(reference: str) -> list[str]:
+    """The names an image in this archive or layout can be chosen by (tags, refs, ``@N``)."""
+    ref = parse_reference(reference)
+    transport, store = _open_store(ref)
+    try:
+        if transport == DOCKER_ARCHIVE:
+            assert isinstance(store, TarStore)
+            names: list[str] = []
+            for entry in docker_archive.read_entries(store):
+                names.extend(entry.repo_tags)
+                names.append(f"@{entry.position}")
+            return names
+        return sorted({t for c in oci_layout.list_candidates(store) for t in c.tags})
+    except ImgtoolError:
+        return []
+    finally:
+        store.close()

@@ -1,0 +1,235 @@
+"""``docker save`` tarballs: the legacy layout (``<id>/layer.tar``) and Docker 25+ (an OCI layout inside).
+
+Both list their images in ``manifest.json``. Where the archive also holds an OCI
+index with the image's real manifest, that manifest is used; otherwise a Docker
+v2 schema 2 manifest is synthesized byte for byte as skopeo does, so the
+manifest digest imgtool reports is the one ``skopeo inspect`` reports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+from imgtool.compression import Compression, sniff
+from imgtool.digest import Digest
+from imgtool.errors import (
+    AmbiguousImageError,
+    DigestMismatchError,
+    ImageFormatError,
+    ImageNotFoundError,
+    UsageError,
+)
+from imgtool.image import Image
+from imgtool.model import (
+    DOCKER_CONFIG,
+    DOCKER_LAYER,
+    DOCKER_LAYER_GZIP,
+    DOCKER_MANIFEST,
+    MAX_CONFIG_BYTES,
+    MAX_MANIFEST_BYTES,
+    load_json,
+)
+from imgtool.sources import oci_layout
+from imgtool.sources.build import build_image
+from imgtool.sources.stores import TarStore
+
+_DIGEST_NAME: Final = re.compile(
+    r"(?:^|/)(?:blobs/(sha256|sha512)/)?([0-9a-f]{64}|[0-9a-f]{128})(?:\.json|\.tar)?$"
+)
+# skopeo labels the uncompressed layer files of a docker-archive tar.gzip; imgtool does the
+# same so that the synthesized manifest, and its digest, are skopeo's.
+_LAYER_TYPES: Final = {
+    Compression.NONE: DOCKER_LAYER_GZIP,
+    Compression.GZIP: DOCKER_LAYER_GZIP,
+    Compression.ZSTD: "application/vnd.docker.image.rootfs.diff.tar.zstd",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveEntry:
+    """One image of ``manifest.json``."""
+
+    position: int
+    config: str
+    repo_tags: tuple[str, ...]
+    layers: tuple[str, ...]
+    layer_sources: dict[str, Any]
+
+
+def normalize_tag(name: str) -> str:
+    """Docker's short names: ``busybox:1`` is ``docker.io/library/busybox:1``; no tag means ``latest``."""
+    last = name.rsplit("/", 1)[-1]
+    if ":" not in last and "@" not in last:
+        name += ":latest"
+    first, _, rest = name.partition("/")
+    if not rest or ("." not in first and ":" not in first and first != "localhost"):
+        if not rest:
+            return f"docker.io/library/{name}"
+        return f"docker.io/{name}"
+    return name
+
+
+def read_entries(store: TarStore) -> list[ArchiveEntry]:
+    what = f"{store.location}: manifest.json"
+    with store.open("manifest.json") as raw:
+        data = raw.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ImageFormatError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
+    doc = load_json(data, what)
+    if not isinstance(doc, list):
+        raise ImageFormatError(f"{what}: expected a list of images")
+    entries = []
+    for i, item in enumerate(doc):
+        where = f"{what}[{i}]"
+        if not isinstance(item, dict):
+            raise ImageFormatError(f"{where}: expected an object")
+        config, tags, layers = item.get("Config"), item.get("RepoTags") or [], item.get("Layers")
+        if not isinstance(config, str):
+            raise ImageFormatError(f"{where}: field 'Config' must be a string")
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ImageFormatError(f"{where}: field 'RepoTags' must be a list of strings")
+        if not isinstance(layers, list) or not all(isinstance(p, str) for p in layers):
+            raise ImageFormatError(f"{where}: field 'Layers' must be a list of strings")
+        sources = item.get("LayerSources") or {}
+        if not isinstance(sources, dict):
+            raise ImageFormatError(f"{where}: field 'LayerSources' must be an object")
+        entries.append(ArchiveEntry(i, config, tuple(tags), tuple(layers), sources))
+    if not entries:
+        raise ImageNotFoundError(f"{what}: the archive holds no image")
+    return entries
+
+
+def describe(entry: ArchiveEntry) -> str:
+    return ", ".join(entry.repo_tags) if entry.repo_tags else f"@{entry.position}"
+
+
+def choose(entries: list[ArchiveEntry], selector: str | None, location: str) -> ArchiveEntry:
+    if selector is None:
+        if len(entries) == 1:
+            return entries[0]
+        listing = "; ".join(f"@{e.position}" + (f" {describe(e)}" if e.repo_tags else "") for e in entries)
+        raise AmbiguousImageError(f"{location}: holds {len(entries)} images, name one of: {listing}")
+    if selector.startswith("@"):
+        try:
+            position = int(selector[1:])
+        except ValueError:
+            raise UsageError(f"invalid image position {selector!r}: expected @N") from None
+        if not 0 <= position < len(entries):
+            raise ImageNotFoundError(f"{location}: no image @{position}; the archive holds {len(entries)}")
+        return entries[position]
+    wanted = normalize_tag(selector)
+    for entry in entries:
+        if wanted in (normalize_tag(t) for t in entry.repo_tags):
+            return entry
+    tags = sorted({t for e in entries for t in e.repo_tags})
+    raise ImageNotFoundError(
+        f"{location}: no image tagged {selector!r}; tags present: {', '.join(tags) if tags else 'none'}"
+    )
+
+
+def _digest_in_name(path: str) -> Digest | None:
+    match = _DIGEST_NAME.search(path)
+    if match is None:
+        return None
+    return Digest(match.group(1) or "sha256", match.group(2))
+
+
+def _read_config(store: TarStore, path: str) -> tuple[bytes, Digest]:
+    if not store.exists(path):
+        raise ImageNotFoundError(f"{store.location}: config {path} is missing from the archive")
+    with store.open(path) as raw:
+        data = raw.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ImageFormatError(f"{store.location}: config {path}: larger than {MAX_CONFIG_BYTES} bytes")
+    named = _digest_in_name(path)
+    actual = Digest.of_bytes(data, named.algorithm if named else "sha256")
+    if named is not None and named != actual:
+        raise DigestMismatchError(
+            f"{store.location}: config {path}: digest mismatch: expected {named}, got {actual}"
+        )
+    return data, actual
+
+
+def _layer_descriptor(store: TarStore, path: str, diff_id: Digest) -> dict[str, Any]:
+    """A synthesized descriptor for a layer file: its digest from its name or its bytes."""
+    size = store.size(path)
+    with store.open(path) as raw:
+        kind = sniff(raw.read(6))
+    named = _digest_in_name(path)
+    if named is not None and path.startswith("blobs/"):
+        digest = named
+    elif kind is Compression.NONE:
+        digest = diff_id
+    else:
+        hasher = hashlib.sha256()
+        with store.open(path) as raw:
+            while chunk := raw.read(1 << 20):
+                hasher.update(chunk)
+        digest = Digest("sha256", hasher.hexdigest())
+    return {"mediaType": _LAYER_TYPES.get(kind, DOCKER_LAYER), "size": size, "digest": str(digest)}
+
+
+def _find_oci_manifest(store: TarStore, config_digest: Digest) -> tuple[oci_layout.Candidate, bytes] | None:
+    """Docker 25+ archives carry the real manifest in an OCI index; find the one for this config."""
+    if not (store.exists("index.json") and store.exists("oci-layout")):
+        return None
+    for candidate in oci_layout.list_candidates(store):
+        data = oci_layout.read_blob_json(store, candidate.descriptor, "manifest")
+        doc = load_json(data, f"{store.location}: manifest {candidate.descriptor.digest}")
+        config = doc.get("config") if isinstance(doc, dict) else None
+        if isinstance(config, dict) and config.get("digest") == str(config_digest):
+            return candidate, data
+    return None
+
+
+def open_archive(store: TarStore, reference: str, selector: str | None) -> Image:
+    entry = choose(read_entries(store), selector, store.location)
+    config_bytes, config_digest = _read_config(store, entry.config)
+    what = f"{store.location}: config {config_digest}"
+    config_doc = load_json(config_bytes, what)
+    diff_ids_raw = (config_doc.get("rootfs") or {}).get("diff_ids") if isinstance(config_doc, dict) else None
+    if not isinstance(diff_ids_raw, list) or len(diff_ids_raw) != len(entry.layers):
+        raise ImageFormatError(
+            f"{store.location}: manifest.json lists {len(entry.layers)} layers but the config "
+            f"has {len(diff_ids_raw) if isinstance(diff_ids_raw, list) else 'no'} diff_ids"
+        )
+    diff_ids = [Digest.parse(d, f"{what} rootfs.diff_ids[{i}]") for i, d in enumerate(diff_ids_raw)]
+
+    found = _find_oci_manifest(store, config_digest)
+    if found is not None:
+        candidate, manifest_bytes = found
+        manifest_digest: Digest | None = candidate.descriptor.digest
+        media_type = candidate.descriptor.media_type
+    else:
+        layers = []
+        for path, diff_id in zip(entry.layers, diff_ids, strict=True):
+            if store.exists(path):
+                layers.append(_layer_descriptor(store, path, diff_id))
+            elif str(diff_id) in entry.layer_sources:
+                layers.append(entry.layer_sources[str(diff_id)])
+            else:
+                raise ImageNotFoundError(f"{store.location}: layer {path} is missing from the archive")
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": {"mediaType": DOCKER_CONFIG, "size": len(config_bytes), "digest": str(config_digest)},
+            "layers": layers,
+        }
+        manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+        manifest_digest = Digest.of_bytes(manifest_bytes)
+        media_type = DOCKER_MANIFEST
+    return build_image(
+        store=store,
+        reference=reference,
+        transport="docker-archive",
+        manifest_digest=manifest_digest,
+        manifest_media_type=media_type,
+        manifest_bytes=manifest_bytes,
+        tags=list(entry.repo_tags),
+        config_bytes=config_bytes,
+        layer_paths=entry.layers,
+    )

@@ -1,0 +1,55 @@
+"""Image references, spelled as skopeo spells them, and auto-detection of bare paths."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Final
+
+from imgtool.errors import ImageNotFoundError, UsageError
+
+OCI: Final = "oci"
+OCI_ARCHIVE: Final = "oci-archive"
+DOCKER_ARCHIVE: Final = "docker-archive"
+TRANSPORTS: Final = (OCI, OCI_ARCHIVE, DOCKER_ARCHIVE)
+
+
+@dataclass(frozen=True, slots=True)
+class Reference:
+    """``transport`` is None for a bare path, to be detected from what is there."""
+
+    transport: str | None
+    path: str
+    selector: str | None
+
+    def __str__(self) -> str:
+        if self.transport is None:
+            return self.path
+        tail = f":{self.selector}" if self.selector else ""
+        return f"{self.transport}:{self.path}{tail}"
+
+
+def parse_reference(text: str) -> Reference:
+    """``oci:DIR[:REF]``, ``oci-archive:PATH[:REF]``, ``docker-archive:PATH[:NAME:TAG|:@N]`` or a path.
+
+    As in skopeo, the path ends at the first colon; a path that itself holds a
+    colon is still found when the whole remainder names an existing file.
+    """
+    if not text:
+        raise UsageError("empty image reference")
+    for transport in TRANSPORTS:
+        prefix = transport + ":"
+        if text.startswith(prefix):
+            rest = text[len(prefix) :]
+            path, _, selector = rest.partition(":")
+            if not os.path.lexists(path) and os.path.lexists(rest):
+                path, selector = rest, ""
+            if not path:
+                raise UsageError(f"image reference {text!r} names no path")
+            return Reference(transport, path, selector or None)
+    return Reference(None, text, None)
+
+
+def require_exists(ref: Reference) -> None:
+    if not os.path.lexists(ref.path):
+        raise ImageNotFoundError(f"{ref.path}: no such file or directory")

@@ -1,0 +1,63 @@
+"""What ``inspect`` reports about an image, as plain data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imgtool.compression import sniff
+from imgtool.errors import ImgtoolError
+from imgtool.image import Image, Layer
+
+
+def layer_compression(layer: Layer) -> str:
+    """The compression the blob's magic bytes show ("absent" when the blob is not in the image)."""
+    try:
+        reader = layer.open_blob()
+    except ImgtoolError:
+        return "absent"
+    try:
+        return sniff(reader.read(6)).value
+    finally:
+        reader.close()
+
+
+def describe_image(image: Image) -> dict[str, Any]:
+    """The inspect document: one JSON-ready dict (schema in docs/json.md)."""
+    container = image.config.container
+    return {
+        "reference": image.reference,
+        "transport": image.transport,
+        "manifest_digest": str(image.manifest_digest) if image.manifest_digest else None,
+        "manifest_media_type": image.manifest_media_type,
+        "config_digest": str(image.config_digest),
+        "platform": str(image.platform),
+        "created": image.config.created,
+        "tags": list(image.tags),
+        "entrypoint": container.get("Entrypoint"),
+        "cmd": container.get("Cmd"),
+        "env": container.get("Env") or [],
+        "working_dir": container.get("WorkingDir") or None,
+        "user": container.get("User") or None,
+        "labels": container.get("Labels") or {},
+        "layers": [
+            {
+                "index": layer.index,
+                "digest": str(layer.digest),
+                "diff_id": str(layer.diff_id),
+                "size": layer.size,
+                "media_type": layer.media_type,
+                "compression": layer_compression(layer),
+                "created_by": layer.created_by,
+            }
+            for layer in image.layers
+        ],
+        "history": [
+            {
+                "created": h.created,
+                "created_by": h.created_by,
+                "comment": h.comment,
+                "empty_layer": h.empty_layer,
+            }
+            for h in image.config.history
+        ],
+    }

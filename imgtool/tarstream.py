@@ -1,0 +1,234 @@
+"""A layer's entries: names made canonical, whiteouts classified, unsafe names refused.
+
+Everything that reads a layer goes through here, so the rules for names live in
+one place: ``./a``, ``/a`` and ``a/`` are the same path ``a``; ``a/../b`` is ``b``;
+a name that climbs above the root is refused, as is an entry that would replace
+the root with anything but a directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from imgtool import whiteout
+from imgtool.errors import LayerError, UnsafePathError
+from imgtool.tarreader import (
+    BLOCKDEV,
+    CHAR,
+    DIRECTORY,
+    FIFO,
+    HARDLINK,
+    REGULAR,
+    SYMLINK,
+    Readable,
+    TarHeader,
+    TarReader,
+)
+
+FILE: Final = 0
+DIR: Final = 1
+SYMLINK_KIND: Final = 2
+HARDLINK_KIND: Final = 3
+CHARDEV: Final = 4
+BLOCKDEV_KIND: Final = 5
+FIFO_KIND: Final = 6
+WHITEOUT: Final = 7
+OPAQUE: Final = 8
+
+KIND_NAMES: Final = {
+    FILE: "file",
+    DIR: "dir",
+    SYMLINK_KIND: "symlink",
+    HARDLINK_KIND: "hardlink",
+    CHARDEV: "char",
+    BLOCKDEV_KIND: "block",
+    FIFO_KIND: "fifo",
+    WHITEOUT: "whiteout",
+    OPAQUE: "opaque",
+}
+_TYPEFLAG_KINDS: Final = {
+    REGULAR: FILE,
+    DIRECTORY: DIR,
+    SYMLINK: SYMLINK_KIND,
+    HARDLINK: HARDLINK_KIND,
+    CHAR: CHARDEV,
+    BLOCKDEV: BLOCKDEV_KIND,
+    FIFO: FIFO_KIND,
+}
+
+
+@dataclass(slots=True)
+class Entry:
+    """One entry of a layer, as the layer states it.
+
+    ``path`` is canonical (``b""`` is the root). ``link`` is a symlink's target as
+    written, a hardlink's canonical target path, or empty. For WHITEOUT, ``path``
+    is what is deleted; for OPAQUE, the directory whose lower contents are hidden.
+    ``digest`` is the sha256 of a regular file's content, when it was computed.
+    """
+
+    path: bytes
+    kind: int
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    link: bytes
+    devmajor: int
+    devminor: int
+    xattrs: dict[str, bytes] | None
+    digest: bytes | None
+    ordinal: int
+
+    @property
+    def kind_name(self) -> str:
+        return KIND_NAMES[self.kind]
+
+    def as_tuple(self) -> tuple[object, ...]:
+        return (
+            self.path, self.kind, self.mode, self.uid, self.gid, self.size, self.mtime_ns,
+            self.link, self.devmajor, self.devminor, self.xattrs, self.digest, self.ordinal,
+        )  # fmt: skip
+
+    @classmethod
+    def from_tuple(cls, values: tuple[object, ...]) -> Entry:
+        return cls(*values)  # type: ignore[arg-type]
+
+
+def display(path: bytes) -> str:
+    """A path for messages and tables: ``/`` rooted, undecodable bytes escaped."""
+    return "/" + path.decode("utf-8", "backslashreplace")
+
+
+def clean_path(raw: bytes) -> bytes:
+    """The canonical form of an archive path, or UnsafePathError if it leaves the root."""
+    if not raw.startswith(b"/") and b"." not in raw and b"//" not in raw and not raw.endswith(b"/"):
+        if b"\x00" in raw:
+            raise UnsafePathError(f"path {raw!r} contains a NUL byte")
+        return raw
+    parts: list[bytes] = []
+    for component in raw.split(b"/"):
+        if component in (b"", b"."):
+            continue
+        if component == b"..":
+            if not parts:
+                raise UnsafePathError(f"path {raw.decode('utf-8', 'backslashreplace')!r} escapes the root")
+            parts.pop()
+            continue
+        if b"\x00" in component:
+            raise UnsafePathError(f"path {raw!r} contains a NUL byte")
+        parts.append(component)
+    return b"/".join(parts)
+
+
+def split_path(path: bytes) -> tuple[bytes, bytes]:
+    """(parent, basename) of a canonical path."""
+    cut = path.rfind(b"/")
+    if cut < 0:
+        return b"", path
+    return path[:cut], path[cut + 1 :]
+
+
+def join_path(parent: bytes, name: bytes) -> bytes:
+    return parent + b"/" + name if parent else name
+
+
+def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entry]:
+    """Classify one tar member; usually one entry, none for AUFS bookkeeping, two for an opaque dir."""
+    name = header.name.decode("utf-8", "backslashreplace")
+    try:
+        path = clean_path(header.name)
+    except UnsafePathError as exc:
+        raise UnsafePathError(f"{what}: entry {name!r}: {exc}") from None
+    parent, base = split_path(path)
+    kind = _TYPEFLAG_KINDS.get(header.typeflag)
+    if kind is None:
+        raise LayerError(f"{what}: entry {name!r}: unsupported tar entry type {header.typeflag!r}")
+
+    if whiteout.is_opaque_marker(base):
+        return [_marker(OPAQUE, parent, header, ordinal)]
+    if whiteout.is_aufs_meta(base):
+        return []
+    target = whiteout.whiteout_target(base)
+    if target is not None:
+        if target in (b"", b".", b".."):
+            raise UnsafePathError(f"{what}: entry {name!r}: whiteout names no file ({target!r})")
+        return [_marker(WHITEOUT, join_path(parent, target), header, ordinal)]
+    if whiteout.is_overlay_whiteout(kind == CHARDEV, header.devmajor, header.devminor):
+        if not path:
+            raise UnsafePathError(f"{what}: entry {name!r}: whiteout of the root directory")
+        return [_marker(WHITEOUT, path, header, ordinal)]
+
+    if not path and kind != DIR:
+        raise UnsafePathError(
+            f"{what}: entry {name!r}: refusing to replace the root directory with a non-directory"
+        )
+    link = b""
+    if kind == SYMLINK_KIND:
+        link = header.linkname
+        if not link:
+            raise LayerError(f"{what}: entry {name!r}: symlink with an empty target")
+    elif kind == HARDLINK_KIND:
+        try:
+            link = clean_path(header.linkname)
+        except UnsafePathError as exc:
+            raise UnsafePathError(f"{what}: entry {name!r}: hardlink target {exc}") from None
+        if not link:
+            raise UnsafePathError(f"{what}: entry {name!r}: hardlink to the root directory")
+    opaque = kind == DIR and whiteout.has_opaque_xattr(header.xattrs)
+    xattrs = whiteout.strip_overlay_xattrs(header.xattrs)
+    entry = Entry(
+        path, kind, header.mode, header.uid, header.gid, header.size, header.mtime_ns,
+        link, header.devmajor, header.devminor, xattrs, None, ordinal,
+    )  # fmt: skip
+    if opaque:
+        return [entry, _marker(OPAQUE, path, header, ordinal)]
+    return [entry]
+
+
+def _marker(kind: int, path: bytes, header: TarHeader, ordinal: int) -> Entry:
+    return Entry(path, kind, 0, 0, 0, 0, header.mtime_ns, b"", 0, 0, None, None, ordinal)
+
+
+class LayerReader:
+    """Walk a layer's uncompressed tar stream entry by entry.
+
+    While iterating, the data of the current regular file can be read with
+    :meth:`read_data`; whatever is not read is skipped. With ``hash_content``
+    each regular file's sha256 is computed (and its data consumed) as it passes.
+    """
+
+    def __init__(
+        self,
+        stream: Readable,
+        what: str,
+        warn: Callable[[str], None] | None = None,
+        hash_content: bool = False,
+    ) -> None:
+        self.what = what
+        self._tar = TarReader(stream, what, warn)
+        self._hash_content = hash_content
+
+    def __iter__(self) -> Iterator[Entry]:
+        for ordinal, header in enumerate(self._tar):
+            for entry in entries_from_header(header, ordinal, self.what):
+                if self._hash_content and entry.kind == FILE:
+                    entry.digest = self._hash_data()
+                yield entry
+
+    def _hash_data(self) -> bytes:
+        hasher = hashlib.sha256()
+        while chunk := self._tar.read_data():
+            hasher.update(chunk)
+        return hasher.digest()
+
+    def read_data(self, n: int = 1 << 20) -> bytes:
+        return self._tar.read_data(n)
+
+    def drain(self) -> int:
+        """Consume whatever follows the archive; returns the number of trailing bytes."""
+        return self._tar.drain()

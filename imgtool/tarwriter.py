@@ -1,0 +1,135 @@
+"""A small deterministic PAX tar writer: raw byte names, nanosecond mtimes, binary xattrs."""
+
+from __future__ import annotations
+
+from typing import BinaryIO, Final
+
+from imgtool.tarreader import BLOCK
+
+_ZERO: Final = bytes(BLOCK)
+_MAX_OCTAL: Final = {8: 0o7777777, 12: 0o77777777777}
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\x00" % (width - 1, value)
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + 1
+    while len(str(length).encode()) + len(body) != length:
+        length = len(str(length).encode()) + len(body)
+    return str(length).encode() + body
+
+
+def _header(
+    name: bytes,
+    typeflag: bytes,
+    *,
+    mode: int = 0,
+    uid: int = 0,
+    gid: int = 0,
+    size: int = 0,
+    mtime: int = 0,
+    linkname: bytes = b"",
+    devmajor: int = 0,
+    devminor: int = 0,
+) -> bytes:
+    block = bytearray(BLOCK)
+    block[0:100] = name[:100].ljust(100, b"\x00")
+    block[100:108] = _octal(mode, 8)
+    block[108:116] = _octal(uid, 8)
+    block[116:124] = _octal(gid, 8)
+    block[124:136] = _octal(size, 12)
+    block[136:148] = _octal(mtime, 12)
+    block[148:156] = b" " * 8
+    block[156:157] = typeflag
+    block[157:257] = linkname[:100].ljust(100, b"\x00")
+    block[257:265] = b"ustar\x0000"
+    block[329:337] = _octal(devmajor, 8)
+    block[337:345] = _octal(devminor, 8)
+    block[148:156] = b"%06o\x00 " % sum(block)
+    return bytes(block)
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class TarWriter:
+    """Writes members to a binary stream; call :meth:`close` to write the end-of-archive blocks."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.bytes_written = 0
+
+    def _write(self, data: bytes | memoryview) -> None:
+        self._out.write(data)
+        self.bytes_written += len(data)
+
+    def add(
+        self,
+        name: bytes,
+        typeflag: bytes,
+        *,
+        mode: int = 0,
+        uid: int = 0,
+        gid: int = 0,
+        size: int = 0,
+        mtime_ns: int = 0,
+        linkname: bytes = b"",
+        devmajor: int = 0,
+        devminor: int = 0,
+        xattrs: dict[str, bytes] | None = None,
+    ) -> None:
+        """Write one member's header(s); a regular file's data must follow via :meth:`write_data`."""
+        records: list[bytes] = []
+        if len(name) > 100 or not name.isascii():
+            records.append(_pax_record(b"path", name))
+        if len(linkname) > 100 or not linkname.isascii():
+            records.append(_pax_record(b"linkpath", linkname))
+        for field, number, width in ((b"uid", uid, 8), (b"gid", gid, 8), (b"size", size, 12)):
+            if not 0 <= number <= _MAX_OCTAL[width]:
+                records.append(_pax_record(field, str(number).encode()))
+        seconds, nanos = divmod(mtime_ns, 1_000_000_000)
+        if nanos or not 0 <= seconds <= _MAX_OCTAL[12]:
+            text = str(seconds) + (("." + f"{nanos:09d}".rstrip("0")) if nanos else "")
+            records.append(_pax_record(b"mtime", text.encode()))
+        for xattr, value in sorted((xattrs or {}).items()):
+            records.append(_pax_record(b"SCHILY.xattr." + xattr.encode("utf-8", "surrogateescape"), value))
+        if not (_is_utf8(name) and _is_utf8(linkname)):
+            records.insert(0, _pax_record(b"hdrcharset", b"BINARY"))
+        if records:
+            pax = b"".join(records)
+            base = name.rstrip(b"/").rsplit(b"/", 1)[-1][:90] or b"root"
+            self._write(_header(b"PaxHeaders/" + base, b"x", mode=0o644, size=len(pax)))
+            self._write(pax)
+            self._write(_ZERO[: -len(pax) % BLOCK])
+        self._write(
+            _header(
+                name,
+                typeflag,
+                mode=mode,
+                uid=min(max(uid, 0), _MAX_OCTAL[8]),
+                gid=min(max(gid, 0), _MAX_OCTAL[8]),
+                size=min(size, _MAX_OCTAL[12]),
+                mtime=min(max(seconds, 0), _MAX_OCTAL[12]),
+                linkname=linkname,
+                devmajor=devmajor,
+                devminor=devminor,
+            )
+        )
+
+    def write_data(self, data: bytes | memoryview) -> None:
+        self._write(data)
+
+    def end_data(self, size: int) -> None:
+        """Pad a regular file's data (of ``size`` bytes) to a whole block."""
+        self._write(_ZERO[: -size % BLOCK])
+
+    def close(self) -> None:
+        self._write(_ZERO + _ZERO)
