@@ -317,6 +317,410 @@ def _free_space(output: str) -> int | None:
     return st.f_bavail * st.f_frsize
 
 
+def _merged(
+    img: Image,
+    *,
+    no_cache: bool,
+    quiet: bool = False,
+    upto: int | None = None,
+    recorder: Any = None,
+) -> Any:
+    from imgtool.view import merged_view
+
+    return merged_view(
+        img, upto=upto, cache=cache_for(no_cache), progress=progress_for(quiet), recorder=recorder, warn=warn
+    )
+
+
+def _mode(entry: Any) -> str:
+    return f"{entry.mode:04o}"
+
+
+@cli.command("which-layer")
+@image_argument
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@platform_option
+@no_cache_option
+@quiet_option
+@output_options
+def which_layer(
+    image: str,
+    paths: tuple[str, ...],
+    platform: str | None,
+    no_cache: bool,
+    quiet: bool,
+    as_json: bool,
+    table_format: str,
+) -> None:
+    """Say which layer supplies each PATH, and what every layer did to it.
+
+    PATH may be a shell pattern ('/usr/lib/*.so*'); symlinks in PATH are followed
+    inside the image, as a container would see them. Exits 1 if a path is absent.
+
+    \b
+    Example:
+      imgtool which-layer img.tar /etc/passwd '/usr/bin/*'
+    """
+    from imgtool.changes import ChangeLog
+    from imgtool.which import answers_for, to_json
+
+    log = ChangeLog()
+    with opened(image, platform) as img:
+        view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, recorder=log)
+        answers = answers_for(view.tree, log, list(paths))
+        if as_json:
+            click.echo(to_json_list([to_json(img, a) for a in answers]))
+        else:
+            for number, item in enumerate(answers):
+                if number:
+                    click.echo()
+                _render_answer(img, item, table_format)
+    if not all(a.exists for a in answers):
+        sys.exit(1)
+
+
+def to_json_list(items: list[Any]) -> str:
+    return to_json(items)
+
+
+def _render_answer(img: Image, item: Any, table_format: str) -> None:
+    from imgtool.tarstream import display
+
+    if item.unmatched_pattern:
+        click.echo(f"{item.asked}: no path in the image matches")
+        return
+    name = display(item.path)
+    node = item.node
+    if node is None:
+        removed = item.removed_by
+        if removed is not None:
+            layer = img.layers[removed.layer]
+            click.echo(
+                f"{name}: not in the image: {removed.change} by layer {removed.layer} ({short(layer.digest)})"
+            )
+        else:
+            click.echo(f"{name}: not in the image: no layer ever had it")
+    else:
+        layer_text = "the base (implied root)" if node.layer < 0 else f"layer {node.layer}"
+        click.echo(f"{name}")
+        for step in item.via:
+            target = step.target.decode("utf-8", "backslashreplace")
+            click.echo(f"  via symlink {display(step.path)} -> {target} (layer {step.layer})")
+        if node.layer >= 0:
+            layer = img.layers[node.layer]
+            click.echo(
+                f"  supplied by {layer_text}  {short(layer.digest)}  {_one_line(layer.created_by, 70)}"
+            )
+        content = node.content
+        if content is None:
+            click.echo("  dir  0755  0:0  (implied by entries below it)")
+        else:
+            entry = node.entry
+            kind = entry.kind_name if entry is not None else "dir"
+            size = human_size(content.size) if content.kind == 0 else "-"
+            link = f"  -> {_linkname_text(entry)}" if entry is not None and entry.link else ""
+            click.echo(f"  {kind}  {size}  {_mode(content)}  {content.uid}:{content.gid}{link}")
+    if item.history:
+        rows = [
+            (c.layer, short(img.layers[c.layer].digest), c.change, ", ".join(c.what) or "-", c.kind)
+            for c in item.history
+        ]
+        lines = table(rows, ["layer", "digest", "change", "what", "type"], table_format).splitlines()
+        click.echo("  history:")
+        for line in lines:
+            click.echo(f"    {line}")
+
+
+def _linkname_text(entry: Any) -> str:
+    from imgtool.tarstream import SYMLINK_KIND, display
+
+    if entry.kind == SYMLINK_KIND:
+        return str(entry.link.decode("utf-8", "backslashreplace"))
+    return display(entry.link)
+
+
+@cli.command("ls")
+@image_argument
+@click.argument("path", default="/", required=False)
+@click.option("-R", "--recursive", is_flag=True, help="List everything below PATH.")
+@click.option("--layer", "layer_number", type=int, metavar="N", help="The tree as it stood after layer N.")
+@click.option(
+    "--only", is_flag=True, help="With --layer: only layer N's own entries (whiteouts as deletions)."
+)
+@platform_option
+@no_cache_option
+@quiet_option
+@output_options
+def ls(
+    image: str,
+    path: str,
+    recursive: bool,
+    layer_number: int | None,
+    only: bool,
+    platform: str | None,
+    no_cache: bool,
+    quiet: bool,
+    as_json: bool,
+    table_format: str,
+) -> None:
+    """List the image's tree like ls -l, with the layer that supplied each entry.
+
+    \b
+    Examples:
+      imgtool ls img.tar /etc
+      imgtool ls img.tar / -R --layer 2 --only
+    """
+    from imgtool.index import index_image
+    from imgtool.listing import list_layer, list_tree, mode_string, row_json, time_string
+    from imgtool.tarstream import display
+    from imgtool.view import check_layer_number
+    from imgtool.which import normalize_query
+
+    if only and layer_number is None:
+        raise UsageError("--only needs --layer N")
+    target = normalize_query(path)
+    with opened(image, platform) as img:
+        check_layer_number(img, layer_number, "--layer")
+        if only:
+            assert layer_number is not None
+            indexes = index_image(
+                img,
+                cache=cache_for(no_cache),
+                progress=progress_for(quiet or as_json),
+                upto=layer_number,
+                warn=warn,
+            )
+            rows = list_layer(indexes[layer_number], layer_number, target)
+        else:
+            view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, upto=layer_number)
+            rows = list_tree(view.tree, target, recursive)
+        digests = [str(layer.digest) for layer in img.layers]
+    if as_json:
+        click.echo(to_json([row_json(r, digests) for r in rows]))
+        return
+    table_rows = []
+    for row in rows:
+        entry = row.entry
+        name = display(row.path)
+        if row.kind in ("whiteout", "opaque"):
+            name = f"{name} ({'deleted' if row.kind == 'whiteout' else 'opaque: lower contents hidden'})"
+        elif row.target is not None:
+            name = f"{name} {'->' if row.kind == 'symlink' else '=>'} {row.target}"
+        table_rows.append(
+            (
+                mode_string(entry),
+                f"{entry.uid}:{entry.gid}",
+                str(entry.size) if entry.kind == 0 else "",
+                time_string(entry.mtime_ns),
+                "-" if row.layer is None else str(row.layer),
+                name,
+            )
+        )
+    click.echo(table(table_rows, ["mode", "owner", "size", "mtime", "layer", "path"], table_format))
+
+
+@cli.command("cat")
+@image_argument
+@click.argument("path")
+@platform_option
+@no_cache_option
+def cat(image: str, path: str, platform: str | None, no_cache: bool) -> None:
+    """Write a file's bytes, as the final image has them, to stdout.
+
+    Symlinks are followed inside the image. Only the layer holding the file is read.
+
+    \b
+    Example:
+      imgtool cat img.tar /etc/os-release
+    """
+    from imgtool.readfile import read_file
+    from imgtool.which import normalize_query
+
+    with opened(image, platform) as img:
+        view = _merged(img, no_cache=no_cache, quiet=True)
+        out = sys.stdout.buffer
+        read_file(img, view.tree, normalize_query(path), out)
+        out.flush()
+
+
+@cli.group("diff")
+def diff_group() -> None:
+    """Compare layers of one image, or two images."""
+
+
+@diff_group.command("layers")
+@image_argument
+@click.argument("first", type=int, required=False, metavar="[A")
+@click.argument("second", type=int, required=False, metavar="[B]]")
+@click.option("-v", "--verbose", is_flag=True, help="List every change of every layer.")
+@click.option("--top", default=10, show_default=True, help="How many space-wasting paths to show.")
+@platform_option
+@no_cache_option
+@quiet_option
+@output_options
+def diff_layers(
+    image: str,
+    first: int | None,
+    second: int | None,
+    verbose: bool,
+    top: int,
+    platform: str | None,
+    no_cache: bool,
+    quiet: bool,
+    as_json: bool,
+    table_format: str,
+) -> None:
+    """What each layer added, modified and deleted; or what changed from layer A to layer B.
+
+    \b
+    Examples:
+      imgtool diff layers img.tar            # a summary per layer, and wasted space
+      imgtool diff layers img.tar 3 -v       # every change of layer 3
+      imgtool diff layers img.tar 1 4        # the rootfs after layer 1 against after layer 4
+    """
+    from imgtool.changes import ChangeLog
+    from imgtool.diff import change_json, compare_trees, efficiency, summarize_layers
+    from imgtool.view import apply_indexes, check_layer_number
+
+    log = ChangeLog()
+    with opened(image, platform) as img:
+        check_layer_number(img, first, "A =")
+        check_layer_number(img, second, "B =")
+        if first is not None and second is not None:
+            if first >= second:
+                raise UsageError(f"A must be below B: got A={first}, B={second}")
+            view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, upto=second)
+            changes = compare_trees(apply_indexes(img, view.indexes, upto=first), view.tree)
+            if as_json:
+                click.echo(
+                    to_json({"from": first, "to": second, "changes": [change_json(c) for c in changes]})
+                )
+            else:
+                _render_changes(changes, table_format)
+            return
+        view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, recorder=log)
+        summaries = summarize_layers(img, log)
+        waste = efficiency(view, log, top)
+    if first is not None:
+        summaries = [summaries[first]]
+        verbose = True
+    if as_json:
+        docs = [
+            {
+                "index": s.index,
+                "digest": s.digest,
+                "created_by": s.created_by,
+                "changes": [change_json(c) for c in s.changes],
+                "summary": {
+                    "added": s.added,
+                    "modified": s.modified,
+                    "metadata_only": s.metadata_only,
+                    "deleted": s.deleted,
+                    "bytes_added": s.bytes_added,
+                    "bytes_unreachable": s.bytes_unreachable,
+                },
+            }
+            for s in summaries
+        ]
+        click.echo(to_json(docs))
+        return
+    rows = [
+        (
+            s.index,
+            _one_line(s.created_by, 50),
+            s.added,
+            f"{s.modified} ({s.metadata_only} metadata only)" if s.metadata_only else s.modified,
+            s.deleted,
+            human_size(s.bytes_added),
+            human_size(s.bytes_unreachable),
+        )
+        for s in summaries
+    ]
+    headers = ["#", "created_by", "added", "modified", "deleted", "bytes added", "bytes made unreachable"]
+    click.echo(table(rows, headers, table_format))
+    if verbose:
+        for s in summaries:
+            click.echo(f"\nlayer {s.index} ({short(s.digest)}): {_one_line(s.created_by, 80)}")
+            _render_changes(s.changes, table_format)
+    if first is None:
+        click.echo()
+        click.echo(
+            f"Image efficiency: {waste.score * 100:.1f}%  (layers store {human_size(waste.stored_bytes)}, "
+            f"the final tree holds {human_size(waste.final_bytes)}, wasted {human_size(waste.wasted_bytes)})"
+        )
+        if waste.top_wasters:
+            from imgtool.tarstream import display
+
+            top_rows = [(human_size(b), n, display(p)) for p, b, n in waste.top_wasters]
+            click.echo(table(top_rows, ["wasted", "versions lost", "path"], table_format))
+
+
+def _render_changes(changes: list[Any], table_format: str) -> None:
+    from imgtool.tarstream import display
+
+    rows = [
+        (c.change, c.kind, human_size(c.size) if c.kind == "file" else "", ", ".join(c.what), display(c.path))
+        for c in changes
+    ]
+    click.echo(table(rows, ["change", "type", "size", "what", "path"], table_format))
+
+
+@diff_group.command("images")
+@click.argument("image1", metavar="IMAGE1")
+@click.argument("image2", metavar="IMAGE2")
+@platform_option
+@no_cache_option
+@quiet_option
+@output_options
+def diff_images(
+    image1: str,
+    image2: str,
+    platform: str | None,
+    no_cache: bool,
+    quiet: bool,
+    as_json: bool,
+    table_format: str,
+) -> None:
+    """Compare the final trees of two images. Exits 0 if identical, 1 if they differ.
+
+    \b
+    Example:
+      imgtool diff images old.tar new.tar
+    """
+    from imgtool.diff import change_json, compare_trees, shared_layers
+
+    with opened(image1, platform) as first, opened(image2, platform) as second:
+        view1 = _merged(first, no_cache=no_cache, quiet=quiet or as_json)
+        view2 = _merged(second, no_cache=no_cache, quiet=quiet or as_json)
+        changes = compare_trees(view1.tree, view2.tree)
+        base, shared = shared_layers(first, second)
+    counts = {word: sum(1 for c in changes if c.change == word) for word in ("added", "modified", "deleted")}
+    if as_json:
+        click.echo(
+            to_json(
+                {
+                    "first": image1,
+                    "second": image2,
+                    "identical": not changes,
+                    "shared_base_layers": base,
+                    "shared_diff_ids": shared,
+                    "changes": [change_json(c) for c in changes],
+                    "summary": counts,
+                }
+            )
+        )
+    else:
+        if changes:
+            _render_changes(changes, table_format)
+            click.echo()
+        click.echo(
+            f"{counts['added']} added, {counts['modified']} modified, {counts['deleted']} deleted; "
+            f"{len(shared)} layers in common ({base} shared base layers)"
+        )
+    if changes:
+        sys.exit(1)
+
+
 # -- entry point -------------------------------------------------------------------------------
 
 

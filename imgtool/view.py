@@ -28,6 +28,20 @@ def check_layer_number(image: Image, number: int | None, option: str = "--layers
         raise UsageError(f"{option} {number}: the image has layers 0 to {len(image.layers) - 1}")
 
 
+def apply_indexes(
+    image: Image, indexes: list[LayerIndex], upto: int | None = None, recorder: ChangeRecorder | None = None
+) -> Tree:
+    """Apply the indexed layers ``0..upto`` (all by default), bottom first."""
+    tree = Tree()
+    count = len(indexes) if upto is None else upto + 1
+    for number, index in enumerate(indexes[:count]):
+        try:
+            tree.apply(number, index.entries, recorder)
+        except ImgtoolError as exc:
+            raise type(exc)(f"{image.layers[number].what}: {exc}") from exc
+    return tree
+
+
 def merged_view(
     image: Image,
     *,
@@ -41,10 +55,4 @@ def merged_view(
     """Index the layers (``0..upto``, all by default) and apply them bottom first."""
     check_layer_number(image, upto)
     indexes = index_image(image, cache=cache, progress=progress, max_size=max_size, upto=upto, warn=warn)
-    tree = Tree()
-    for number, index in enumerate(indexes):
-        try:
-            tree.apply(number, index.entries, recorder)
-        except ImgtoolError as exc:
-            raise type(exc)(f"{image.layers[number].what}: {exc}") from exc
-    return MergedView(image, indexes, tree)
+    return MergedView(image, indexes, apply_indexes(image, indexes, recorder=recorder))

@@ -1,0 +1,129 @@
+"""What each layer did to each path, recorded while the layers are applied.
+
+The words: ``added``, ``modified`` (with what changed: type, content, mode,
+owner, mtime, link, xattrs, device), ``deleted`` (a whiteout), ``hidden`` (an
+opaque directory above it), ``replaced`` (an ancestor, or the path itself,
+was replaced by something else).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Final
+
+from imgtool.overlay import DELETED, HIDDEN, REPLACED, ChangeRecorder, Node
+from imgtool.tarstream import DIR, FILE, KIND_NAMES, Entry
+
+ADDED: Final = "added"
+MODIFIED: Final = "modified"
+REMOVALS: Final = frozenset({DELETED, HIDDEN, REPLACED})
+METADATA_FIELDS: Final = frozenset({"mode", "owner", "mtime", "xattrs"})
+
+
+def kind_name(node: Node) -> str:
+    """The type a path has in the filesystem: a hardlink is whatever its inode is."""
+    content = node.content
+    return "dir" if content is None else KIND_NAMES[content.kind]
+
+
+def file_size(node: Node) -> int:
+    content = node.content
+    return content.size if content is not None and content.kind == FILE else 0
+
+
+def differences(old: Node, new: Node) -> tuple[str, ...]:
+    """What differs between two states of a path, in a fixed order."""
+    a, b = old.content, new.content
+    if a is None or b is None:
+        if a is None and b is None:
+            return ()
+        present = a if a is not None else b
+        assert present is not None
+        return _implied_vs(present)
+    what: list[str] = []
+    if a.kind != b.kind:
+        return ("type",)
+    if a.kind == FILE and not _same_content(a, b):
+        what.append("content")
+    if a.mode != b.mode:
+        what.append("mode")
+    if (a.uid, a.gid) != (b.uid, b.gid):
+        what.append("owner")
+    if a.mtime_ns != b.mtime_ns:
+        what.append("mtime")
+    if a.link != b.link:
+        what.append("link")
+    if (a.xattrs or {}) != (b.xattrs or {}):
+        what.append("xattrs")
+    if (a.devmajor, a.devminor) != (b.devmajor, b.devminor):
+        what.append("device")
+    return tuple(what)
+
+
+def _implied_vs(entry: Entry) -> tuple[str, ...]:
+    """A directory that exists implicitly (0755 root:root, epoch mtime) against a stated one."""
+    if entry.kind != DIR:
+        return ("type",)
+    what = []
+    if entry.mode != 0o755:
+        what.append("mode")
+    if (entry.uid, entry.gid) != (0, 0):
+        what.append("owner")
+    if entry.mtime_ns != 0:
+        what.append("mtime")
+    if entry.xattrs:
+        what.append("xattrs")
+    return tuple(what)
+
+
+def _same_content(a: Entry, b: Entry) -> bool:
+    if a.size != b.size:
+        return False
+    if a.digest is not None and b.digest is not None:
+        return a.digest == b.digest
+    return a is b
+
+
+def is_metadata_only(what: tuple[str, ...]) -> bool:
+    return bool(what) and set(what) <= METADATA_FIELDS
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    layer: int
+    path: bytes
+    change: str
+    kind: str
+    size: int
+    what: tuple[str, ...] = ()
+    unreachable: int = 0  # bytes of lower layers' files this change hides or replaces
+
+
+@dataclass
+class ChangeLog(ChangeRecorder):
+    """Every change of every layer, in the order the layers made them."""
+
+    changes: list[Change] = field(default_factory=list)
+
+    def added(self, layer: int, path: bytes, node: Node) -> None:
+        self.changes.append(Change(layer, path, ADDED, kind_name(node), file_size(node)))
+
+    def modified(self, layer: int, path: bytes, old: Node, new: Node) -> None:
+        lost = file_size(old) if old.inode != new.inode else 0
+        self.changes.append(
+            Change(layer, path, MODIFIED, kind_name(new), file_size(new), differences(old, new), lost)
+        )
+
+    def removed(self, layer: int, path: bytes, node: Node, reason: str) -> None:
+        size = file_size(node)
+        self.changes.append(Change(layer, path, reason, kind_name(node), size, (), size))
+
+    def by_layer(self) -> dict[int, list[Change]]:
+        grouped: dict[int, list[Change]] = defaultdict(list)
+        for change in self.changes:
+            grouped[change.layer].append(change)
+        return grouped
+
+    def for_path(self, path: bytes) -> list[Change]:
+        return [c for c in self.changes if c.path == path]

@@ -1,0 +1,44 @@
+"""cat: a file's bytes as the final image has them, read from the one layer that holds them."""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from imgtool.errors import ImageNotFoundError, LayerError, UsageError
+from imgtool.image import Image
+from imgtool.overlay import Tree
+from imgtool.tarstream import DIR, FILE, LayerReader, display
+
+
+def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: int | None = None) -> int:
+    """Write the content of ``path`` (symlinks followed, inside the image) to ``out``.
+
+    The layer is read to its end afterwards, so a digest mismatch is still reported.
+    """
+    resolved, node, _ = tree.resolve(path, follow_last=True)
+    if node is None:
+        raise ImageNotFoundError(f"{display(path)}: no such file in the image")
+    content = node.content
+    if node.is_dir or content is None or content.kind == DIR:
+        raise UsageError(f"{display(path)}: is a directory")
+    if content.kind != FILE:
+        raise UsageError(f"{display(path)}: is not a regular file ({content.kind_name})")
+    inode = node.inode
+    assert inode is not None
+    layer = image.layers[inode[0]]
+    written = 0
+    with layer.open(max_size) as stream:
+        reader = LayerReader(stream, layer.what)
+        for entry in reader:
+            if entry.ordinal != content.ordinal:
+                continue
+            if entry.path != content.path:
+                raise LayerError(f"{layer.what}: entry {entry.ordinal} differs from the layer's index")
+            while chunk := reader.read_data():
+                out.write(chunk)
+                written += len(chunk)
+            break
+        stream.finish(reader)
+    if written != content.size:
+        raise LayerError(f"{layer.what}: {display(resolved)} is shorter than its header says")
+    return written
