@@ -61,6 +61,10 @@ class TarHeader:
     data_offset: int = 0  # where its data starts
 
 
+class _FieldError(ValueError):
+    """A header field that is not a number; reported with the stream and offset by the reader."""
+
+
 def _parse_number(field_bytes: bytes, what: str) -> int:
     if field_bytes and field_bytes[0] & 0x80:
         # GNU base-256: big-endian two's complement, the top bit marking the encoding.
@@ -73,7 +77,7 @@ def _parse_number(field_bytes: bytes, what: str) -> int:
     try:
         return int(text, 8)
     except ValueError:
-        raise LayerError(f"invalid number in tar header field {what}: {field_bytes!r}") from None
+        raise _FieldError(f"invalid number in field {what}: {field_bytes!r}") from None
 
 
 def _cstring(field_bytes: bytes) -> bytes:
@@ -247,7 +251,10 @@ class TarReader:
                 return None
             typeflag = block[156:157]
             if typeflag in (_PAX, _PAX_GLOBAL, _GNU_LONGNAME, _GNU_LONGLINK):
-                size = _parse_number(block[124:136], "size")
+                try:
+                    size = _parse_number(block[124:136], "size")
+                except _FieldError as exc:
+                    raise LayerError(f"{self._what}: tar header at offset {start}: {exc}") from None
                 if size < 0 or size > _MAX_META_SIZE:
                     raise LayerError(f"{self._what}: extended header of {size} bytes at offset {start}")
                 data = self._read_meta(size)
@@ -260,7 +267,10 @@ class TarReader:
                 continue  # global headers carry nothing imgtool uses
             if typeflag == _GNU_VOLUME:
                 continue
-            header = self._build(block, start, pax, long_name, long_link)
+            try:
+                header = self._build(block, start, pax, long_name, long_link)
+            except _FieldError as exc:
+                raise LayerError(f"{self._what}: tar header at offset {start}: {exc}") from None
             self.member_count += 1
             return header
 
@@ -278,7 +288,11 @@ class TarReader:
                 raise LayerError(f"{self._what}: non-zero block after a zero block at offset {start + BLOCK}")
             self._ended = True
             return None
-        if not _checksum_ok(block):
+        try:
+            valid = _checksum_ok(block)
+        except _FieldError:
+            valid = False
+        if not valid:
             raise LayerError(f"{self._what}: invalid tar header (bad checksum) at offset {start}")
         return block
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from imgtool.errors import ImageFormatError, ImgtoolError
+from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError
 from imgtool.image import Image
 from imgtool.model import Platform
 from imgtool.sources import docker_archive, oci_layout
@@ -62,13 +62,17 @@ def open_image(reference: str, platform: str | Platform | None = None) -> Image:
     try:
         if transport == DOCKER_ARCHIVE:
             assert isinstance(store, TarStore)
-            return docker_archive.open_archive(store, str(ref), ref.selector)
-        return oci_layout.open_layout(
-            store=store, reference=str(ref), transport=transport, selector=ref.selector, platform=wanted
-        )
+            image = docker_archive.open_archive(store, str(ref), ref.selector)
+        else:
+            image = oci_layout.open_layout(
+                store=store, reference=str(ref), transport=transport, selector=ref.selector, platform=wanted
+            )
+        if wanted is not None and not wanted.matches(image.platform):
+            raise ImageNotFoundError(f"{ref.path}: no image for platform {wanted}; the image is {image.platform}")
     except BaseException:
         store.close()
         raise
+    return image
 
 
 def list_images(reference: str) -> list[str]:

@@ -83,8 +83,10 @@ def _expand(
     if desc.media_type in MANIFEST_TYPES:
         found.append(Candidate(desc, desc.platform or platform, tags))
     elif desc.media_type in INDEX_TYPES:
-        if desc.digest in seen or depth >= _MAX_INDEX_DEPTH:
+        if desc.digest in seen:
             raise ImageFormatError(f"{store.location}: image index {desc.digest} refers back to itself")
+        if depth >= _MAX_INDEX_DEPTH:
+            raise ImageFormatError(f"{store.location}: image indexes nested more than {_MAX_INDEX_DEPTH} deep")
         data = read_blob_json(store, desc, "image index")
         what = f"{store.location}: image index {desc.digest}"
         index = parse_index(load_json(data, what), what)
