@@ -731,10 +731,12 @@ def _interrupt(signum: int, _frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every ImgtoolError becomes one ``imgtool: error:`` line and its exit code."""
     signal.signal(signal.SIGTERM, _interrupt)
+    args = list(argv) if argv is not None else sys.argv[1:]
+    if os.environ.get("_IMGTOOL_COMPLETE"):
+        cli.main(args=args, prog_name="imgtool")  # shell completion: click answers and exits
     try:
-        result = cli.main(
-            args=list(argv) if argv is not None else None, prog_name="imgtool", standalone_mode=False
-        )
+        with cli.make_context("imgtool", args) as ctx:
+            result = cli.invoke(ctx)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.Abort:

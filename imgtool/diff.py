@@ -160,8 +160,12 @@ def efficiency(view: MergedView, log: ChangeLog, top: int = 10) -> Efficiency:
 
 
 def change_json(change: PathChange) -> dict[str, Any]:
-    doc: dict[str, Any] = {"path": display(change.path), "change": change.change, "type": change.kind,
-                           "size": change.size}  # fmt: skip
+    doc: dict[str, Any] = {
+        "path": display(change.path),
+        "change": change.change,
+        "type": change.kind,
+        "size": change.size,
+    }
     if change.change == MODIFIED:
         doc["what"] = list(change.what)
     return doc

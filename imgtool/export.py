@@ -150,8 +150,15 @@ def write_tar(
             layer, entry = node.inode or (0, _IMPLIED_DIR)
             key = (layer, entry.ordinal)
             if key in first_path:
-                tar.add(path, HARDLINK, mode=entry.mode, uid=entry.uid, gid=entry.gid,
-                        mtime_ns=entry.mtime_ns, linkname=first_path[key])  # fmt: skip
+                tar.add(
+                    path,
+                    HARDLINK,
+                    mode=entry.mode,
+                    uid=entry.uid,
+                    gid=entry.gid,
+                    mtime_ns=entry.mtime_ns,
+                    linkname=first_path[key],
+                )
                 continue
             first_path[key] = path
             _add_header(tar, path, node)

@@ -51,8 +51,14 @@ class Row:
 def mode_string(entry: Entry) -> str:
     """``drwxr-xr-x``-style text, with setuid/setgid/sticky shown as ls shows them."""
     mode = entry.mode
-    kind_bits = {FILE: stat.S_IFREG, DIR: stat.S_IFDIR, SYMLINK_KIND: stat.S_IFLNK, CHARDEV: stat.S_IFCHR,
-                 BLOCKDEV_KIND: stat.S_IFBLK, FIFO_KIND: stat.S_IFIFO}  # fmt: skip
+    kind_bits = {
+        FILE: stat.S_IFREG,
+        DIR: stat.S_IFDIR,
+        SYMLINK_KIND: stat.S_IFLNK,
+        CHARDEV: stat.S_IFCHR,
+        BLOCKDEV_KIND: stat.S_IFBLK,
+        FIFO_KIND: stat.S_IFIFO,
+    }
     if entry.kind in kind_bits:
         return stat.filemode(kind_bits[entry.kind] | mode)
     return _TYPE_CHARS[entry.kind] + stat.filemode(mode)[1:]
@@ -83,8 +89,10 @@ def list_tree(tree: Tree, path: bytes, recursive: bool) -> list[Row]:
     if recursive:
         return [_node_row(p, n) for p, n in tree.walk(resolved) if p != resolved]
     assert node.children is not None
-    return [_node_row(resolved + b"/" + name if resolved else name, node.children[name])
-            for name in sorted(node.children)]  # fmt: skip
+    return [
+        _node_row(resolved + b"/" + name if resolved else name, node.children[name])
+        for name in sorted(node.children)
+    ]
 
 
 def list_layer(index: LayerIndex, layer: int, path: bytes) -> list[Row]:

@@ -27,10 +27,6 @@ def provenance_rows(view: MergedView) -> list[dict[str, Any]]:
     return rows
 
 
-def _tsv_field(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-
-
 def write_provenance(view: MergedView, dest: str) -> None:
     """TSV (``path<TAB>layer<TAB>digest``, escaped) or, for a ``.json`` name, a JSON list."""
     rows = provenance_rows(view)
@@ -40,7 +36,7 @@ def write_provenance(view: MergedView, dest: str) -> None:
         lines = ["path\tlayer\tdigest"]
         for row in rows:
             layer = "-" if row["layer"] is None else str(row["layer"])
-            lines.append(f"{_tsv_field(row['path'])}\t{layer}\t{row['digest'] or '-'}")
+            lines.append(f"{row['path']}\t{layer}\t{row['digest'] or '-'}")
         text = "\n".join(lines) + "\n"
     directory = os.path.dirname(os.path.abspath(dest))
     try:

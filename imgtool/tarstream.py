@@ -90,18 +90,50 @@ class Entry:
 
     def as_tuple(self) -> tuple[object, ...]:
         return (
-            self.path, self.kind, self.mode, self.uid, self.gid, self.size, self.mtime_ns,
-            self.link, self.devmajor, self.devminor, self.xattrs, self.digest, self.ordinal,
-        )  # fmt: skip
+            self.path,
+            self.kind,
+            self.mode,
+            self.uid,
+            self.gid,
+            self.size,
+            self.mtime_ns,
+            self.link,
+            self.devmajor,
+            self.devminor,
+            self.xattrs,
+            self.digest,
+            self.ordinal,
+        )
 
     @classmethod
     def from_tuple(cls, values: tuple[object, ...]) -> Entry:
         return cls(*values)  # type: ignore[arg-type]
 
 
+_ESCAPES: Final = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
 def display(path: bytes) -> str:
-    """A path for messages and tables: ``/`` rooted, undecodable bytes escaped."""
-    return "/" + path.decode("utf-8", "backslashreplace")
+    """A path for messages, tables and JSON: rooted at ``/``, and unambiguous.
+
+    Bytes that are not UTF-8 are written ``\\xNN``; backslash, tab, newline and other
+    control characters are escaped too, so every line of output holds one whole path.
+    """
+    text = path.decode("utf-8", "surrogateescape")
+    if text.isprintable() and "\\" not in text:
+        return "/" + text
+    out = []
+    for char in text:
+        code = ord(char)
+        if 0xDC80 <= code <= 0xDCFF:
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif not char.isprintable():
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+        else:
+            out.append(char)
+    return "/" + "".join(out)
 
 
 def clean_path(raw: bytes) -> bytes:
@@ -182,9 +214,20 @@ def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entr
     opaque = kind == DIR and whiteout.has_opaque_xattr(header.xattrs)
     xattrs = whiteout.strip_overlay_xattrs(header.xattrs)
     entry = Entry(
-        path, kind, header.mode, header.uid, header.gid, header.size, header.mtime_ns,
-        link, header.devmajor, header.devminor, xattrs, None, ordinal,
-    )  # fmt: skip
+        path,
+        kind,
+        header.mode,
+        header.uid,
+        header.gid,
+        header.size,
+        header.mtime_ns,
+        link,
+        header.devmajor,
+        header.devminor,
+        xattrs,
+        None,
+        ordinal,
+    )
     if opaque:
         return [entry, _marker(OPAQUE, path, header, ordinal)]
     return [entry]

@@ -21,8 +21,16 @@ from tests.imagefactory import (
     write_oci_layout,
 )
 
-BASE = make_layer([Dir("etc/"), File("etc/os-release", b"NAME=test\n"), Symlink("bin", "usr/bin"), Dir("usr/"),
-                   Dir("usr/bin/"), File("usr/bin/tool", b"#!/bin/sh\n", mode=0o755)])  # fmt: skip
+BASE = make_layer(
+    [
+        Dir("etc/"),
+        File("etc/os-release", b"NAME=test\n"),
+        Symlink("bin", "usr/bin"),
+        Dir("usr/"),
+        Dir("usr/bin/"),
+        File("usr/bin/tool", b"#!/bin/sh\n", mode=0o755),
+    ]
+)
 APP = make_layer([File("etc/app.conf", b"x=1\n", mode=0o640, uid=1000, gid=1000), Whiteout("etc/os-release")])
 
 
@@ -42,7 +50,15 @@ def test_inspect_json_schema(tmp_path: Path, imgtool_cli: CliRunner) -> None:
     run = imgtool_cli("inspect", ref, "--json")
     assert (run.code, run.stderr) == (0, "")
     doc = json.loads(run.stdout)
-    assert set(doc) >= {"reference", "manifest_digest", "config_digest", "platform", "created", "tags", "layers"}
+    assert set(doc) >= {
+        "reference",
+        "manifest_digest",
+        "config_digest",
+        "platform",
+        "created",
+        "tags",
+        "layers",
+    }
     assert doc["reference"] == ref
     assert doc["platform"] == "linux/amd64"
     assert doc["tags"] == ["v1"]
@@ -51,7 +67,9 @@ def test_inspect_json_schema(tmp_path: Path, imgtool_cli: CliRunner) -> None:
     assert [layer["index"] for layer in doc["layers"]] == [0, 1]
     assert [layer["created_by"] for layer in doc["layers"]] == ["ADD rootfs.tar /", "COPY app.conf /etc/"]
     assert {layer["compression"] for layer in doc["layers"]} == {"gzip"}
-    assert all(layer["digest"].startswith("sha256:") and len(layer["digest"]) == 71 for layer in doc["layers"])
+    assert all(
+        layer["digest"].startswith("sha256:") and len(layer["digest"]) == 71 for layer in doc["layers"]
+    )
 
 
 def test_inspect_text(tmp_path: Path, imgtool_cli: CliRunner) -> None:
@@ -112,11 +130,26 @@ def test_verify_ok_and_mismatch(tmp_path: Path, imgtool_cli: CliRunner) -> None:
     ("args", "code", "message"),
     [
         (["inspect", "{tmp}/absent.tar"], 1, "imgtool: error: {tmp}/absent.tar: no such file or directory\n"),
-        (["inspect", "{tmp}/plain.txt"], 1, "imgtool: error: {tmp}/plain.txt: not an image archive (not a tar file)\n"),
-        (["inspect", "oci:{tmp}/oci:nope"], 1, "imgtool: error: {tmp}/oci: no image named 'nope'; refs present: v1\n"),
-        (["inspect", "{tmp}/oci", "--platform", "linux"], 2,
-         "imgtool: error: invalid platform 'linux': expected os/arch[/variant], e.g. linux/amd64\n"),
-        (["flatten", "{tmp}/oci"], 2, "imgtool: error: Missing option '-o' / '--output'. (see 'imgtool flatten --help')\n"),
+        (
+            ["inspect", "{tmp}/plain.txt"],
+            1,
+            "imgtool: error: {tmp}/plain.txt: not an image archive (not a tar file)\n",
+        ),
+        (
+            ["inspect", "oci:{tmp}/oci:nope"],
+            1,
+            "imgtool: error: {tmp}/oci: no image named 'nope'; refs present: v1\n",
+        ),
+        (
+            ["inspect", "{tmp}/oci", "--platform", "linux"],
+            2,
+            "imgtool: error: invalid platform 'linux': expected os/arch[/variant], e.g. linux/amd64\n",
+        ),
+        (
+            ["flatten", "{tmp}/oci"],
+            2,
+            "imgtool: error: Missing option '-o' / '--output'. (see 'imgtool flatten --help')\n",
+        ),
         (["nosuch"], 2, "imgtool: error: No such command 'nosuch'. (see 'imgtool --help')\n"),
         (["ls", "{tmp}/oci", "--only"], 2, "imgtool: error: --only needs --layer N\n"),
         (["ls", "{tmp}/oci", "--layer", "7"], 2, "imgtool: error: --layer 7: the image has layers 0 to 1\n"),
@@ -125,7 +158,9 @@ def test_verify_ok_and_mismatch(tmp_path: Path, imgtool_cli: CliRunner) -> None:
         (["diff", "layers", "{tmp}/oci", "1", "0"], 2, "imgtool: error: A must be below B: got A=1, B=0\n"),
     ],
 )
-def test_errors_are_one_line(tmp_path: Path, imgtool_cli: CliRunner, args: list[str], code: int, message: str) -> None:
+def test_errors_are_one_line(
+    tmp_path: Path, imgtool_cli: CliRunner, args: list[str], code: int, message: str
+) -> None:
     sample(tmp_path)
     (tmp_path / "plain.txt").write_text("hello\n")
     run = imgtool_cli(*[a.format(tmp=tmp_path) for a in args])
@@ -150,7 +185,9 @@ def test_version_and_bare_invocation(imgtool_cli: CliRunner) -> None:
 
 
 def test_docker_archive_with_two_images_lists_choices(tmp_path: Path, imgtool_cli: CliRunner) -> None:
-    write_docker_archive(tmp_path / "d.tar", [(ImageSpec([BASE]), ["a:1"]), (ImageSpec([BASE, APP]), ["b:2"])])
+    write_docker_archive(
+        tmp_path / "d.tar", [(ImageSpec([BASE]), ["a:1"]), (ImageSpec([BASE, APP]), ["b:2"])]
+    )
     run = imgtool_cli("inspect", str(tmp_path / "d.tar"))
     assert run.code == 1
     assert run.stderr == f"imgtool: error: {tmp_path}/d.tar: holds 2 images, name one of: @0 a:1; @1 b:2\n"

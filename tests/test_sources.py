@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -22,7 +23,9 @@ from imgtool.index import build_layer_index
 from tests.imagefactory import (
     MISSING,
     TAMPERED,
+    Compression,
     Dir,
+    DockerStyle,
     Entry,
     File,
     ImageSpec,
@@ -63,7 +66,7 @@ def test_oci_layouts(tmp_path: Path, compression: str, form: str) -> None:
         outer = {"archive": "none", "archive-gz": "gzip", "archive-zst": "zstd"}[form]
         result = write_oci_archive(tmp_path / "o.tar", [Entry(image, ref="v1")], outer=outer)  # type: ignore[arg-type]
         refs = [result.reference("v1"), str(tmp_path / "o.tar")]
-    built = result.image("v1") if callable(getattr(result, "image", None)) else result.images[0]
+    built = result.images[0]
     for ref in refs:
         with imgtool.open_image(ref) as img:
             assert img.manifest_digest is not None
@@ -78,12 +81,19 @@ def test_oci_layouts(tmp_path: Path, compression: str, form: str) -> None:
 
 @pytest.mark.parametrize("style", ["legacy", "skopeo", "docker25"])
 @pytest.mark.parametrize("outer", ["none", "gzip", "zstd"])
-def test_docker_archives(tmp_path: Path, style: str, outer: str) -> None:
+def test_docker_archives(tmp_path: Path, style: DockerStyle, outer: Compression) -> None:
     result = write_docker_archive(
-        tmp_path / "d.tar", [(spec(compression="none"), ["app:1"])], style=style, outer=outer  # type: ignore[arg-type]
+        tmp_path / "d.tar",
+        [(spec(compression="none"), ["app:1"])],
+        style=style,
+        outer=outer,
     )
-    for ref in (str(tmp_path / "d.tar"), result.reference("app:1"), result.reference_at(0),
-                f"docker-archive:{tmp_path / 'd.tar'}:docker.io/library/app:1"):  # fmt: skip
+    for ref in (
+        str(tmp_path / "d.tar"),
+        result.reference("app:1"),
+        result.reference_at(0),
+        f"docker-archive:{tmp_path / 'd.tar'}:docker.io/library/app:1",
+    ):
         with imgtool.open_image(ref) as img:
             assert img.transport == "docker-archive"
             assert img.tags == result.tags[0]
@@ -92,7 +102,9 @@ def test_docker_archives(tmp_path: Path, style: str, outer: str) -> None:
 
 
 def test_docker25_uses_the_real_manifest(tmp_path: Path) -> None:
-    result = write_docker_archive(tmp_path / "d.tar", [(spec(compression="none"), ["app:1"])], style="docker25")
+    result = write_docker_archive(
+        tmp_path / "d.tar", [(spec(compression="none"), ["app:1"])], style="docker25"
+    )
     with imgtool.open_image(str(tmp_path / "d.tar")) as img:
         assert str(img.manifest_digest) == result.images[0].manifest_digest
 
@@ -102,7 +114,9 @@ def test_legacy_archive_manifest_is_synthesized_like_skopeo(tmp_path: Path) -> N
     with imgtool.open_image(str(tmp_path / "d.tar")) as img:
         manifest = json.loads(img.manifest_bytes)
         assert list(manifest) == ["schemaVersion", "mediaType", "config", "layers"]
-        assert [layer["digest"] for layer in manifest["layers"]] == [str(layer.diff_id) for layer in img.layers]
+        assert [layer["digest"] for layer in manifest["layers"]] == [
+            str(layer.diff_id) for layer in img.layers
+        ]
         assert {layer["mediaType"] for layer in manifest["layers"]} == {
             "application/vnd.docker.image.rootfs.diff.tar.gzip"
         }
@@ -121,7 +135,9 @@ def test_archive_with_several_images(tmp_path: Path) -> None:
         assert len(img.layers) == 2
     with imgtool.open_image(result.reference_at(0)) as img:
         assert len(img.layers) == 1
-    with pytest.raises(ImageNotFoundError, match="no image tagged 'nope:1'; tags present: app:1, tool:2, tool:latest"):
+    with pytest.raises(
+        ImageNotFoundError, match="no image tagged 'nope:1'; tags present: app:1, tool:2, tool:latest"
+    ):
         imgtool.open_image(f"docker-archive:{tmp_path / 'd.tar'}:nope:1")
     with pytest.raises(ImageNotFoundError, match="no image @5; the archive holds 2"):
         imgtool.open_image(f"docker-archive:{tmp_path / 'd.tar'}:@5")
@@ -169,7 +185,9 @@ def test_single_manifest_opens_whatever_its_platform(tmp_path: Path) -> None:
     write_oci_archive(tmp_path / "o.tar", [Entry(arm, ref="x", platform=Platform("linux", "arm64", "v8"))])
     with imgtool.open_image(str(tmp_path / "o.tar")) as img:
         assert str(img.platform) == "linux/arm64/v8"
-    with pytest.raises(ImageNotFoundError, match="no image for platform linux/amd64; present: linux/arm64/v8"):
+    with pytest.raises(
+        ImageNotFoundError, match="no image for platform linux/amd64; present: linux/arm64/v8"
+    ):
         imgtool.open_image(str(tmp_path / "o.tar"), platform="linux/amd64")
 
 
@@ -192,12 +210,16 @@ def test_deep_nesting_is_refused(tmp_path: Path) -> None:
 
 def test_missing_and_tampered_blobs(tmp_path: Path) -> None:
     missing = write_oci_layout(tmp_path / "m", [Entry(ImageSpec([Layer(BASE, fault=MISSING)]), ref="x")])
-    with imgtool.open_image(str(tmp_path / "m")) as img:
-        with pytest.raises(MediaTypeError, match=r"layer 0 \(sha256:[0-9a-f]{64}\): layer blob is not present"):
-            list(img.layers[0].entries())
+    with (
+        imgtool.open_image(str(tmp_path / "m")) as img,
+        pytest.raises(MediaTypeError, match=r"layer 0 \(sha256:[0-9a-f]{64}\): layer blob is not present"),
+    ):
+        list(img.layers[0].entries())
     assert missing.images[0].layer_digests
     write_oci_layout(tmp_path / "c", [Entry(ImageSpec([BASE], config_fault=TAMPERED), ref="x")])
-    with pytest.raises(DigestMismatchError, match=r"config sha256:\w+: digest mismatch: expected sha256:\w+, got sha256:\w+"):
+    with pytest.raises(
+        DigestMismatchError, match=r"config sha256:\w+: digest mismatch: expected sha256:\w+, got sha256:\w+"
+    ):
         imgtool.open_image(str(tmp_path / "c"))
     write_oci_layout(tmp_path / "t", [Entry(ImageSpec([Layer(BASE, fault=TAMPERED)]), ref="x")])
     with imgtool.open_image(str(tmp_path / "t")) as img:
@@ -219,7 +241,10 @@ def test_wrong_diff_id(tmp_path: Path) -> None:
 def test_truncated_gzip_layer(tmp_path: Path) -> None:
     cut = Layer(BASE, compression="gzip", postprocess=lambda blob: blob[: len(blob) // 2])
     write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([cut]), ref="x")])
-    with imgtool.open_image(str(tmp_path / "oci")) as img, pytest.raises(LayerError, match="gzip stream is truncated"):
+    with (
+        imgtool.open_image(str(tmp_path / "oci")) as img,
+        pytest.raises(LayerError, match="gzip stream is truncated"),
+    ):
         build_layer_index(img.layers[0])
 
 
@@ -233,8 +258,9 @@ def test_uncompressed_layer_labelled_gzip_is_read(tmp_path: Path) -> None:
 def test_unknown_media_type_is_named(tmp_path: Path) -> None:
     odd = Layer(BASE, media_type="application/vnd.example.weird")
     write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([odd]), ref="x")])
-    with imgtool.open_image(str(tmp_path / "oci")) as img, pytest.raises(
-        MediaTypeError, match="unsupported layer media type 'application/vnd.example.weird'"
+    with (
+        imgtool.open_image(str(tmp_path / "oci")) as img,
+        pytest.raises(MediaTypeError, match=re.escape("unsupported layer media type 'application/vnd.example.weird'")),
     ):
         list(img.layers[0].entries())
 
@@ -242,16 +268,23 @@ def test_unknown_media_type_is_named(tmp_path: Path) -> None:
 def test_foreign_layer_absent(tmp_path: Path) -> None:
     foreign = Layer(BASE, urls=["https://example.invalid/layer"])
     write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([foreign]), ref="x")])
-    with imgtool.open_image(str(tmp_path / "oci")) as img, pytest.raises(
-        MediaTypeError, match=r"foreign \(non-distributable\) layer blob is not present in the image; "
-        "it is distributed from https://example.invalid/layer"
+    with (
+        imgtool.open_image(str(tmp_path / "oci")) as img,
+        pytest.raises(
+            MediaTypeError,
+            match=r"foreign \(non-distributable\) layer blob is not present in the image; "
+            "it is distributed from https://example.invalid/layer",
+        ),
     ):
         list(img.layers[0].entries())
 
 
 def test_history_with_empty_layers_is_matched(tmp_path: Path) -> None:
-    image = ImageSpec([BASE, TOP], created_by=["ADD base", "COPY c"],
-                      empty_history={0: ["ENV A=1"], 1: ["LABEL x=y", "WORKDIR /"]})  # fmt: skip
+    image = ImageSpec(
+        [BASE, TOP],
+        created_by=["ADD base", "COPY c"],
+        empty_history={0: ["ENV A=1"], 1: ["LABEL x=y", "WORKDIR /"]},
+    )
     write_oci_layout(tmp_path / "oci", [Entry(image, ref="x")])
     with imgtool.open_image(str(tmp_path / "oci")) as img:
         assert [layer.created_by for layer in img.layers] == ["ADD base", "COPY c"]
@@ -263,7 +296,7 @@ def test_not_an_image(tmp_path: Path) -> None:
         imgtool.open_image(str(tmp_path / "plain.txt"))
     with tarfile.open(tmp_path / "other.tar", "w") as tar:
         tar.add(tmp_path / "plain.txt", "plain.txt")
-    with pytest.raises(ImageFormatError, match="neither manifest.json .docker save. nor oci-layout"):
+    with pytest.raises(ImageFormatError, match=re.escape("neither manifest.json (docker save) nor oci-layout (OCI)")):
         imgtool.open_image(str(tmp_path / "other.tar"))
     (tmp_path / "dir").mkdir()
     with pytest.raises(ImageFormatError, match=r"not an OCI image layout \(no oci-layout file\)"):
@@ -275,7 +308,7 @@ def test_not_an_image(tmp_path: Path) -> None:
 def test_malformed_json(tmp_path: Path) -> None:
     result = write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([BASE]), ref="x")])
     (tmp_path / "oci" / "index.json").write_text("{not json")
-    with pytest.raises(ImageFormatError, match="index.json: not valid JSON"):
+    with pytest.raises(ImageFormatError, match=re.escape("index.json: not valid JSON")):
         imgtool.open_image(str(tmp_path / "oci"))
     (tmp_path / "oci" / "index.json").write_text(json.dumps({"manifests": [{"mediaType": 3}]}))
     with pytest.raises(ImageFormatError, match=r"manifests\[0\]: field 'mediaType' must be a string"):

@@ -68,7 +68,9 @@ def open_image(reference: str, platform: str | Platform | None = None) -> Image:
                 store=store, reference=str(ref), transport=transport, selector=ref.selector, platform=wanted
             )
         if wanted is not None and not wanted.matches(image.platform):
-            raise ImageNotFoundError(f"{ref.path}: no image for platform {wanted}; the image is {image.platform}")
+            raise ImageNotFoundError(
+                f"{ref.path}: no image for platform {wanted}; the image is {image.platform}"
+            )
     except BaseException:
         store.close()
         raise

@@ -86,7 +86,9 @@ def _expand(
         if desc.digest in seen:
             raise ImageFormatError(f"{store.location}: image index {desc.digest} refers back to itself")
         if depth >= _MAX_INDEX_DEPTH:
-            raise ImageFormatError(f"{store.location}: image indexes nested more than {_MAX_INDEX_DEPTH} deep")
+            raise ImageFormatError(
+                f"{store.location}: image indexes nested more than {_MAX_INDEX_DEPTH} deep"
+            )
         data = read_blob_json(store, desc, "image index")
         what = f"{store.location}: image index {desc.digest}"
         index = parse_index(load_json(data, what), what)

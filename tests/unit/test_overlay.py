@@ -12,11 +12,24 @@ from imgtool.tarstream import DIR, FILE, HARDLINK_KIND, KIND_NAMES, OPAQUE, SYML
 _counter = iter(range(1_000_000))
 
 
-def E(path: str, kind: int = FILE, link: str = "", size: int = 1, mode: int = 0o644, digest: bytes = b"") -> Entry:
+def E(
+    path: str, kind: int = FILE, link: str = "", size: int = 1, mode: int = 0o644, digest: bytes = b""
+) -> Entry:
     return Entry(
-        path.encode(), kind, mode, 0, 0, size if kind == FILE else 0, 0, link.encode(), 0, 0, None,
-        digest or path.encode(), next(_counter),
-    )  # fmt: skip
+        path.encode(),
+        kind,
+        mode,
+        0,
+        0,
+        size if kind == FILE else 0,
+        0,
+        link.encode(),
+        0,
+        0,
+        None,
+        digest or path.encode(),
+        next(_counter),
+    )
 
 
 def D(path: str, mode: int = 0o755) -> Entry:

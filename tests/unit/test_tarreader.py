@@ -20,7 +20,9 @@ def build(members: list[tuple[tarfile.TarInfo, bytes]], fmt: int = tarfile.PAX_F
     return out.getvalue()
 
 
-def info(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, **fields: object) -> tuple[tarfile.TarInfo, bytes]:
+def info(
+    name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, **fields: object
+) -> tuple[tarfile.TarInfo, bytes]:
     member = tarfile.TarInfo(name)
     member.type = kind
     member.size = len(data)
@@ -82,7 +84,9 @@ def test_pax_records_override_the_header() -> None:
 def test_non_utf8_names_are_kept_as_bytes() -> None:
     member, data = info("caf\udce9", b"x")
     out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape") as tar:
+    with tarfile.open(
+        fileobj=out, mode="w", format=tarfile.GNU_FORMAT, encoding="utf-8", errors="surrogateescape"
+    ) as tar:
         tar.addfile(member, io.BytesIO(data))
     found, _ = read_all(out.getvalue())
     assert found[0][0].name == b"caf\xe9"

@@ -35,9 +35,15 @@ def test_clean_path_refuses_escapes(raw: bytes) -> None:
 
 
 def header(
-    name: bytes, typeflag: bytes = REGULAR, *, linkname: bytes = b"", size: int = 0, major: int = 0, minor: int = 0,
+    name: bytes,
+    typeflag: bytes = REGULAR,
+    *,
+    linkname: bytes = b"",
+    size: int = 0,
+    major: int = 0,
+    minor: int = 0,
     xattrs: dict[str, bytes] | None = None,
-) -> TarHeader:  # fmt: skip
+) -> TarHeader:
     return TarHeader(name, typeflag, 0o644, 0, 0, size, 0, linkname, major, minor, xattrs)
 
 
@@ -57,7 +63,9 @@ def test_overlay_forms() -> None:
     assert classify(header(b"etc/gone", CHAR, major=0, minor=0)) == [(b"etc/gone", WHITEOUT, b"")]
     assert classify(header(b"dev/null", CHAR, major=1, minor=3))[0][1] == 4
     opaque = entries_from_header(
-        header(b"var/lib/", DIRECTORY, xattrs={"trusted.overlay.opaque": b"y", "user.keep": b"1"}), 3, "layer 0"
+        header(b"var/lib/", DIRECTORY, xattrs={"trusted.overlay.opaque": b"y", "user.keep": b"1"}),
+        3,
+        "layer 0",
     )
     assert [(e.path, e.kind) for e in opaque] == [(b"var/lib", DIR), (b"var/lib", OPAQUE)]
     assert opaque[0].xattrs == {"user.keep": b"1"}
@@ -77,7 +85,11 @@ def test_symlink_targets_are_kept_verbatim() -> None:
 @pytest.mark.parametrize(
     ("h", "error", "message"),
     [
-        (header(b"../etc/passwd"), UnsafePathError, r"entry '\.\./etc/passwd': path '\.\./etc/passwd' escapes"),
+        (
+            header(b"../etc/passwd"),
+            UnsafePathError,
+            r"entry '\.\./etc/passwd': path '\.\./etc/passwd' escapes",
+        ),
         (header(b"./", REGULAR), UnsafePathError, "refusing to replace the root directory"),
         (header(b"/", SYMLINK, linkname=b"/etc"), UnsafePathError, "refusing to replace the root directory"),
         (header(b"a/.wh..."), UnsafePathError, "whiteout names no file"),
