@@ -9,6 +9,28 @@ Three levels:
   facts a test needs (digests, diff_ids, reference strings).
 
 Everything is deterministic: the same arguments give the same bytes.
+
+Examples::
+
+    base = make_layer([Dir("etc/"), File("etc/a", b"a"), File("etc/b", b"b")])
+    rm_a = make_layer([Whiteout("etc/a"), Opaque("opt/")])
+    top = make_layer([File("etc/c", b"c", mode=0o600)])
+
+    # a 3-layer gzip OCI layout with a whiteout; open it as result.reference("v1") == "oci:DIR:v1"
+    result = write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([base, rm_a, top]), ref="v1")])
+
+    # a two-platform nested index (platforms come from each image), plus buildx-style attestations
+    multi = IndexSpec([ImageSpec([base]), ImageSpec([base], architecture="arm64", variant="v8")],
+                      attestations=True)
+    write_oci_layout(tmp_path / "multi", [Entry(multi, ref="latest")])
+
+    # a legacy `docker save` tarball holding two tagged images
+    write_docker_archive(tmp_path / "d.tar", [(ImageSpec([base]), ["app:1"]),
+                                              (ImageSpec([base, top]), ["tool:2", "tool:latest"])])
+
+    # a truncated gzip layer whose descriptor still matches the (truncated) bytes
+    cut = Layer(base, compression="gzip", postprocess=lambda blob: blob[: len(blob) // 2])
+    write_oci_layout(tmp_path / "cut", [Entry(ImageSpec([cut]), ref="v1")])
 """
 
 from __future__ import annotations
@@ -278,40 +300,104 @@ def member_header(member: Member, format: TarFormat = tarfile.PAX_FORMAT) -> tup
     h = _header
     match member:
         case File():
-            return h(member.path, tarfile.REGTYPE, mode=member.mode, uid=member.uid, gid=member.gid,
-                     mtime=member.mtime, size=len(member.data), xattrs=member.xattrs,
-                     format=format), member.data
+            return h(
+                member.path,
+                tarfile.REGTYPE,
+                mode=member.mode,
+                uid=member.uid,
+                gid=member.gid,
+                mtime=member.mtime,
+                size=len(member.data),
+                xattrs=member.xattrs,
+                format=format,
+            ), member.data
         case Dir():
-            return h(member.path, tarfile.DIRTYPE, mode=member.mode, uid=member.uid, gid=member.gid,
-                     mtime=member.mtime, xattrs=member.xattrs, format=format), b""
+            return h(
+                member.path,
+                tarfile.DIRTYPE,
+                mode=member.mode,
+                uid=member.uid,
+                gid=member.gid,
+                mtime=member.mtime,
+                xattrs=member.xattrs,
+                format=format,
+            ), b""
         case Symlink():
-            return h(member.path, tarfile.SYMTYPE, mode=member.mode, uid=member.uid, gid=member.gid,
-                     mtime=member.mtime, linkname=member.target, xattrs=member.xattrs,
-                     format=format), b""
+            return h(
+                member.path,
+                tarfile.SYMTYPE,
+                mode=member.mode,
+                uid=member.uid,
+                gid=member.gid,
+                mtime=member.mtime,
+                linkname=member.target,
+                xattrs=member.xattrs,
+                format=format,
+            ), b""
         case Hardlink():
-            return h(member.path, tarfile.LNKTYPE, mode=member.mode, uid=member.uid, gid=member.gid,
-                     mtime=member.mtime, linkname=member.target, xattrs=member.xattrs,
-                     format=format), b""
+            return h(
+                member.path,
+                tarfile.LNKTYPE,
+                mode=member.mode,
+                uid=member.uid,
+                gid=member.gid,
+                mtime=member.mtime,
+                linkname=member.target,
+                xattrs=member.xattrs,
+                format=format,
+            ), b""
         case CharDev() | BlockDev():
             kind = tarfile.CHRTYPE if isinstance(member, CharDev) else tarfile.BLKTYPE
-            return h(member.path, kind, mode=member.mode, uid=member.uid, gid=member.gid,
-                     mtime=member.mtime, major=member.major, minor=member.minor, xattrs=member.xattrs,
-                     format=format), b""
+            return h(
+                member.path,
+                kind,
+                mode=member.mode,
+                uid=member.uid,
+                gid=member.gid,
+                mtime=member.mtime,
+                major=member.major,
+                minor=member.minor,
+                xattrs=member.xattrs,
+                format=format,
+            ), b""
         case Fifo():
-            return h(member.path, tarfile.FIFOTYPE, mode=member.mode, uid=member.uid, gid=member.gid,
-                     mtime=member.mtime, xattrs=member.xattrs, format=format), b""
+            return h(
+                member.path,
+                tarfile.FIFOTYPE,
+                mode=member.mode,
+                uid=member.uid,
+                gid=member.gid,
+                mtime=member.mtime,
+                xattrs=member.xattrs,
+                format=format,
+            ), b""
         case Whiteout():
-            return h(_sibling(member.path, ".wh."), tarfile.REGTYPE, mode=member.mode,
-                     mtime=member.mtime, format=format), b""
+            return h(
+                _sibling(member.path, ".wh."),
+                tarfile.REGTYPE,
+                mode=member.mode,
+                mtime=member.mtime,
+                format=format,
+            ), b""
         case Opaque():
-            return h(_inside(member.dirpath, ".wh..wh..opq"), tarfile.REGTYPE, mode=member.mode,
-                     mtime=member.mtime, format=format), b""
+            return h(
+                _inside(member.dirpath, ".wh..wh..opq"),
+                tarfile.REGTYPE,
+                mode=member.mode,
+                mtime=member.mtime,
+                format=format,
+            ), b""
         case OverlayWhiteout():
-            return h(member.path, tarfile.CHRTYPE, mode=member.mode, mtime=member.mtime,
-                     format=format), b""
+            return h(member.path, tarfile.CHRTYPE, mode=member.mode, mtime=member.mtime, format=format), b""
         case OverlayOpaque():
-            return h(member.dirpath, tarfile.DIRTYPE, mode=member.mode, mtime=member.mtime,
-                     xattrs={"trusted.overlay.opaque": b"y"}, format=format), b""
+            return h(
+                member.dirpath,
+                tarfile.DIRTYPE,
+                mode=member.mode,
+                mtime=member.mtime,
+                xattrs={"trusted.overlay.opaque": b"y"},
+                format=format,
+            ), b""
         case Raw():
             return member.header, member.data
         case RawBytes():
@@ -392,11 +478,11 @@ def tamper(data: bytes) -> bytes:
         return data[:4] + bytes([data[4] ^ 1]) + data[5:]
     if data[:1] == b"{":
         try:
-            pairs = json.loads(data, object_pairs_hook=list)
+            doc = json.loads(data)
         except ValueError:
-            pairs = None
-        if isinstance(pairs, list) and len(pairs) >= 2:
-            swapped = canonical_json(dict(reversed(pairs)))
+            doc = None
+        if isinstance(doc, dict) and len(doc) >= 2:
+            swapped = canonical_json(dict(reversed(list(doc.items()))))
             if len(swapped) == len(data) and swapped != data:
                 return swapped
     if len(data) >= 1024 and not any(data[-512:]):
@@ -577,8 +663,9 @@ class ImageSpec:
         stamp: Json = {"created": self.created} if self.created is not None else {}
         out: list[Json] = []
         for position in range(len(layers) + 1):
-            out.extend({**stamp, "created_by": text, "empty_layer": True}
-                       for text in empties.get(position, ()))
+            out.extend(
+                {**stamp, "created_by": text, "empty_layer": True} for text in empties.get(position, ())
+            )
             if position == len(layers):
                 break
             text = layers[position].created_by
@@ -667,8 +754,12 @@ class ImageSpec:
         manifest_doc: Json = {
             "schemaVersion": 2,
             "mediaType": DOCKER_MANIFEST if docker else OCI_MANIFEST,
-            "config": _descriptor(DOCKER_CONFIG if docker else OCI_CONFIG, config_placed.digest,
-                                  config_placed.size, docker=docker),
+            "config": _descriptor(
+                DOCKER_CONFIG if docker else OCI_CONFIG,
+                config_placed.digest,
+                config_placed.size,
+                docker=docker,
+            ),
             "layers": layer_descriptors,
         }
         if self.manifest_annotations:
@@ -735,8 +826,12 @@ class BuiltImage:
     blobs: dict[str, bytes]
 
     def descriptor(self) -> Json:
-        return _descriptor(self.manifest_media_type, self.manifest_digest, self.manifest_size,
-                           docker=self.manifest_media_type == DOCKER_MANIFEST)
+        return _descriptor(
+            self.manifest_media_type,
+            self.manifest_digest,
+            self.manifest_size,
+            docker=self.manifest_media_type == DOCKER_MANIFEST,
+        )
 
 
 @dataclass(frozen=True)
@@ -765,7 +860,8 @@ class RawDescriptor:
 class IndexSpec:
     """An image index (or Docker manifest list with ``media_type=DOCKER_LIST``).
 
-    ``name`` lets ``LoopTo`` entries refer to it. ``attestations=True`` adds, after the entries, one
+    ``name`` lets ``LoopTo`` entries refer to it (listing the same named spec twice writes it once;
+    two different specs may not share a name). ``attestations=True`` adds, after the entries, one
     buildx-style attestation manifest (platform unknown/unknown) per image entry. ``media_type=None``
     leaves the field out. ``edit`` changes the document before it is serialised.
     """
@@ -818,11 +914,18 @@ class _Builder:
         self.indexes: list[BuiltIndex] = []
         self._pending: dict[str, tuple[str, int, str | None]] = {}
         self._done: dict[str, Json] = {}
+        self._named: dict[str, IndexSpec] = {}
         self._loop_hits: set[str] = set()
 
     def _snapshot(self) -> tuple[dict[str, bytes], int, int, int, set[str], dict[str, Json]]:
-        return (dict(self.blobs), len(self.images), len(self.attestations), len(self.indexes),
-                set(self._loop_hits), dict(self._done))
+        return (
+            dict(self.blobs),
+            len(self.images),
+            len(self.attestations),
+            len(self.indexes),
+            set(self._loop_hits),
+            dict(self._done),
+        )
 
     def _restore(self, snap: tuple[dict[str, bytes], int, int, int, set[str], dict[str, Json]]) -> None:
         self.blobs, images, attestations, indexes, self._loop_hits, self._done = snap
@@ -902,6 +1005,8 @@ class _Builder:
 
     def index(self, spec: IndexSpec) -> Json:
         if spec.name is not None and spec.name in self._done:
+            if self._named[spec.name] != spec:
+                raise ValueError(f"two different IndexSpecs are called {spec.name!r}")
             return dict(self._done[spec.name])
         content, looped = self._index_content(spec)
         fault = spec.fault
@@ -917,6 +1022,7 @@ class _Builder:
         descriptor["size"] = placed.size
         if spec.name is not None:
             self._done[spec.name] = dict(descriptor)
+            self._named[spec.name] = spec
         return descriptor
 
     def _index_content(self, spec: IndexSpec) -> tuple[bytes, bool]:
@@ -941,15 +1047,23 @@ class _Builder:
         raise RuntimeError(f"the size of looped index {spec.name!r} did not settle")
 
     def attestation(self, subject: Json) -> Json:
-        statement = canonical_json({
-            "_type": "https://in-toto.io/Statement/v0.1",
-            "predicateType": "https://slsa.dev/provenance/v0.2",
-            "subject": [{"name": "_", "digest": {"sha256": str(subject["digest"]).partition(":")[2]}}],
-            "predicate": {},
-        })
+        statement = canonical_json(
+            {
+                "_type": "https://in-toto.io/Statement/v0.1",
+                "predicateType": "https://slsa.dev/provenance/v0.2",
+                "subject": [{"name": "_", "digest": {"sha256": str(subject["digest"]).partition(":")[2]}}],
+                "predicate": {},
+            }
+        )
         spec = ImageSpec(
-            layers=[Layer(statement, compression="none", media_type=IN_TOTO,
-                          annotations={"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"})],
+            layers=[
+                Layer(
+                    statement,
+                    compression="none",
+                    media_type=IN_TOTO,
+                    annotations={"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"},
+                )
+            ],
             architecture="unknown",
             os="unknown",
             env=None,
@@ -1055,15 +1169,17 @@ def write_oci_layout(
     """
     path = os.fspath(dest_dir)
     files, builder, index, descriptors, blobs = _layout_files(
-        entries, mutate_blobs=mutate_blobs, layout=layout, extra_files=extra_files)
+        entries, mutate_blobs=mutate_blobs, layout=layout, extra_files=extra_files
+    )
     os.makedirs(os.path.join(path, "blobs"), exist_ok=True)
     for name, data in files.items():
         target = os.path.join(path, name)
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "wb") as handle:
             handle.write(data)
-    return OciResult(path, "oci", index, descriptors, builder.images, builder.attestations,
-                     builder.indexes, blobs, files)
+    return OciResult(
+        path, "oci", index, descriptors, builder.images, builder.attestations, builder.indexes, blobs, files
+    )
 
 
 def tree_members(
@@ -1124,10 +1240,20 @@ def write_oci_archive(
     order, as skopeo writes them) and returns the ones to write, e.g. reordered, duplicated or hostile.
     """
     files, builder, index, descriptors, blobs = _layout_files(
-        entries, mutate_blobs=mutate_blobs, layout=layout, extra_files=extra_files)
+        entries, mutate_blobs=mutate_blobs, layout=layout, extra_files=extra_files
+    )
     path = _write_archive(dest_file, tree_members(files), outer=outer, edit_members=edit_members)
-    return OciResult(path, "oci-archive", index, descriptors, builder.images, builder.attestations,
-                     builder.indexes, blobs, files)
+    return OciResult(
+        path,
+        "oci-archive",
+        index,
+        descriptors,
+        builder.images,
+        builder.attestations,
+        builder.indexes,
+        blobs,
+        files,
+    )
 
 
 @dataclass(frozen=True)
@@ -1223,8 +1349,9 @@ def write_docker_archive(
     the regular files by archive path before the tar is made; ``edit_manifest_json`` the manifest.json
     list; ``edit_members`` the final member list.
     """
-    specs = [spec if layer_compression is None else spec.with_compression(layer_compression)
-             for spec, _ in images]
+    specs = [
+        spec if layer_compression is None else spec.with_compression(layer_compression) for spec, _ in images
+    ]
     built_images = [spec.build() for spec in specs]
     tag_lists = [list(tags) for _, tags in images]
     files: dict[str, bytes] = {}
@@ -1245,8 +1372,9 @@ def write_docker_archive(
             files[config_path] = built.blobs[built.config_digest]
         paths: list[str] = []
         legacy_order: list[str] = []
-        for position, (layer_id, layer_hex, digest) in enumerate(zip(ids, hexes, built.layer_digests,
-                                                                      strict=True)):
+        for position, (layer_id, layer_hex, digest) in enumerate(
+            zip(ids, hexes, built.layer_digests, strict=True)
+        ):
             parent = ids[position - 1] if position else None
             v1 = _legacy_json(built, layer_id, parent, position == len(ids) - 1)
             if style == "legacy":
@@ -1270,11 +1398,20 @@ def write_docker_archive(
         item: Json = {"Config": config_path, "RepoTags": tags or None, "Layers": paths}
         foreign: Json = {}
         for diff_id, media_type, size, digest, layer in zip(
-                built.diff_ids, built.layer_media_types, built.layer_sizes, built.layer_digests,
-                built.spec.layer_specs(), strict=True):
+            built.diff_ids,
+            built.layer_media_types,
+            built.layer_sizes,
+            built.layer_digests,
+            built.spec.layer_specs(),
+            strict=True,
+        ):
             if layer.urls is not None:
-                foreign[diff_id] = {"mediaType": media_type, "size": size, "digest": digest,
-                                    "urls": list(layer.urls)}
+                foreign[diff_id] = {
+                    "mediaType": media_type,
+                    "size": size,
+                    "digest": digest,
+                    "urls": list(layer.urls),
+                }
         if foreign:
             item["LayerSources"] = foreign
         manifest.append(item)
@@ -1290,8 +1427,10 @@ def write_docker_archive(
             for tag in tags:
                 name, tag_name = split_tag(tag)
                 descriptor = built.descriptor()
-                descriptor["annotations"] = {CONTAINERD_IMAGE_NAME: f"{docker_full_name(name)}:{tag_name}",
-                                             REF_NAME: tag_name}
+                descriptor["annotations"] = {
+                    CONTAINERD_IMAGE_NAME: f"{docker_full_name(name)}:{tag_name}",
+                    REF_NAME: tag_name,
+                }
                 descriptor["platform"] = built.platform.to_json()
                 index_descriptors.append(descriptor)
 
@@ -1304,8 +1443,9 @@ def write_docker_archive(
         files["repositories"] = canonical_json(repositories) + newline
     if style == "docker25":
         files["oci-layout"] = OCI_LAYOUT_BYTES
-        files["index.json"] = canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX,
-                                              "manifests": index_descriptors})
+        files["index.json"] = canonical_json(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_descriptors}
+        )
     if mutate_files is not None:
         mutate_files(files)
 
@@ -1320,13 +1460,15 @@ def write_docker_archive(
                 members.append(Symlink(name, symlinks[name], mtime=0))
             elif name in files:
                 members.append(File(name, files[name], mode=0o444, mtime=0))
-        members.extend(Symlink(name, target, mtime=0)
-                       for name, target in symlinks.items() if name not in seen)
+        members.extend(
+            Symlink(name, target, mtime=0) for name, target in symlinks.items() if name not in seen
+        )
     else:
         members = tree_members(files)
     path = _write_archive(dest_file, members, outer=outer, edit_members=edit_members)
-    return DockerArchiveResult(path, style, manifest_bytes, built_images, tag_lists, config_paths,
-                               layer_paths, files, symlinks)
+    return DockerArchiveResult(
+        path, style, manifest_bytes, built_images, tag_lists, config_paths, layer_paths, files, symlinks
+    )
 
 
 __all__ = [

@@ -169,9 +169,16 @@ class ToolError(RuntimeError):
         super().__init__(f"{' '.join(argv)} exited {returncode}:\n{tail}")
 
 
-def _run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
+def _run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    prefix: Sequence[str] = (),
+) -> str:
+    """Run ``prefix + argv``; returns stdout, raises :class:`ToolError` (naming ``argv``) on failure."""
     proc = subprocess.run(
-        list(argv),
+        [*prefix, *argv],
         env=dict(env) if env is not None else None,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
@@ -522,6 +529,8 @@ class Builder:
         registries_conf.write_text('unqualified-search-registries = []\nshort-name-mode = "permissive"\n')
         containers_conf = self.config_dir / "containers.conf"
         containers_conf.write_text('[engine]\nimage_default_transport = "containers-storage:"\n')
+        auth_file = self.config_dir / "auth.json"
+        auth_file.write_text('{"auths": {}}\n')
         env = {
             key: value
             for key, value in os.environ.items()
@@ -532,7 +541,7 @@ class Builder:
             CONTAINERS_REGISTRIES_CONF=str(registries_conf),
             REGISTRIES_CONFIG_PATH=str(registries_conf),
             CONTAINERS_CONF=str(containers_conf),
-            REGISTRY_AUTH_FILE=str(self.config_dir / "auth.json"),
+            REGISTRY_AUTH_FILE=str(auth_file),
             BUILDAH_ISOLATION="chroot",
             BUILDAH_LAYERS="true",
             STORAGE_DRIVER=storage_driver,
@@ -567,7 +576,7 @@ class Builder:
             target,
         ]
         try:
-            _run([*prefix, "true"], env=self.env)
+            _run(["true"], env=self.env, prefix=prefix)
         except (ToolError, OSError):
             return []
         return prefix
@@ -579,7 +588,7 @@ class Builder:
 
     def run(self, *argv: str, cwd: Path | None = None) -> str:
         """Run a tool with this builder's environment (and mount namespace); returns its stdout."""
-        return _run([*self._namespace_prefix, *argv], env=self.env, cwd=cwd)
+        return _run(argv, env=self.env, cwd=cwd, prefix=self._namespace_prefix)
 
     def buildah(self, *args: str) -> str:
         """``buildah --root R --runroot RR --storage-driver D ARGS...``."""
@@ -764,7 +773,7 @@ class Builder:
     def export_multi_ref_oci(
         self, refs_with_tags: Sequence[tuple[str, str]], dest: str | Path, compression: Compression = "gzip"
     ) -> list[str]:
-        """One OCI layout with one ``org.opencontainers.image.ref.name`` per pair; returns ``oci:DIR:TAG`` each.
+        """One OCI layout with a ``org.opencontainers.image.ref.name`` per pair; returns each ``oci:DIR:TAG``.
 
         Each pair is a separate ``skopeo copy`` into the same layout, which adds to its index.json.
         """
@@ -807,9 +816,17 @@ class Builder:
         archive_ref = f"oci-archive:{out / 'index-oci.tar'}:index"
         for target in (oci_ref, archive_ref):
             self.buildah(
-                "manifest", "push", "-q", "--all", "--format", "oci", "--signature-policy", str(self.policy),
-                list_name, target,
-            )  # fmt: skip
+                "manifest",
+                "push",
+                "-q",
+                "--all",
+                "--format",
+                "oci",
+                "--signature-policy",
+                str(self.policy),
+                list_name,
+                target,
+            )
         self._platform_index = PlatformIndex(oci_ref, archive_ref, platforms, files, image_refs)
         return self._platform_index
 
