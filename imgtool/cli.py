@@ -13,6 +13,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from imgtool import __version__
+from imgtool.completion import COMPLETE_VAR, SHELLS, complete_image, complete_image_path, completion_script
 from imgtool.errors import ImgtoolError, UsageError
 from imgtool.image import Image
 from imgtool.index import IndexCache
@@ -56,7 +57,7 @@ def cache_for(no_cache: bool) -> IndexCache | None:
 
 # -- shared options ----------------------------------------------------------------------------
 
-image_argument = click.argument("image", metavar="IMAGE")
+image_argument = click.argument("image", metavar="IMAGE", shell_complete=complete_image)
 platform_option = click.option(
     "--platform",
     metavar="OS/ARCH[/VARIANT]",
@@ -338,7 +339,7 @@ def _mode(entry: Any) -> str:
 
 @cli.command("which-layer")
 @image_argument
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...", shell_complete=complete_image_path)
 @platform_option
 @no_cache_option
 @quiet_option
@@ -441,7 +442,7 @@ def _linkname_text(entry: Any) -> str:
 
 @cli.command("ls")
 @image_argument
-@click.argument("path", default="/", required=False)
+@click.argument("path", default="/", required=False, shell_complete=complete_image_path)
 @click.option("-R", "--recursive", is_flag=True, help="List everything below PATH.")
 @click.option("--layer", "layer_number", type=int, metavar="N", help="The tree as it stood after layer N.")
 @click.option(
@@ -521,7 +522,7 @@ def ls(
 
 @cli.command("cat")
 @image_argument
-@click.argument("path")
+@click.argument("path", shell_complete=complete_image_path)
 @platform_option
 @no_cache_option
 def cat(image: str, path: str, platform: str | None, no_cache: bool) -> None:
@@ -666,8 +667,8 @@ def _render_changes(changes: list[Any], table_format: str) -> None:
 
 
 @diff_group.command("images")
-@click.argument("image1", metavar="IMAGE1")
-@click.argument("image2", metavar="IMAGE2")
+@click.argument("image1", metavar="IMAGE1", shell_complete=complete_image)
+@click.argument("image2", metavar="IMAGE2", shell_complete=complete_image)
 @platform_option
 @no_cache_option
 @quiet_option
@@ -721,6 +722,20 @@ def diff_images(
         sys.exit(1)
 
 
+@cli.command("completion")
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (bash, zsh or fish).
+
+    \b
+    Examples:
+      imgtool completion bash > ~/.local/share/bash-completion/completions/imgtool
+      imgtool completion zsh > ~/.zfunc/_imgtool
+      imgtool completion fish > ~/.config/fish/completions/imgtool.fish
+    """
+    click.echo(completion_script(cli, shell), nl=False)
+
+
 # -- entry point -------------------------------------------------------------------------------
 
 
@@ -732,7 +747,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every ImgtoolError becomes one ``imgtool: error:`` line and its exit code."""
     signal.signal(signal.SIGTERM, _interrupt)
     args = list(argv) if argv is not None else sys.argv[1:]
-    if os.environ.get("_IMGTOOL_COMPLETE"):
+    if os.environ.get(COMPLETE_VAR):
         cli.main(args=args, prog_name="imgtool")  # shell completion: click answers and exits
     try:
         with cli.make_context("imgtool", args) as ctx:
