@@ -9,7 +9,7 @@ was replaced by something else).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from imgtool.overlay import DELETED, HIDDEN, REPLACED, ChangeRecorder, Node
@@ -100,24 +100,48 @@ class Change:
     unreachable: int = 0  # bytes of lower layers' files this change hides or replaces
 
 
-@dataclass
-class ChangeLog(ChangeRecorder):
-    """Every change of every layer, in the order the layers made them."""
+_Event = tuple[int, bytes, str, "Node | None", Node]
 
-    changes: list[Change] = field(default_factory=list)
+
+class ChangeLog(ChangeRecorder):
+    """Every change of every layer, in the order the layers made them.
+
+    Events are kept raw while layers are applied (that is the hot path); the
+    details of a change (type, size, what differs) are worked out when asked for.
+    """
+
+    def __init__(self) -> None:
+        self._events: list[_Event] = []
+        self._changes: list[Change] | None = None
 
     def added(self, layer: int, path: bytes, node: Node) -> None:
-        self.changes.append(Change(layer, path, ADDED, kind_name(node), file_size(node)))
+        self._events.append((layer, path, ADDED, None, node))
 
     def modified(self, layer: int, path: bytes, old: Node, new: Node) -> None:
-        lost = file_size(old) if old.inode != new.inode else 0
-        self.changes.append(
-            Change(layer, path, MODIFIED, kind_name(new), file_size(new), differences(old, new), lost)
-        )
+        self._events.append((layer, path, MODIFIED, old, new))
 
     def removed(self, layer: int, path: bytes, node: Node, reason: str) -> None:
+        self._events.append((layer, path, reason, None, node))
+
+    @staticmethod
+    def _change(event: _Event) -> Change:
+        layer, path, word, old, node = event
+        if word == ADDED:
+            return Change(layer, path, ADDED, kind_name(node), file_size(node))
+        if word == MODIFIED:
+            assert old is not None
+            lost = file_size(old) if old.inode != node.inode else 0
+            return Change(
+                layer, path, MODIFIED, kind_name(node), file_size(node), differences(old, node), lost
+            )
         size = file_size(node)
-        self.changes.append(Change(layer, path, reason, kind_name(node), size, (), size))
+        return Change(layer, path, word, kind_name(node), size, (), size)
+
+    @property
+    def changes(self) -> list[Change]:
+        if self._changes is None:
+            self._changes = [self._change(event) for event in self._events]
+        return self._changes
 
     def by_layer(self) -> dict[int, list[Change]]:
         grouped: dict[int, list[Change]] = defaultdict(list)
@@ -126,4 +150,4 @@ class ChangeLog(ChangeRecorder):
         return grouped
 
     def for_path(self, path: bytes) -> list[Change]:
-        return [c for c in self.changes if c.path == path]
+        return [self._change(event) for event in self._events if event[1] == path]

@@ -50,8 +50,8 @@ class IndexCache:
 
     def load(self, diff_id: Digest) -> LayerIndex | None:
         try:
-            with self._path(diff_id).open("rb") as handle:
-                doc = marshal.load(handle)  # noqa: S302 - our own cache, written by this module
+            # marshal.loads over the whole file: marshal.load reads a file object in tiny pieces.
+            doc = marshal.loads(self._path(diff_id).read_bytes())  # noqa: S302 - our own cache
             entries = [Entry(*values) for values in doc["entries"]]
             return LayerIndex(diff_id, entries, list(doc["warnings"]))
         except (OSError, EOFError, ValueError, TypeError, KeyError):
@@ -69,7 +69,7 @@ class IndexCache:
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    marshal.dump(doc, handle)
+                    handle.write(marshal.dumps(doc))
                 os.replace(tmp, path)
             except BaseException:
                 os.unlink(tmp)

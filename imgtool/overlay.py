@@ -241,9 +241,8 @@ class _LayerApplier:
             new = Node(entry, self.layer, self._link_source(entry))
         else:
             new = Node(entry, self.layer)
+        # A new symlink needs no cache flush: cached parents exist as directories, so none passes here.
         children[name] = new
-        if entry.kind == SYMLINK_KIND:
-            self._parents.clear()
         if self.recorder:
             if existing is None:
                 self.recorder.added(self.layer, path, new)
