@@ -104,6 +104,8 @@ def summarize_layers(image: Image, log: ChangeLog, upto: int | None = None) -> l
     for layer in image.layers[:count]:
         summary = LayerSummary(layer.index, str(layer.digest), layer.created_by)
         for change in by_layer.get(layer.index, []):
+            if change.change == MODIFIED and not change.what:
+                continue  # listed again without any change: not a change of this layer
             item = coarse(change)
             summary.changes.append(item)
             summary.bytes_unreachable += change.unreachable

@@ -23,6 +23,7 @@ import shutil
 import struct
 import subprocess
 import tarfile
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,14 +200,20 @@ def _parse_json_object(text: str, what: str) -> dict[str, Any]:
     return value
 
 
+def _skopeo_inspect(ref: str, flag: str, env: Mapping[str, str] | None) -> dict[str, Any]:
+    # skopeo unpacks archives into a temporary directory, /var/tmp unless told otherwise.
+    with tempfile.TemporaryDirectory(prefix="imgtool-skopeo-") as tmp:
+        return _parse_json_object(_run(["skopeo", "--tmpdir", tmp, "inspect", flag, ref], env=env), ref)
+
+
 def skopeo_inspect_raw(ref: str, *, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``skopeo inspect --raw REF`` parsed: the manifest or index exactly as stored."""
-    return _parse_json_object(_run(["skopeo", "inspect", "--raw", ref], env=env), ref)
+    return _skopeo_inspect(ref, "--raw", env)
 
 
 def skopeo_inspect_config(ref: str, *, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``skopeo inspect --config REF`` parsed: the image configuration (with ``rootfs.diff_ids``, history)."""
-    return _parse_json_object(_run(["skopeo", "inspect", "--config", ref], env=env), ref)
+    return _skopeo_inspect(ref, "--config", env)
 
 
 def umoci_unpack(oci_gzip_dir: str | Path, tag: str, dest_rootfs: str | Path) -> Path:
@@ -498,8 +505,8 @@ class Builder:
 
     All commands run with a private ``CONTAINERS_STORAGE_CONF``, ``CONTAINERS_REGISTRIES_CONF``,
     ``CONTAINERS_CONF``, signature policy and ``TMPDIR``. When ``unshare`` works (as root) every command also
-    runs in a private mount namespace in which ``/var/lib/containers`` is replaced by a private directory:
-    containers/image writes a blob-info cache there that no option moves.
+    runs in a private mount namespace in which ``/var/lib/containers`` and ``/var/tmp`` are replaced by
+    private directories: containers/image writes a blob-info cache to the first, which no option moves.
     """
 
     def __init__(self, workdir: str | Path, *, storage_driver: str = "vfs") -> None:
@@ -516,7 +523,7 @@ class Builder:
         self.runroot = self.storage / "runroot"
         self.config_dir = self.workdir / "config"
         self.tmpdir = self.workdir / "tmp"
-        self.shadow_dir = self.workdir / "var-lib-containers"
+        self.shadow_dir = self.workdir / "shadow"
         for path in (self.root, self.runroot, self.config_dir, self.tmpdir, self.shadow_dir):
             path.mkdir(parents=True, exist_ok=True)
         self.policy = self.config_dir / "policy.json"
@@ -528,7 +535,7 @@ class Builder:
         registries_conf = self.config_dir / "registries.conf"
         registries_conf.write_text('unqualified-search-registries = []\nshort-name-mode = "permissive"\n')
         containers_conf = self.config_dir / "containers.conf"
-        containers_conf.write_text('[engine]\nimage_default_transport = "containers-storage:"\n')
+        containers_conf.write_text(f'[engine]\nimage_copy_tmp_dir = "{self.tmpdir}"\n')
         auth_file = self.config_dir / "auth.json"
         auth_file.write_text('{"auths": {}}\n')
         env = {
@@ -561,7 +568,18 @@ class Builder:
     def _probe_mount_namespace(self) -> list[str]:
         if os.geteuid() != 0 or missing_tools("unshare", "mount"):
             return []
-        target = "/var/lib/containers" if os.path.isdir("/var/lib/containers") else "/var/lib"
+        # containers/image keeps a blob-info cache under /var/lib/containers and stages big files in
+        # /var/tmp: both are replaced by private directories inside the namespace.
+        varlib = "/var/lib/containers" if os.path.isdir("/var/lib/containers") else "/var/lib"
+        binds = [(self.shadow_dir / "var-lib-containers", varlib)]
+        if os.path.isdir("/var/tmp"):
+            binds.append((self.shadow_dir / "var-tmp", "/var/tmp"))
+        script: list[str] = []
+        args: list[str] = []
+        for index, (source, target) in enumerate(binds):
+            source.mkdir(parents=True, exist_ok=True)
+            script.append(f'mount --bind "${2 * index + 1}" "${2 * index + 2}"')
+            args += [str(source), target]
         prefix = [
             "unshare",
             "--mount",
@@ -570,10 +588,9 @@ class Builder:
             "--",
             "/bin/sh",
             "-c",
-            'mount --bind "$1" "$2" && shift 2 && exec "$@"',
+            " && ".join([*script, f"shift {len(args)}", 'exec "$@"']),
             "sh",
-            str(self.shadow_dir),
-            target,
+            *args,
         ]
         try:
             _run(["true"], env=self.env, prefix=prefix)
@@ -583,7 +600,7 @@ class Builder:
 
     @property
     def isolates_host_cache(self) -> bool:
-        """Whether commands run in a mount namespace that hides the host's /var/lib/containers."""
+        """Whether commands run in a mount namespace hiding the host's /var/lib/containers and /var/tmp."""
         return bool(self._namespace_prefix)
 
     def run(self, *argv: str, cwd: Path | None = None) -> str:
@@ -898,32 +915,57 @@ def _unavailable(problem: str) -> None:
     pytest.skip(problem)
 
 
-@pytest.fixture(scope="session")
-def builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builder]:
-    """A vfs :class:`Builder` for the whole session (skips, or fails under CI, without the tools)."""
+_shared_builders: dict[str, tuple[Builder, int]] = {}
+
+
+def _acquire_builder(tmp_path_factory: pytest.TempPathFactory, storage_driver: str) -> Builder:
+    """The process-wide builder for ``storage_driver``, created on first use.
+
+    These fixtures may be imported into several modules (a conftest and a test file); every copy shares one
+    builder, so images are built once per session however the fixtures are wired.
+    """
+    entry = _shared_builders.get(storage_driver)
+    if entry is not None:
+        _shared_builders[storage_driver] = (entry[0], entry[1] + 1)
+        return entry[0]
     problem = realtools_problem()
     if problem is not None:
         _unavailable(problem)
-    instance = Builder(tmp_path_factory.mktemp("realtools"))
-    yield instance
+    instance = Builder(tmp_path_factory.mktemp(f"realtools-{storage_driver}"), storage_driver=storage_driver)
+    if storage_driver != "vfs":
+        try:
+            instance.build(f"{storage_driver}-probe", "FROM scratch\nCOPY busybox /bin/busybox\n")
+        except ToolError as exc:
+            instance.close()
+            _unavailable(f"the {storage_driver} storage driver does not work here: {exc}")
+    _shared_builders[storage_driver] = (instance, 1)
+    return instance
+
+
+def _release_builder(storage_driver: str) -> None:
+    instance, users = _shared_builders[storage_driver]
+    if users > 1:
+        _shared_builders[storage_driver] = (instance, users - 1)
+        return
+    del _shared_builders[storage_driver]
     instance.close()
+
+
+@pytest.fixture(scope="session")
+def builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builder]:
+    """A vfs :class:`Builder` for the whole session (skips, or fails under CI, without the tools)."""
+    instance = _acquire_builder(tmp_path_factory, "vfs")
+    yield instance
+    _release_builder("vfs")
 
 
 @pytest.fixture(scope="session")
 def overlay_builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builder]:
     """A :class:`Builder` on the overlay driver, whose layer diffs mark recreated directories opaque
     (``.wh..wh..opq``) where vfs writes one whiteout per removed child."""
-    problem = realtools_problem()
-    if problem is not None:
-        _unavailable(problem)
-    instance = Builder(tmp_path_factory.mktemp("realtools-overlay"), storage_driver="overlay")
-    try:
-        instance.build("overlay-probe", "FROM scratch\nCOPY busybox /bin/busybox\n")
-    except ToolError as exc:
-        instance.close()
-        _unavailable(f"the overlay storage driver does not work here: {exc}")
+    instance = _acquire_builder(tmp_path_factory, "overlay")
     yield instance
-    instance.close()
+    _release_builder("overlay")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,217 @@
+"""imgtool flatten against umoci raw unpack of the same image, entry by entry.
+
+Compared for every path: type, mode, owner, size, content hash, link target, mtime, device numbers,
+xattrs and link count. No difference is expected for images built by real tools: their layers list
+every parent directory, so no implied directory (where umoci uses the time of unpacking) appears.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliRunner
+from tests.imagefactory import (
+    Dir,
+    Entry,
+    File,
+    Hardlink,
+    ImageSpec,
+    Member,
+    Opaque,
+    Symlink,
+    Whiteout,
+    make_layer,
+    write_oci_layout,
+)
+from tests.realtools import Builder, StandardImageFactory, requires, umoci_unpack
+from tests.treesnap import compare, hardlink_groups, snapshot
+
+pytestmark = [pytest.mark.realtools]
+
+STANDARD = ["basic", "whiteouts", "links", "metadata", "names", "history"]
+
+
+def flatten(imgtool_cli: CliRunner, ref: str, dest: Path, warnings: str = "") -> Path:
+    run = imgtool_cli("flatten", ref, "-o", str(dest), "-q")
+    assert run.code == 0, run.stderr
+    assert re.fullmatch(warnings, run.stderr), run.stderr
+    return dest
+
+
+def assert_same_tree(reference: Path, ours: Path) -> None:
+    assert compare(snapshot(reference), snapshot(ours)) == []
+    assert hardlink_groups(reference) == hardlink_groups(ours)
+
+
+@requires("buildah", "skopeo", "umoci")
+@pytest.mark.parametrize("name", STANDARD)
+def test_standard_images_match_umoci(
+    standard_image: StandardImageFactory, imgtool_cli: CliRunner, tmp_path: Path, name: str
+) -> None:
+    built = standard_image(name)
+    assert_same_tree(
+        built.reference_rootfs(), flatten(imgtool_cli, built.export("oci", "gzip"), tmp_path / "out")
+    )
+
+
+@requires("buildah", "skopeo", "umoci")
+@pytest.mark.slow
+def test_twenty_layers_rewriting_one_file(
+    standard_image: StandardImageFactory, imgtool_cli: CliRunner, tmp_path: Path
+) -> None:
+    built = standard_image("rewrite20")
+    out = flatten(imgtool_cli, built.export("oci", "gzip"), tmp_path / "out")
+    assert_same_tree(built.reference_rootfs(), out)
+    assert (out / "r" / "counter.txt").read_bytes() == b"round 22\n"
+    assert sorted(p.name for p in (out / "r").iterdir()) == ["counter.txt"]
+
+
+@requires("buildah", "skopeo", "umoci")
+@pytest.mark.parametrize(
+    ("fmt", "compression"),
+    [
+        ("oci", "zstd"),
+        ("oci", "none"),
+        ("oci-archive", "gzip"),
+        ("oci-archive", "zstd"),
+        ("docker-archive", "none"),
+    ],
+)
+def test_every_format_flattens_alike(
+    standard_image: StandardImageFactory, imgtool_cli: CliRunner, tmp_path: Path, fmt: str, compression: str
+) -> None:
+    """umoci 0.4.7 reads only gzip: other encodings of the same layers must give its gzip result."""
+    for name in ("whiteouts", "links", "metadata"):
+        built = standard_image(name)
+        ref = built.export(fmt, compression)  # type: ignore[arg-type]
+        assert_same_tree(built.reference_rootfs(), flatten(imgtool_cli, ref, tmp_path / f"{name}-{fmt}"))
+
+
+@requires("buildah", "skopeo", "umoci")
+@pytest.mark.parametrize("name", ["whiteouts", "links", "metadata", "names"])
+def test_tar_output_extracted_by_gnu_tar_equals_dir_output(
+    standard_image: StandardImageFactory, imgtool_cli: CliRunner, tmp_path: Path, name: str
+) -> None:
+    ref = standard_image(name).export("oci", "gzip")
+    out = flatten(imgtool_cli, ref, tmp_path / "dir")
+    run = imgtool_cli("flatten", ref, "-o", str(tmp_path / "out.tar"), "-q")
+    assert run.code == 0, run.stderr
+    (tmp_path / "x").mkdir()
+    subprocess.run(
+        [
+            "tar",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--numeric-owner",
+            "-C",
+            str(tmp_path / "x"),
+            "-xpf",
+            str(tmp_path / "out.tar"),
+        ],
+        check=True,
+    )
+    assert_same_tree(out, tmp_path / "x")
+
+
+@requires("buildah", "skopeo", "umoci")
+def test_opaque_markers_from_overlay_builds(
+    overlay_builder: Builder, imgtool_cli: CliRunner, tmp_path: Path
+) -> None:
+    """buildah with the overlay driver writes .wh..wh..opq for a recreated directory (vfs does not)."""
+    from tests.realtools import STANDARD_IMAGES
+
+    built = overlay_builder.standard_image("whiteouts")
+    ref = built.export("oci", "gzip")
+    assert "whiteouts" in STANDARD_IMAGES
+    assert_same_tree(built.reference_rootfs(), flatten(imgtool_cli, ref, tmp_path / "out"))
+
+
+# Hand-made layers for cases real tools do not write; umoci is still the reference.
+T = 1_600_000_000
+EDGE_CASES: dict[str, list[list[Member]]] = {
+    "whiteout-after-own-entry": [
+        [Dir("d/", mtime=T), File("d/x", b"lower", mtime=T)],
+        [Dir("d/", mtime=T), File("d/x", b"upper", mtime=T), Whiteout("d/x", mtime=T)],
+    ],
+    "opaque-keeps-own-entries": [
+        [
+            Dir("d/", mtime=T),
+            File("d/old", b"old", mtime=T),
+            Dir("d/sub/", mtime=T),
+            File("d/sub/y", b"y", mtime=T),
+        ],
+        [Dir("d/", mtime=T), File("d/new", b"new", mtime=T), Dir("d/sub/", mtime=T), Opaque("d/", mtime=T)],
+    ],
+    "symlinked-parent": [
+        [Dir("usr/", mtime=T), Dir("usr/lib/", mtime=T), Symlink("lib", "usr/lib", mtime=T)],
+        [Dir("lib/", mtime=T), File("lib/libx.so", b"x", mtime=T)],
+    ],
+    "absolute-symlinked-parent": [
+        [Dir("usr/", mtime=T), Dir("usr/lib/", mtime=T), Symlink("lib", "/usr/lib", mtime=T)],
+        [File("lib/liby.so", b"y", mtime=T)],
+    ],
+    "escaping-symlink-confined": [
+        [Dir("etc/", mtime=T), Symlink("up", "../../../..", mtime=T)],
+        [File("up/etc/confined", b"inside", mtime=T)],
+    ],
+    "hardlink-to-replaced-target": [
+        [File("a", b"one", mtime=T)],
+        [Hardlink("b", "a", mtime=T)],
+        [File("a", b"two", mtime=T)],
+    ],
+    "dir-replaced-by-file": [
+        [Dir("x/", mtime=T), File("x/inner", b"i", mtime=T)],
+        [File("x", b"file now", mtime=T)],
+    ],
+    "duplicate-entries": [
+        [File("dup", b"first", mtime=T), File("dup", b"second", mode=0o600, mtime=T)],
+    ],
+    "no-end-blocks": [
+        [Dir("a/", mtime=T), File("a/f", b"data", mtime=T)],
+    ],
+}
+
+
+# Deliberate differences, by case: (paths, field, why).
+KNOWN_DIFFERENCES = {
+    "opaque-keeps-own-entries": (
+        {b"d/sub"},
+        "mtime_ns",
+        "umoci removes d/sub/y while walking the opaque d/ and does not restore the mtime of d/sub, "
+        "so d/sub gets the time of unpacking; imgtool keeps the mtime layer 1 states for d/sub",
+    ),
+}
+
+
+@requires("umoci")
+@pytest.mark.parametrize("case", sorted(EDGE_CASES))
+def test_hand_made_edge_cases_match_umoci(imgtool_cli: CliRunner, tmp_path: Path, case: str) -> None:
+    layers = [
+        make_layer(members, end_blocks=case != "no-end-blocks", record_size=512)
+        for members in EDGE_CASES[case]
+    ]
+    ref = write_oci_layout(tmp_path / "oci", [Entry(ImageSpec(layers), ref="v1")]).reference("v1")
+    reference = umoci_unpack(tmp_path / "oci", "v1", tmp_path / "umoci")
+    warning = (
+        r"imgtool: warning: layer 0 \(sha256:\w+\): tar archive ends without end-of-archive blocks\n"
+        if case == "no-end-blocks"
+        else ""
+    )
+    ours = flatten(imgtool_cli, ref, tmp_path / "ours", warning)
+    # Directories no layer lists exist only implicitly: umoci stamps them with the time of unpacking,
+    # imgtool with the epoch (so the same image always gives the same tree).
+    implied = {p for p, n in snapshot(ours).items() if n.type == "dir" and n.mtime_ns == 0 and p}
+    known_paths, known_field, _why = KNOWN_DIFFERENCES.get(case, (set(), "", ""))
+
+    def deliberate(path: bytes, field: str) -> bool:
+        return (field == "mtime_ns" and path in implied) or (field == known_field and path in known_paths)
+
+    differences = compare(snapshot(reference), snapshot(ours), ignore=deliberate)
+    assert differences == []
+    if known_paths:  # the difference is real, and only there
+        assert compare(snapshot(reference), snapshot(ours)) != []
+    assert hardlink_groups(reference) == hardlink_groups(ours)
