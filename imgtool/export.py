@@ -18,6 +18,7 @@ from typing import IO, BinaryIO, Final
 
 from imgtool.errors import LayerError, OutputError
 from imgtool.image import Layer, LayerStream
+from imgtool.index import check_indexed
 from imgtool.overlay import Node
 from imgtool.plan import InodeKey, make_plan
 from imgtool.progress import NoProgress, Progress
@@ -90,17 +91,13 @@ class _LayerCursor:
             return
         for found in self._entries:
             if found.ordinal == entry.ordinal:
-                self._check(found, entry)
+                check_indexed(found, entry, self.layer.what)
                 while chunk := self._reader.read_data(_CHUNK):
                     yield chunk
                 return
             if found.ordinal in self._wanted and found.ordinal not in self._spooled:
                 self._spool(found)
         raise LayerError(f"{self.layer.what}: entry {entry.ordinal} is missing from the layer")
-
-    def _check(self, found: Entry, known: Entry) -> None:
-        if found.path != known.path or found.size != known.size:
-            raise LayerError(f"{self.layer.what}: entry {found.ordinal} differs from the layer's index")
 
     def _spool(self, found: Entry) -> None:
         in_memory = (

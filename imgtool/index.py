@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Final
 
 from imgtool.digest import Digest
+from imgtool.errors import LayerError
 from imgtool.image import Image, Layer
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.tarstream import Entry, LayerReader
@@ -76,6 +77,12 @@ class IndexCache:
                 raise
         except OSError:
             pass  # a cache that cannot be written only costs speed
+
+
+def check_indexed(found: Entry, known: Entry, what: str) -> None:
+    """A streamed entry must be the one the index describes (same position, path and size)."""
+    if (found.ordinal, found.path, found.size) != (known.ordinal, known.path, known.size):
+        raise LayerError(f"{what}: entry {found.ordinal} differs from the layer's index (the layer changed?)")
 
 
 def build_layer_index(

@@ -6,6 +6,7 @@ from typing import BinaryIO
 
 from imgtool.errors import ImageNotFoundError, LayerError, UsageError
 from imgtool.image import Image
+from imgtool.index import check_indexed
 from imgtool.overlay import Tree
 from imgtool.tarstream import DIR, FILE, LayerReader, display
 
@@ -32,8 +33,7 @@ def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: in
         for entry in reader:
             if entry.ordinal != content.ordinal:
                 continue
-            if entry.path != content.path:
-                raise LayerError(f"{layer.what}: entry {entry.ordinal} differs from the layer's index")
+            check_indexed(entry, content, layer.what)
             while chunk := reader.read_data():
                 out.write(chunk)
                 written += len(chunk)

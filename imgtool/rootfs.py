@@ -21,6 +21,7 @@ from typing import Final
 
 from imgtool.errors import LayerError, OutputError
 from imgtool.image import Image
+from imgtool.index import check_indexed
 from imgtool.overlay import Node
 from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import NoProgress, Progress
@@ -236,8 +237,7 @@ def _write_layer_files(
                 path, node = target
                 known = node.content
                 assert known is not None
-                if entry.path != known.path or entry.size != known.size:
-                    raise LayerError(f"{layer.what}: entry {entry.ordinal} differs from the layer's index")
+                check_indexed(entry, known, layer.what)
                 writer.write_file(path, known, reader.read_data)
                 writer.link(path, plan.links.get((number, entry.ordinal), []))
             reader.drain()
