@@ -175,10 +175,13 @@ class RootfsWriter:
                 self._apply(self._full(path), node.entry, node.kind)
 
     def report(self) -> None:
+        skipped = []
         if self.stats.skipped_owner:
-            self.warn(f"not running as root: ownership of {self.stats.skipped_owner} entries was not set")
+            skipped.append(f"ownership of {self.stats.skipped_owner} entries was not set")
         if self.stats.skipped_devices:
-            self.warn(f"not running as root: {self.stats.skipped_devices} device nodes were not created")
+            skipped.append(f"{self.stats.skipped_devices} device nodes were not created")
+        if skipped:
+            self.warn("not running as root: " + " and ".join(skipped))
         if self.stats.skipped_xattrs:
             self.warn(f"{self.stats.skipped_xattrs} extended attributes could not be set on this filesystem")
 

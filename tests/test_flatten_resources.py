@@ -176,8 +176,8 @@ def test_without_root_ownership_and_devices_are_skipped_with_one_warning(shared_
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == (
-        "imgtool: warning: not running as root: ownership of 9 entries was not set\n"
-        "imgtool: warning: not running as root: 2 device nodes were not created\n"
+        "imgtool: warning: not running as root: ownership of 9 entries was not set "
+        "and 2 device nodes were not created\n"
     )
     tree = snapshot(work / "out")
     assert sorted(p.decode() for p in tree) == [
