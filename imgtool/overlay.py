@@ -186,14 +186,15 @@ def _secure_resolve(root: Node, path: bytes) -> tuple[list[bytes], list[Node | N
             continue
         parent = nodes[-1]
         child = parent.children.get(name) if parent is not None and parent.children is not None else None
-        if child is not None and child.entry is not None and child.entry.kind == SYMLINK_KIND:
+        content = child.content if child is not None else None
+        if content is not None and content.kind == SYMLINK_KIND:  # a hardlink to a symlink is one too
             hops += 1
             if hops > MAX_LINK_HOPS:
                 raise LimitExceededError(
                     f"too many levels of symbolic links resolving {display(b'/'.join([*names, name]))}"
                 )
             links.append(b"/".join([*names, name]))
-            target = child.entry.link
+            target = content.link
             if target.startswith(b"/"):
                 del names[:]
                 del nodes[1:]

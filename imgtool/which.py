@@ -78,8 +78,9 @@ def answer(tree: Tree, log: ChangeLog, asked: str, path: bytes) -> Answer:
     via = []
     for link_path in links:
         link_node = tree.lookup(link_path)
-        if link_node is not None and link_node.entry is not None and link_node.entry.kind == SYMLINK_KIND:
-            via.append(LinkStep(link_path, link_node.entry.link, link_node.layer))
+        content = link_node.content if link_node is not None else None
+        if link_node is not None and content is not None and content.kind == SYMLINK_KIND:
+            via.append(LinkStep(link_path, content.link, link_node.layer))
     return Answer(asked, resolved, node, log.for_path(resolved), via)
 
 

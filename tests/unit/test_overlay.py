@@ -238,3 +238,15 @@ def test_change_log_words() -> None:
         (1, "r/y", "replaced", ()),
         (1, "d/b", "modified", ("mode",)),
     }
+
+
+def test_a_hardlink_to_a_symlink_is_followed_like_the_symlink() -> None:
+    tree = apply([D("real"), E("real/f"), S("s", "real"), H("h", "s")], [E("h/g")])
+    assert summary(tree) == {
+        "h": "hardlink@0=s@0",
+        "real": "dir@0",
+        "real/f": "file@0",
+        "real/g": "file@1",
+        "s": "symlink@0",
+    }
+    assert tree.resolve(b"h/f")[0] == b"real/f"
