@@ -17,16 +17,14 @@ from collections.abc import Iterator
 from typing import IO, BinaryIO, Final
 
 from imgtool.errors import LayerError, OutputError
-from imgtool.image import Layer, LayerStream
 from imgtool.index import check_indexed
 from imgtool.overlay import Node
 from imgtool.plan import InodeKey, make_plan
 from imgtool.progress import NoProgress, Progress
-from imgtool.readahead import ReadAhead
 from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK
-from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, DIR, FIFO_KIND, FILE, SYMLINK_KIND, Entry, LayerReader
+from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, DIR, FIFO_KIND, FILE, SYMLINK_KIND, Entry
 from imgtool.tarwriter import TarWriter
-from imgtool.view import MergedView
+from imgtool.view import LayerData, MergedView
 
 _TYPEFLAGS: Final = {
     DIR: DIRECTORY,
@@ -36,8 +34,8 @@ _TYPEFLAGS: Final = {
     FIFO_KIND: FIFO,
 }
 _IMPLIED_DIR: Final = Entry(b"", DIR, 0o755, 0, 0, 0, 0, b"", 0, 0, None, None, -1)
-_MEMORY_SPOOL_ENTRY: Final = 1 << 16
-_MEMORY_SPOOL_TOTAL: Final = 32 << 20
+_MEMORY_HOLD_ENTRY: Final = 1 << 16
+_MEMORY_HOLD_TOTAL: Final = 32 << 20
 _CHUNK: Final = 1 << 20
 
 
@@ -66,66 +64,60 @@ def _add_header(tar: TarWriter, path: bytes, node: Node) -> None:
 
 
 class _LayerCursor:
-    """One layer's stream, advanced on demand to the entries the tar needs, in any order."""
+    """One layer's entries, advanced on demand to those the tar needs, in whatever order it needs them."""
 
-    def __init__(self, layer: Layer, wanted: set[int], progress: Progress, max_size: int | None) -> None:
-        self.layer = layer
+    def __init__(
+        self, view: MergedView, number: int, wanted: set[int], progress: Progress, max_size: int | None
+    ) -> None:
+        self.what = view.image.layers[number].what
         self._wanted = wanted
-        self._stream: LayerStream = layer.open(max_size)
-        self._stream.on_compressed_bytes = progress.advance
-        self._ahead = ReadAhead(self._stream, depth=4)
-        self._reader = LayerReader(self._ahead, layer.what)
+        self._data = LayerData(view, number, progress, max_size)
+        self._reader = self._data.reader
         self._entries: Iterator[Entry] = iter(self._reader)
-        self._spooled: dict[int, IO[bytes]] = {}
-        self._spooled_in_memory = 0
+        self._held: dict[int, IO[bytes]] = {}
+        self._held_in_memory = 0
 
     def data(self, entry: Entry) -> Iterator[bytes]:
         """The data of the entry with this ordinal (which must still be wanted)."""
         self._wanted.discard(entry.ordinal)
-        spooled = self._spooled.pop(entry.ordinal, None)
-        if spooled is not None:
-            spooled.seek(0)
-            with spooled:
-                while chunk := spooled.read(_CHUNK):
+        held = self._held.pop(entry.ordinal, None)
+        if held is not None:
+            held.seek(0)
+            with held:
+                while chunk := held.read(_CHUNK):
                     yield chunk
             return
         for found in self._entries:
             if found.ordinal == entry.ordinal:
-                check_indexed(found, entry, self.layer.what)
+                check_indexed(found, entry, self.what)
                 while chunk := self._reader.read_data(_CHUNK):
                     yield chunk
                 return
-            if found.ordinal in self._wanted and found.ordinal not in self._spooled:
-                self._spool(found)
-        raise LayerError(f"{self.layer.what}: entry {entry.ordinal} is missing from the layer")
+            if found.ordinal in self._wanted and found.ordinal not in self._held:
+                self._hold(found)
+        raise LayerError(f"{self.what}: entry {entry.ordinal} is missing from the layer")
 
-    def _spool(self, found: Entry) -> None:
+    def _hold(self, found: Entry) -> None:
+        """Keep aside an entry the tar needs later than the layer holds it."""
         in_memory = (
-            found.size <= _MEMORY_SPOOL_ENTRY and self._spooled_in_memory + found.size <= _MEMORY_SPOOL_TOTAL
+            found.size <= _MEMORY_HOLD_ENTRY and self._held_in_memory + found.size <= _MEMORY_HOLD_TOTAL
         )
         holder: IO[bytes] = io.BytesIO() if in_memory else tempfile.TemporaryFile(prefix="imgtool-")  # noqa: SIM115
         if in_memory:
-            self._spooled_in_memory += found.size
+            self._held_in_memory += found.size
         while chunk := self._reader.read_data(_CHUNK):
             holder.write(chunk)
-        self._spooled[found.ordinal] = holder
+        self._held[found.ordinal] = holder
 
     @property
     def done(self) -> bool:
         return not self._wanted
 
-    def close(self, finish: bool) -> None:
-        """With ``finish``, read the rest so that both digests are checked."""
-        try:
-            if finish:
-                self._reader.drain()
-        finally:
-            self._ahead.close()
-            for holder in self._spooled.values():
-                holder.close()
-            self._stream.close()
-        if finish:
-            self._stream.finish()
+    def close(self, complete: bool) -> None:
+        """With ``complete``, read the rest so that both digests are checked."""
+        for holder in self._held.values():
+            holder.close()
+        self._data.close(complete)
 
 
 def write_tar(
@@ -163,22 +155,20 @@ def write_tar(
                 continue
             cursor = cursors.get(layer)
             if cursor is None:
-                cursor = cursors[layer] = _LayerCursor(
-                    view.image.layers[layer], wanted[layer], progress, max_size
-                )
+                cursor = cursors[layer] = _LayerCursor(view, layer, wanted[layer], progress, max_size)
             written = 0
             for chunk in cursor.data(entry):
                 tar.write_data(chunk)
                 written += len(chunk)
             if written != entry.size:
-                raise LayerError(f"{cursor.layer.what}: data of entry {entry.ordinal} ended early")
+                raise LayerError(f"{cursor.what}: data of entry {entry.ordinal} ended early")
             tar.end_data(entry.size)
             if cursor.done:
-                cursors.pop(layer).close(finish=True)
+                cursors.pop(layer).close(complete=True)
         tar.close()
     finally:
         for cursor in cursors.values():
-            cursor.close(finish=False)
+            cursor.close(complete=False)
     progress.finish()
     return tar.bytes_written
 

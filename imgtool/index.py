@@ -22,6 +22,7 @@ from imgtool.digest import Digest
 from imgtool.errors import LayerError
 from imgtool.image import Image, Layer
 from imgtool.progress import LockedProgress, NoProgress, Progress
+from imgtool.spool import Spool, Tee
 from imgtool.tarstream import Entry, LayerReader
 
 FORMAT_VERSION: Final = 1
@@ -86,16 +87,32 @@ def check_indexed(found: Entry, known: Entry, what: str) -> None:
 
 
 def build_layer_index(
-    layer: Layer, progress: Progress | None = None, max_size: int | None = None
+    layer: Layer, progress: Progress | None = None, max_size: int | None = None, spool: Spool | None = None
 ) -> LayerIndex:
-    """Read a whole layer once: every header, the hash of every file, both digests checked."""
+    """Read a whole layer once: every header, the hash of every file, both digests checked.
+
+    With a ``spool``, the uncompressed stream is also kept there once it has verified.
+    """
     warnings: list[str] = []
     with layer.open(max_size) as stream:
         if progress is not None:
             stream.on_compressed_bytes = progress.advance
-        reader = LayerReader(stream, layer.what, warnings.append, hash_content=True)
-        entries = list(reader)
-        stream.finish(reader)
+        if spool is None:
+            reader = LayerReader(stream, layer.what, warnings.append, hash_content=True)
+            entries = list(reader)
+            stream.finish(reader)
+            return LayerIndex(layer.diff_id, entries, warnings)
+        fd, path = spool.start(layer.index)
+        complete = False
+        try:
+            tee = Tee(stream, fd)
+            reader = LayerReader(tee, layer.what, warnings.append, hash_content=True)
+            entries = list(reader)
+            reader.drain()
+            stream.finish()
+            complete = not tee.failed
+        finally:
+            spool.finish(layer.index, fd, path, complete)
     return LayerIndex(layer.diff_id, entries, warnings)
 
 
@@ -108,8 +125,12 @@ def index_image(
     upto: int | None = None,
     workers: int = DEFAULT_WORKERS,
     warn: Callable[[str], None] | None = None,
+    spool: Spool | None = None,
 ) -> list[LayerIndex]:
-    """The index of every layer (or of layers ``0..upto``), from the cache where possible."""
+    """The index of every layer (or of layers ``0..upto``), from the cache where possible.
+
+    Layers read here are kept uncompressed in ``spool``, when one is given.
+    """
     layers: Sequence[Layer] = image.layers if upto is None else image.layers[: upto + 1]
     found: dict[int, LayerIndex] = {}
     missing: list[Layer] = []
@@ -124,9 +145,11 @@ def index_image(
         shown = LockedProgress(progress or NoProgress())
         shown.start("indexing layers", sum(layer.size for layer in missing))
         try:
+            # Largest first, so that no big layer is left to run alone at the end.
+            ordered = sorted(missing, key=lambda layer: layer.size, reverse=True)
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                built = pool.map(lambda layer: build_layer_index(layer, shown, max_size), missing)
-                for layer, index in zip(missing, built, strict=True):
+                built = pool.map(lambda layer: build_layer_index(layer, shown, max_size, spool), ordered)
+                for layer, index in zip(ordered, built, strict=True):
                     found[layer.index] = index
                     if cache is not None:
                         cache.store(index)

@@ -25,7 +25,6 @@ from imgtool.index import check_indexed
 from imgtool.overlay import Node
 from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import NoProgress, Progress
-from imgtool.readahead import ReadAhead
 from imgtool.tarstream import (
     BLOCKDEV_KIND,
     CHARDEV,
@@ -33,10 +32,9 @@ from imgtool.tarstream import (
     FILE,
     SYMLINK_KIND,
     Entry,
-    LayerReader,
     display,
 )
-from imgtool.view import MergedView
+from imgtool.view import LayerData, MergedView
 
 Warn = Callable[[str], None]
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -228,25 +226,23 @@ def _write_layer_files(
 ) -> None:
     layer = image.layers[number]
     wanted = plan.data[number]
-    with layer.open(max_size) as stream:
-        stream.on_compressed_bytes = progress.advance
-        ahead = ReadAhead(stream)
-        try:
-            reader = LayerReader(ahead, layer.what)
-            for entry in reader:
-                target = wanted.get(entry.ordinal)
-                if target is None:
-                    continue
-                path, node = target
-                known = node.content
-                assert known is not None
-                check_indexed(entry, known, layer.what)
-                writer.write_file(path, known, reader.read_data)
-                writer.link(path, plan.links.get((number, entry.ordinal), []))
-            reader.drain()
-        finally:
-            ahead.close()
-        stream.finish()
+    data = LayerData(view, number, progress, max_size)
+    complete = False
+    try:
+        reader = data.reader
+        for entry in reader:
+            target = wanted.get(entry.ordinal)
+            if target is None:
+                continue
+            path, node = target
+            known = node.content
+            assert known is not None
+            check_indexed(entry, known, layer.what)
+            writer.write_file(path, known, reader.read_data)
+            writer.link(path, plan.links.get((number, entry.ordinal), []))
+        complete = True
+    finally:
+        data.close(complete)
 
 
 # -- the output directory ---------------------------------------------------------------------

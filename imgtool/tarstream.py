@@ -251,9 +251,11 @@ class LayerReader:
         what: str,
         warn: Callable[[str], None] | None = None,
         hash_content: bool = False,
+        seek: Callable[[int], object] | None = None,
     ) -> None:
+        """``seek``, for a stream on a local file, lets data that is not read be skipped without reading."""
         self.what = what
-        self._tar = TarReader(stream, what, warn)
+        self._tar = TarReader(stream, what, warn, seek)
         self._hash_content = hash_content
 
     def __iter__(self) -> Iterator[Entry]:

@@ -6,10 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from imgtool.errors import ImgtoolError, UsageError
-from imgtool.image import Image
+from imgtool.image import Image, LayerStream
 from imgtool.index import IndexCache, LayerIndex, index_image
 from imgtool.overlay import ChangeRecorder, Tree
 from imgtool.progress import Progress
+from imgtool.readahead import ReadAhead
+from imgtool.spool import Spool
+from imgtool.tarstream import LayerReader
 
 
 @dataclass(slots=True)
@@ -17,6 +20,7 @@ class MergedView:
     image: Image
     indexes: list[LayerIndex]
     tree: Tree
+    spool: Spool | None = None  # uncompressed copies of the layers indexed on the way, if kept
 
     @property
     def top(self) -> int:
@@ -51,8 +55,48 @@ def merged_view(
     recorder: ChangeRecorder | None = None,
     max_size: int | None = None,
     warn: Callable[[str], None] | None = None,
+    spool: Spool | None = None,
 ) -> MergedView:
     """Index the layers (``0..upto``, all by default) and apply them bottom first."""
     check_layer_number(image, upto)
-    indexes = index_image(image, cache=cache, progress=progress, max_size=max_size, upto=upto, warn=warn)
-    return MergedView(image, indexes, apply_indexes(image, indexes, recorder=recorder))
+    indexes = index_image(
+        image, cache=cache, progress=progress, max_size=max_size, upto=upto, warn=warn, spool=spool
+    )
+    return MergedView(image, indexes, apply_indexes(image, indexes, recorder=recorder), spool)
+
+
+class LayerData:
+    """A layer's entries opened to write them out: from the spool when one holds the layer (already
+    verified; skipped data is seeked over), else from the blob, decompressed ahead in a worker thread.
+
+    :meth:`close` with ``complete`` reads the blob to its end, so both digests are checked.
+    """
+
+    def __init__(self, view: MergedView, number: int, progress: Progress, max_size: int | None) -> None:
+        layer = view.image.layers[number]
+        self._stream: LayerStream | None = None
+        self._ahead: ReadAhead | None = None
+        spooled = view.spool.open(number) if view.spool is not None else None
+        self._spooled = spooled
+        if spooled is not None:
+            progress.advance(layer.size)
+            self.reader = LayerReader(spooled, layer.what, seek=spooled.seek)
+            return
+        self._stream = layer.open(max_size)
+        self._stream.on_compressed_bytes = progress.advance
+        self._ahead = ReadAhead(self._stream, depth=4)
+        self.reader = LayerReader(self._ahead, layer.what)
+
+    def close(self, complete: bool) -> None:
+        if self._spooled is not None:
+            self._spooled.close()
+            return
+        assert self._stream is not None and self._ahead is not None
+        try:
+            if complete:
+                self.reader.drain()
+        finally:
+            self._ahead.close()
+            self._stream.close()
+        if complete:
+            self._stream.finish()

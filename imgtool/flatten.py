@@ -1,0 +1,65 @@
+"""flatten as one call: index the layers, merge them, write a directory, a tar file or a tar stream."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from imgtool.export import flatten_to_tar_file, write_tar
+from imgtool.image import Image
+from imgtool.index import IndexCache
+from imgtool.progress import Progress
+from imgtool.provenance import write_provenance
+from imgtool.rootfs import WriteStats, flatten_to_dir
+from imgtool.spool import Spool, worth_spooling
+from imgtool.view import merged_view
+
+
+@dataclass(frozen=True, slots=True)
+class FlattenResult:
+    paths: int
+    data_bytes: int
+
+
+def flatten(
+    image: Image,
+    output: str | BinaryIO,
+    *,
+    as_tar: bool = False,
+    force: bool = False,
+    upto: int | None = None,
+    cache: IndexCache | None = None,
+    progress: Progress | None = None,
+    max_size: int | None = None,
+    provenance: str | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> FlattenResult:
+    """Write the image's root filesystem to ``output``.
+
+    ``output`` is a directory path (it must not exist or be empty; ``force`` replaces a
+    non-empty one), a tar file path (with ``as_tar``), or a binary stream for a tar.
+    """
+    spool_dir = (
+        tempfile.gettempdir() if not isinstance(output, str) else os.path.dirname(os.path.abspath(output))
+    )
+    layers = image.layers if upto is None else image.layers[: upto + 1]
+    use_spool = worth_spooling(spool_dir, sum(layer.size for layer in layers))
+    with Spool(spool_dir) if use_spool else contextlib.nullcontext() as spool:
+        view = merged_view(
+            image, upto=upto, cache=cache, progress=progress, max_size=max_size, warn=warn, spool=spool
+        )
+        if not isinstance(output, str):
+            write_tar(view, output, progress, max_size)
+            stats = WriteStats()
+        elif as_tar:
+            flatten_to_tar_file(view, output, progress, max_size, force)
+            stats = WriteStats()
+        else:
+            stats = flatten_to_dir(view, output, force=force, progress=progress, max_size=max_size, warn=warn)
+    if provenance:
+        write_provenance(view, provenance)
+    return FlattenResult(stats.paths, stats.data_bytes)

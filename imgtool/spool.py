@@ -1,0 +1,96 @@
+"""Uncompressed copies of layers, kept for the length of one flatten.
+
+Flatten reads every layer twice: once to index it (the whole image must be
+known before anything is written) and once to write the files that survive.
+When the layers are not indexed yet, the first reading keeps what it
+decompressed and verified in a temporary file, so the second reading neither
+decompresses nor hashes again, and seeks over data it does not need.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from types import TracebackType
+from typing import Final, Protocol
+
+from imgtool.sources.stores import FileSlice
+
+# Spool only where the layers fit many times over: the rootfs itself still has to be written.
+SPACE_FACTOR: Final = 6
+RESERVE: Final = 1 << 30
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+def worth_spooling(directory: str, compressed_bytes: int) -> bool:
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize >= SPACE_FACTOR * compressed_bytes + RESERVE
+
+
+class Tee:
+    """Passes a stream through, copying it to a spool file; copying stops quietly on a write error."""
+
+    def __init__(self, source: Readable, fd: int) -> None:
+        self._source = source
+        self._fd: int | None = fd
+        self.failed = False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._source.read(n)
+        if data and self._fd is not None:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+            except OSError:
+                self.failed = True
+                self._fd = None
+        return data
+
+
+class Spool:
+    """Spool files by layer number, in a private directory removed by :meth:`close`."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = tempfile.mkdtemp(prefix=".imgtool-spool-", dir=directory)
+        self._ready: dict[int, str] = {}
+
+    def start(self, layer: int) -> tuple[int, str]:
+        path = os.path.join(self.directory, str(layer))
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), path
+
+    def finish(self, layer: int, fd: int, path: str, complete: bool) -> None:
+        """Keep the copy only if the whole stream was copied and verified."""
+        os.close(fd)
+        if complete:
+            self._ready[layer] = path
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+    def open(self, layer: int) -> FileSlice | None:
+        path = self._ready.get(layer)
+        if path is None:
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return FileSlice(fd, 0, os.fstat(fd).st_size, owns_fd=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self._ready.clear()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
