@@ -1,0 +1,96 @@
+"""The spool: layers decompressed for the index are reused for writing, never left behind."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+import imgtool
+from imgtool import flatten as flatten_module
+from imgtool import spool as spool_module
+from imgtool.flatten import flatten
+from imgtool.image import Layer
+from tests.imagefactory import Dir, Entry, File, Hardlink, ImageSpec, Whiteout, make_layer, write_oci_layout
+from tests.treesnap import snapshot
+
+LAYERS = [
+    make_layer([Dir("a/"), File("a/one", b"1" * 5000), File("a/two", b"2"), File("b", b"b" * 70000)]),
+    make_layer([Whiteout("a/two"), File("c", b"c"), Hardlink("d", "b")]),
+]
+
+
+def image_ref(tmp_path: Path) -> str:
+    return write_oci_layout(tmp_path / "oci", [Entry(ImageSpec(LAYERS), ref="v1")]).reference("v1")
+
+
+@pytest.mark.parametrize("as_tar", [False, True])
+def test_spooled_and_direct_writes_agree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_tar: bool
+) -> None:
+    ref = image_ref(tmp_path)
+    outputs = []
+    for use_spool in (True, False):
+        monkeypatch.setattr(flatten_module, "worth_spooling", lambda _d, _n, use=use_spool: use)
+        out = tmp_path / f"out-{use_spool}{'.tar' if as_tar else ''}"
+        with imgtool.open_image(ref) as img:
+            flatten(img, str(out), as_tar=as_tar)
+        outputs.append(out)
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".imgtool-spool-")]
+    if as_tar:
+        assert outputs[0].read_bytes() == outputs[1].read_bytes()
+    else:
+        assert snapshot(outputs[0]) == snapshot(outputs[1])
+
+
+def test_spooled_layers_are_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = image_ref(tmp_path)
+    monkeypatch.setattr(flatten_module, "worth_spooling", lambda _d, _n: True)
+    opened: list[int] = []
+    real_open = Layer.open
+
+    def counting_open(self: Layer, max_size: int | None = None) -> object:
+        opened.append(self.index)
+        return real_open(self, max_size)
+
+    monkeypatch.setattr(Layer, "open", counting_open)
+    with imgtool.open_image(ref) as img:
+        flatten(img, str(tmp_path / "out"))
+    assert sorted(opened) == [0, 1]  # once each, to index them; the write pass used the spool
+    assert (tmp_path / "out" / "d").read_bytes() == b"b" * 70000
+
+
+def test_a_spool_that_cannot_be_written_is_dropped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ref = image_ref(tmp_path)
+    monkeypatch.setattr(flatten_module, "worth_spooling", lambda _d, _n: True)
+    real_write = os.write
+    spool_fds: set[int] = set()
+    real_start = spool_module.Spool.start
+
+    def start(self: spool_module.Spool, layer: int) -> tuple[int, str]:
+        fd, path = real_start(self, layer)
+        spool_fds.add(fd)
+        return fd, path
+
+    def full_disk(fd: int, data: bytes | memoryview) -> int:
+        if fd in spool_fds:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    real_finish = spool_module.Spool.finish
+
+    def finish(self: spool_module.Spool, layer: int, fd: int, path: str, complete: bool) -> None:
+        spool_fds.discard(fd)
+        assert not complete  # every copy failed, so none may be kept
+        real_finish(self, layer, fd, path, complete)
+
+    monkeypatch.setattr(spool_module.Spool, "start", start)
+    monkeypatch.setattr(spool_module.Spool, "finish", finish)
+    monkeypatch.setattr(os, "write", full_disk)
+    with imgtool.open_image(ref) as img:
+        flatten(img, str(tmp_path / "out"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "b", "c", "d"]
+    assert (tmp_path / "out" / "a" / "one").read_bytes() == b"1" * 5000
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".imgtool-spool-")]
