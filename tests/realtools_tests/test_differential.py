@@ -215,3 +215,22 @@ def test_hand_made_edge_cases_match_umoci(imgtool_cli: CliRunner, tmp_path: Path
     if known_paths:  # the difference is real, and only there
         assert compare(snapshot(reference), snapshot(ours)) != []
     assert hardlink_groups(reference) == hardlink_groups(ours)
+
+
+@requires("buildah", "skopeo", "umoci")
+def test_tar_output_is_read_by_go_archive_tar(
+    builder: Builder, standard_image: StandardImageFactory, imgtool_cli: CliRunner, tmp_path: Path
+) -> None:
+    """What docker import does with the tar, buildah's ADD does with Go's archive/tar: same tree."""
+    ref = standard_image("metadata").export("oci", "gzip")
+    ours = flatten(imgtool_cli, ref, tmp_path / "dir")
+    run = imgtool_cli("flatten", ref, "-o", str(tmp_path / "out.tar"), "-q")
+    assert run.code == 0, run.stderr
+    built = builder.build(
+        "imported", "FROM scratch\nADD out.tar /\n", files={"out.tar": (tmp_path / "out.tar").read_bytes()}
+    )
+    oci = tmp_path / "imported"
+    builder.export(built, "oci", oci, "gzip")
+    imported = umoci_unpack(oci, "latest", tmp_path / "imported-rootfs")
+    # ADD keeps content, types, modes, owners and file times; the root directory is buildah's own.
+    assert compare(snapshot(ours), snapshot(imported), ignore=lambda path, field: path == b"") == []
