@@ -21,6 +21,7 @@ from imgtool.output import (
     DEFAULT_TABLE_FORMAT,
     TABLE_FORMATS,
     TerminalProgress,
+    change_word,
     human_size,
     style,
     table,
@@ -105,9 +106,21 @@ def short(digest: object, full: bool = False) -> str:
 def cli(debug: bool) -> None:
     """Inspect, flatten and take apart container images.
 
-    IMAGE is a docker-save tarball, an OCI archive or an OCI layout directory
-    (detected from what is there), or explicitly one of
-    oci:DIR[:REF], oci-archive:PATH[:REF], docker-archive:PATH[:NAME:TAG|:@N].
+    \b
+    IMAGE is a path to a docker-save tarball, an OCI archive or an OCI layout
+    directory (imgtool looks at what is there), or one of:
+      oci:DIR[:REF]                        an OCI layout directory
+      oci-archive:PATH[:REF]               an OCI archive (tar of a layout)
+      docker-archive:PATH[:NAME:TAG|:@N]   a docker-save tarball
+
+    \b
+    Examples:
+      imgtool inspect examples/sample.tar
+      imgtool flatten examples/sample.tar -o rootfs
+      imgtool which-layer examples/sample.tar /etc/app/app.conf
+
+    Exit status: 0 success; 1 a failure, or a negative answer (a path absent,
+    images that differ, a digest mismatch); 2 a usage error; 130 interrupted.
     """
     global _debug  # noqa: PLW0603 - the error funnel in main() needs it
     _debug = debug
@@ -122,8 +135,9 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
     """Show an image's manifest, config, platform and layers.
 
     \b
-    Example:
-      imgtool inspect docker-archive:img.tar:busybox:latest --json
+    Examples:
+      imgtool inspect examples/sample.tar
+      imgtool inspect oci:examples/sample-oci:1.1 --json
     """
     from imgtool.summary import describe_image
 
@@ -134,7 +148,11 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
         return
     fields = [
         ("Reference", doc["reference"]),
-        ("Manifest", f"{doc['manifest_digest'] or '(none)'} ({doc['manifest_media_type']})"),
+        (
+            "Manifest",
+            f"{doc['manifest_digest'] or '(none)'} ({doc['manifest_media_type']}"
+            + (", derived from manifest.json as skopeo derives it)" if doc["manifest_synthesized"] else ")"),
+        ),
         ("Config", doc["config_digest"]),
         ("Platform", doc["platform"]),
         ("Created", doc["created"] or "-"),
@@ -198,7 +216,7 @@ def verify(image: str, platform: str | None, quiet: bool, as_json: bool, table_f
 
     \b
     Example:
-      imgtool verify oci:./layout:latest
+      imgtool verify examples/sample.tar
     """
     from imgtool.verify import all_ok, verify_image
 
@@ -268,54 +286,41 @@ def flatten(
     no_cache: bool,
     quiet: bool,
 ) -> None:
-    """Apply an image's layers and write the root filesystem a container would see.
+    """Write the image's root filesystem to a directory or a tar.
 
-    Whiteouts (.wh.NAME, .wh..wh..opq and their overlayfs forms) are applied
-    as docker, containerd and umoci apply them. Nothing is written outside
-    the output, and a directory output appears only once it is complete.
+    The layers are applied in order, as a container would see them: whiteouts
+    (.wh.NAME, .wh..wh..opq and their overlayfs forms) as docker, containerd
+    and umoci apply them. Nothing is written outside the output, and a
+    directory output appears only once it is complete.
 
     \b
     Examples:
-      imgtool flatten img.tar -o rootfs
-      imgtool flatten oci:layout:app -o rootfs.tar --provenance paths.tsv
-      imgtool flatten img.tar -o - | tar -t
+      imgtool flatten examples/sample.tar -o rootfs
+      imgtool flatten examples/sample.tar -o rootfs.tar --layers 1 --provenance paths.tsv
+      imgtool flatten oci:examples/sample-oci:1.1 -o - | tar -t
     """
-    from imgtool.export import flatten_to_tar_file, write_tar
-    from imgtool.rootfs import flatten_to_dir
-    from imgtool.view import merged_view
+    from imgtool.flatten import default_max_size
+    from imgtool.flatten import flatten as flatten_image
 
-    progress = progress_for(quiet)
-    limit = max_size if max_size is not None else _free_space(output)
+    as_tar = force_tar or output == "-" or output.endswith(".tar")
     with opened(image, platform) as img:
-        view = merged_view(
-            img, upto=upto, cache=cache_for(no_cache), progress=progress, max_size=limit, warn=warn
+        result = flatten_image(
+            img,
+            sys.stdout.buffer if output == "-" else output,
+            as_tar=as_tar,
+            force=force,
+            upto=upto,
+            cache=cache_for(no_cache),
+            progress=progress_for(quiet),
+            max_size=max_size if max_size is not None else default_max_size(output),
+            provenance=provenance,
+            warn=warn,
         )
-        if output == "-":
-            stdout = sys.stdout.buffer
-            write_tar(view, stdout, progress, limit)
-            stdout.flush()
-        elif force_tar or output.endswith(".tar"):
-            flatten_to_tar_file(view, output, progress, limit, force)
-        else:
-            stats = flatten_to_dir(view, output, force=force, progress=progress, max_size=limit, warn=warn)
-            if not quiet:
-                data = human_size(stats.data_bytes)
-                click.echo(f"imgtool: wrote {stats.paths} paths ({data} of file data) to {output}", err=True)
-        if provenance:
-            from imgtool.provenance import write_provenance
-
-            write_provenance(view, provenance)
-
-
-def _free_space(output: str) -> int | None:
     if output == "-":
-        return None
-    directory = os.path.dirname(os.path.abspath(output)) or "."
-    try:
-        st = os.statvfs(directory)
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize
+        sys.stdout.buffer.flush()
+    elif not quiet and not as_tar:
+        data = human_size(result.data_bytes)
+        click.echo(f"imgtool: wrote {result.paths} paths ({data} of file data) to {output}", err=True)
 
 
 def _merged(
@@ -353,14 +358,14 @@ def which_layer(
     as_json: bool,
     table_format: str,
 ) -> None:
-    """Say which layer supplies each PATH, and what every layer did to it.
+    """Say which layer supplies each PATH, and its history.
 
     PATH may be a shell pattern ('/usr/lib/*.so*'); symlinks in PATH are followed
     inside the image, as a container would see them. Exits 1 if a path is absent.
 
     \b
     Example:
-      imgtool which-layer img.tar /etc/passwd '/usr/bin/*'
+      imgtool which-layer examples/sample.tar /bin/hello '/etc/app/*'
     """
     from imgtool.changes import ChangeLog
     from imgtool.which import answers_for, to_json
@@ -422,8 +427,15 @@ def _render_answer(img: Image, item: Any, table_format: str) -> None:
             link = f"  -> {_linkname_text(entry)}" if entry is not None and entry.link else ""
             click.echo(f"  {kind}  {size}  {_mode(content)}  {content.uid}:{content.gid}{link}")
     if item.history:
+        colour = use_colour(sys.stdout)
         rows = [
-            (c.layer, short(img.layers[c.layer].digest), c.change, ", ".join(c.what) or "-", c.kind)
+            (
+                c.layer,
+                short(img.layers[c.layer].digest),
+                change_word(c.change, colour),
+                ", ".join(c.what) or ("unchanged" if c.change == "modified" else "-"),
+                c.kind,
+            )
             for c in item.history
         ]
         lines = table(rows, ["layer", "digest", "change", "what", "type"], table_format).splitlines()
@@ -464,12 +476,15 @@ def ls(
     as_json: bool,
     table_format: str,
 ) -> None:
-    """List the image's tree like ls -l, with the layer that supplied each entry.
+    """List the image's tree, with the layer of each entry.
+
+    PATH (default /) is listed as the final image has it, or as it stood after
+    layer N; with --only, layer N's own entries are listed, whiteouts included.
 
     \b
     Examples:
-      imgtool ls img.tar /etc
-      imgtool ls img.tar / -R --layer 2 --only
+      imgtool ls examples/sample.tar /etc
+      imgtool ls examples/sample.tar / -R --layer 3 --only
     """
     from imgtool.index import index_image
     from imgtool.listing import list_layer, list_tree, mode_string, row_json, time_string
@@ -526,13 +541,13 @@ def ls(
 @platform_option
 @no_cache_option
 def cat(image: str, path: str, platform: str | None, no_cache: bool) -> None:
-    """Write a file's bytes, as the final image has them, to stdout.
+    """Write a file of the final image to stdout.
 
     Symlinks are followed inside the image. Only the layer holding the file is read.
 
     \b
     Example:
-      imgtool cat img.tar /etc/os-release
+      imgtool cat examples/sample.tar /etc/app/app.conf
     """
     from imgtool.readfile import read_file
     from imgtool.which import normalize_query
@@ -546,7 +561,13 @@ def cat(image: str, path: str, platform: str | None, no_cache: bool) -> None:
 
 @cli.group("diff")
 def diff_group() -> None:
-    """Compare layers of one image, or two images."""
+    """Compare layers of one image, or two images.
+
+    \b
+    Examples:
+      imgtool diff layers examples/sample.tar
+      imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
+    """
 
 
 @diff_group.command("layers")
@@ -571,13 +592,17 @@ def diff_layers(
     as_json: bool,
     table_format: str,
 ) -> None:
-    """What each layer added, modified and deleted; or what changed from layer A to layer B.
+    """Show what each layer changed, or layer A against layer B.
+
+    Without A: a summary per layer (added, modified, deleted) and the space that
+    later layers made unreachable. With A: every change of layer A. With A and B:
+    the tree after layer A against the tree after layer B.
 
     \b
     Examples:
-      imgtool diff layers img.tar            # a summary per layer, and wasted space
-      imgtool diff layers img.tar 3 -v       # every change of layer 3
-      imgtool diff layers img.tar 1 4        # the rootfs after layer 1 against after layer 4
+      imgtool diff layers examples/sample.tar          # a summary per layer, and wasted space
+      imgtool diff layers examples/sample.tar 2 -v     # every change of layer 2
+      imgtool diff layers examples/sample.tar 1 3      # after layer 1 against after layer 3
     """
     from imgtool.changes import ChangeLog
     from imgtool.diff import change_json, compare_trees, efficiency, summarize_layers
@@ -659,8 +684,15 @@ def diff_layers(
 def _render_changes(changes: list[Any], table_format: str) -> None:
     from imgtool.tarstream import display
 
+    colour = use_colour(sys.stdout)
     rows = [
-        (c.change, c.kind, human_size(c.size) if c.kind == "file" else "", ", ".join(c.what), display(c.path))
+        (
+            change_word(c.change, colour),
+            c.kind,
+            human_size(c.size) if c.kind == "file" else "",
+            ", ".join(c.what),
+            display(c.path),
+        )
         for c in changes
     ]
     click.echo(table(rows, ["change", "type", "size", "what", "path"], table_format))
@@ -682,11 +714,13 @@ def diff_images(
     as_json: bool,
     table_format: str,
 ) -> None:
-    """Compare the final trees of two images. Exits 0 if identical, 1 if they differ.
+    """Compare the final trees of two images.
+
+    Exits 0 if they are identical, 1 if they differ.
 
     \b
     Example:
-      imgtool diff images old.tar new.tar
+      imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
     """
     from imgtool.diff import change_json, compare_trees, shared_layers
 
@@ -725,7 +759,7 @@ def diff_images(
 @cli.command("completion")
 @click.argument("shell", type=click.Choice(SHELLS))
 def completion(shell: str) -> None:
-    """Print the shell completion script for SHELL (bash, zsh or fish).
+    """Print the completion script for SHELL (bash, zsh or fish).
 
     \b
     Examples:

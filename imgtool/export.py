@@ -173,6 +173,19 @@ def write_tar(
     return tar.bytes_written
 
 
+def check_tar_destination(dest: str, force: bool) -> str:
+    """Check a tar file may be written at DEST; returns its absolute path."""
+    target = os.path.abspath(dest)
+    directory = os.path.dirname(target)
+    if not os.path.isdir(directory):
+        raise OutputError(f"{dest}: parent directory {directory} does not exist")
+    if os.path.isdir(target):
+        raise OutputError(f"{dest}: is a directory")
+    if os.path.lexists(target) and not force:
+        raise OutputError(f"{dest}: already exists (use --force to replace it)")
+    return target
+
+
 def flatten_to_tar_file(
     view: MergedView,
     dest: str,
@@ -181,14 +194,8 @@ def flatten_to_tar_file(
     force: bool = False,
 ) -> int:
     """Write the tar to a file, atomically: a temporary sibling renamed into place at the end."""
-    target = os.path.abspath(dest)
+    target = check_tar_destination(dest, force)
     directory = os.path.dirname(target)
-    if not os.path.isdir(directory):
-        raise OutputError(f"{dest}: parent directory {directory} does not exist")
-    if os.path.lexists(target) and not force:
-        raise OutputError(f"{dest}: already exists (use --force to replace it)")
-    if os.path.isdir(target):
-        raise OutputError(f"{dest}: is a directory")
     fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.imgtool-", dir=directory)
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as handle:

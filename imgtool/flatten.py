@@ -9,14 +9,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from imgtool.export import flatten_to_tar_file, write_tar
+from imgtool.export import check_tar_destination, flatten_to_tar_file, write_tar
 from imgtool.image import Image
 from imgtool.index import IndexCache
 from imgtool.progress import Progress
 from imgtool.provenance import write_provenance
-from imgtool.rootfs import WriteStats, flatten_to_dir
+from imgtool.rootfs import WriteStats, flatten_to_dir, prepare_destination
 from imgtool.spool import Spool, worth_spooling
 from imgtool.view import merged_view
+
+
+def default_max_size(output: str) -> int | None:
+    """The default limit on a layer's uncompressed size: the free space where the output goes."""
+    if output == "-":
+        return None
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(output)) or ".")
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +54,11 @@ def flatten(
     ``output`` is a directory path (it must not exist or be empty; ``force`` replaces a
     non-empty one), a tar file path (with ``as_tar``), or a binary stream for a tar.
     """
+    if isinstance(output, str):  # refuse a bad destination before any layer is read
+        if as_tar:
+            check_tar_destination(output, force)
+        else:
+            prepare_destination(output, force)
     spool_dir = (
         tempfile.gettempdir() if not isinstance(output, str) else os.path.dirname(os.path.abspath(output))
     )

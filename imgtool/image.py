@@ -143,6 +143,7 @@ class Image:
     tags: list[str]
     layers: list[Layer]
     store: BlobStore = field(repr=False)
+    manifest_synthesized: bool = False  # docker save stores no manifest: imgtool derived this one
 
     @property
     def platform(self) -> Platform:

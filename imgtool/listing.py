@@ -76,7 +76,8 @@ def _node_row(path: bytes, node: Node) -> Row:
         target = entry.link.decode("utf-8", "backslashreplace")
     elif entry is not None and entry.kind == HARDLINK_KIND:
         target = display(entry.link)
-    return Row(path, content, node.layer if node.layer >= 0 else None, KIND_NAMES[content.kind], target)
+    kind = KIND_NAMES[entry.kind] if entry is not None else "dir"  # a hardlink says so, as in which-layer
+    return Row(path, content, node.layer if node.layer >= 0 else None, kind, target)
 
 
 def list_tree(tree: Tree, path: bytes, recursive: bool) -> list[Row]:

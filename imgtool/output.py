@@ -9,10 +9,48 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import IO, Any, Final
 
-from tabulate import tabulate, tabulate_formats
-
 DEFAULT_TABLE_FORMAT: Final = "simple"
-TABLE_FORMATS: Final = tuple(sorted(tabulate_formats))
+# tabulate's formats, spelled out so that starting imgtool does not import tabulate (a test keeps
+# this list equal to tabulate.tabulate_formats).
+TABLE_FORMATS: Final = (
+    "asciidoc",
+    "colon_grid",
+    "double_grid",
+    "double_outline",
+    "fancy_grid",
+    "fancy_outline",
+    "github",
+    "grid",
+    "heavy_grid",
+    "heavy_outline",
+    "html",
+    "jira",
+    "latex",
+    "latex_booktabs",
+    "latex_longtable",
+    "latex_raw",
+    "mediawiki",
+    "mixed_grid",
+    "mixed_outline",
+    "moinmoin",
+    "orgtbl",
+    "outline",
+    "pipe",
+    "plain",
+    "presto",
+    "pretty",
+    "psql",
+    "rounded_grid",
+    "rounded_outline",
+    "rst",
+    "simple",
+    "simple_grid",
+    "simple_outline",
+    "textile",
+    "tsv",
+    "unsafehtml",
+    "youtrack",
+)
 
 
 def use_colour(stream: IO[str]) -> bool:
@@ -25,11 +63,25 @@ def style(text: str, colour: str, enabled: bool) -> str:
     return f"\x1b[{codes[colour]}m{text}\x1b[0m" if enabled else text
 
 
+CHANGE_COLOURS: Final = {
+    "added": "green",
+    "modified": "yellow",
+    "deleted": "red",
+    "hidden": "red",
+    "replaced": "red",
+}
+
+
+def change_word(word: str, enabled: bool) -> str:
+    """A change word (added, modified, deleted, ...) in its colour, when colour is on."""
+    colour = CHANGE_COLOURS.get(word)
+    return style(word, colour, enabled) if colour else word
+
+
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], fmt: str = DEFAULT_TABLE_FORMAT) -> str:
-    rows = list(rows)
-    if not rows:
-        return tabulate([], headers=list(headers), tablefmt=fmt, disable_numparse=True)
-    return tabulate(rows, headers=list(headers), tablefmt=fmt, disable_numparse=True)
+    from tabulate import tabulate  # noqa: PLC0415 - imported when a table is drawn, not at start-up
+
+    return tabulate(list(rows), headers=list(headers), tablefmt=fmt, disable_numparse=True)
 
 
 def to_json(value: Any) -> str:

@@ -29,6 +29,7 @@ def describe_image(image: Image) -> dict[str, Any]:
         "transport": image.transport,
         "manifest_digest": str(image.manifest_digest) if image.manifest_digest else None,
         "manifest_media_type": image.manifest_media_type,
+        "manifest_synthesized": image.manifest_synthesized,
         "config_digest": str(image.config_digest),
         "platform": str(image.platform),
         "created": image.config.created,

@@ -29,7 +29,7 @@ def verify_image(
     """Manifest and config were verified when the image opened; each layer is read in full here."""
     progress = progress or NoProgress()
     findings: list[Finding] = []
-    if image.manifest_digest is not None:
+    if image.manifest_digest is not None and not image.manifest_synthesized:
         findings.append(Finding("manifest", image.manifest_media_type, str(image.manifest_digest), OK))
     findings.append(Finding("config", image.manifest.config.media_type, str(image.config_digest), OK))
     progress.start("verifying", sum(layer.size for layer in image.layers))

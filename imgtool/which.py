@@ -92,7 +92,7 @@ def answers_for(tree: Tree, log: ChangeLog, queries: list[str]) -> list[Answer]:
             if not matched:
                 result.append(Answer(query, b"", None, unmatched_pattern=True))
                 continue
-            result.extend(answer(tree, log, display(path), path) for path in matched)
+            result.extend(answer(tree, log, query, path) for path in matched)
         else:
             result.append(answer(tree, log, query, normalize_query(query)))
     return result
@@ -110,7 +110,7 @@ def to_json(image: Image, item: Answer) -> dict[str, Any]:
     content = node.content if node is not None else None
     entry = node.entry if node is not None else None
     return {
-        "path": display(item.path),
+        "path": None if item.unmatched_pattern else display(item.path),
         "query": item.asked,
         "exists": node is not None,
         "layer": _layer_ref(image, node.layer) if node is not None else None,

@@ -22,6 +22,7 @@ def build_image(
     tags: list[str],
     config_bytes: bytes | None = None,
     layer_paths: Sequence[str] | None = None,
+    manifest_synthesized: bool = False,
 ) -> Image:
     """``config_bytes`` and ``layer_paths`` are given by sources that do not store blobs by digest."""
     what = f"{store.location}: manifest"
@@ -74,6 +75,7 @@ def build_image(
         tags=tags,
         layers=layers,
         store=store,
+        manifest_synthesized=manifest_synthesized,
     )
 
 

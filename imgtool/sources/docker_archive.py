@@ -232,4 +232,5 @@ def open_archive(store: TarStore, reference: str, selector: str | None) -> Image
         tags=list(entry.repo_tags),
         config_bytes=config_bytes,
         layer_paths=entry.layers,
+        manifest_synthesized=found is None,
     )

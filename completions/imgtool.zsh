@@ -1,0 +1,49 @@
+#compdef imgtool
+
+_imgtool_completion() {
+    local -a completions
+    local -a completions_nospace
+    local -a completions_with_descriptions
+    local -a response
+    (( ! $+commands[imgtool] )) && return 1
+
+    response=("${(@f)$(env COMP_WORDS="${words[*]}" COMP_CWORD=$((CURRENT-1)) _IMGTOOL_COMPLETE=zsh_complete imgtool)}")
+
+    for type key descr in ${response}; do
+        if [[ "$type" == "plain" ]]; then
+            if [[ "$descr" == "_" ]]; then
+                if [[ "$key" == */ || "$key" == *: ]]; then
+                    completions_nospace+=("$key")
+                else
+                    completions+=("$key")
+                fi
+            else
+                completions_with_descriptions+=("$key":"$descr")
+            fi
+        elif [[ "$type" == "dir" ]]; then
+            _path_files -/
+        elif [[ "$type" == "file" ]]; then
+            _path_files -f
+        fi
+    done
+
+    if [ -n "$completions_with_descriptions" ]; then
+        _describe -V unsorted completions_with_descriptions -U
+    fi
+
+    if [ -n "$completions" ]; then
+        compadd -U -V unsorted -a completions
+    fi
+
+    if [ -n "$completions_nospace" ]; then
+        compadd -U -S '' -V unsorted -a completions_nospace
+    fi
+}
+
+if [[ $zsh_eval_context[-1] == loadautofunc ]]; then
+    # autoload from fpath, call function directly
+    _imgtool_completion "$@"
+else
+    # eval/source/. command, register function for later
+    compdef _imgtool_completion imgtool
+fi
