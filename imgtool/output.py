@@ -79,9 +79,41 @@ def change_word(word: str, enabled: bool) -> str:
 
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str], fmt: str = DEFAULT_TABLE_FORMAT) -> str:
+    cells = [[str(cell) for cell in row] for row in rows]
+    if fmt in _PLAIN_FORMATS and _plain_ascii(cells, headers):
+        return _simple_table(cells, headers, fmt)
     from tabulate import tabulate  # noqa: PLC0415 - imported when a table is drawn, not at start-up
 
-    return tabulate(list(rows), headers=list(headers), tablefmt=fmt, disable_numparse=True)
+    return tabulate(cells, headers=list(headers), tablefmt=fmt, disable_numparse=True)
+
+
+# tabulate spends most of its time guessing each cell's type; for the default formats and plain
+# ASCII text, where the layout is simple, imgtool draws the same text itself (a test compares the
+# two), so that `ls -R` of a large image stays fast.
+_PLAIN_FORMATS: Final = frozenset({"simple", "plain"})
+
+
+def _plain_ascii(cells: list[list[str]], headers: Sequence[str]) -> bool:
+    text = "".join(headers) + "".join("".join(row) for row in cells)
+    return text.isascii() and text.isprintable()
+
+
+def _simple_table(cells: list[list[str]], headers: Sequence[str], fmt: str) -> str:
+    head = list(headers)
+    body = [[cell.strip() for cell in row] for row in cells]
+    widths = [len(h) + 2 for h in head]
+    for row in body:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(value.ljust(width) for value, width in zip(values, widths, strict=True)).rstrip()
+
+    lines = [line(head)]
+    if fmt == "simple":
+        lines.append("  ".join("-" * width for width in widths))
+    lines.extend(line(row) for row in body)
+    return "\n".join(lines)
 
 
 def to_json(value: Any) -> str:
