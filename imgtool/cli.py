@@ -139,6 +139,7 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
       imgtool inspect examples/sample.tar
       imgtool inspect oci:examples/sample-oci:1.1 --json
     """
+    from imgtool.model import short_layer_type
     from imgtool.summary import describe_image
 
     with opened(image, platform) as img:
@@ -175,7 +176,7 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
             short(layer["digest"], no_trunc),
             short(layer["diff_id"], no_trunc),
             human_size(layer["size"]),
-            layer["media_type"].rsplit(".", 1)[-1] if not no_trunc else layer["media_type"],
+            layer["media_type"] if no_trunc else short_layer_type(layer["media_type"]),
             layer["compression"],
             _one_line(layer["created_by"], None if no_trunc else 60),
         )

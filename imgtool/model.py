@@ -48,6 +48,22 @@ LAYER_TYPES: Final = {
     "application/vnd.docker.image.rootfs.foreign.diff.tar": "none",
 }
 FOREIGN_LAYER_TYPES: Final = frozenset(t for t in LAYER_TYPES if "nondistributable" in t or "foreign" in t)
+_LAYER_TYPE_PREFIXES: Final = (
+    ("application/vnd.oci.image.layer.nondistributable.v1.", "oci foreign "),
+    ("application/vnd.oci.image.layer.v1.", "oci "),
+    ("application/vnd.docker.image.rootfs.foreign.diff.", "docker foreign "),
+    ("application/vnd.docker.image.rootfs.diff.", "docker "),
+)
+
+
+def short_layer_type(media_type: str) -> str:
+    """A layer media type for a narrow column: ``oci tar+gzip``, ``docker tar.gzip``; others in full."""
+    for prefix, label in _LAYER_TYPE_PREFIXES:
+        if media_type.startswith(prefix):
+            return label + media_type[len(prefix) :]
+    return media_type
+
+
 MAX_MANIFEST_BYTES: Final = 4 << 20
 MAX_CONFIG_BYTES: Final = 32 << 20
 
