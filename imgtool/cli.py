@@ -391,7 +391,7 @@ def to_json_list(items: list[Any]) -> str:
 
 
 def _render_answer(img: Image, item: Any, table_format: str) -> None:
-    from imgtool.tarstream import display
+    from imgtool.paths import display, escape
 
     if item.unmatched_pattern:
         click.echo(f"{item.asked}: no path in the image matches")
@@ -411,7 +411,7 @@ def _render_answer(img: Image, item: Any, table_format: str) -> None:
         layer_text = "the base (implied root)" if node.layer < 0 else f"layer {node.layer}"
         click.echo(f"{name}")
         for step in item.via:
-            target = step.target.decode("utf-8", "backslashreplace")
+            target = escape(step.target)
             click.echo(f"  via symlink {display(step.path)} -> {target} (layer {step.layer})")
         if node.layer >= 0:
             layer = img.layers[node.layer]
@@ -446,10 +446,11 @@ def _render_answer(img: Image, item: Any, table_format: str) -> None:
 
 
 def _linkname_text(entry: Any) -> str:
-    from imgtool.tarstream import SYMLINK_KIND, display
+    from imgtool.paths import display, escape
+    from imgtool.tarstream import SYMLINK_KIND
 
     if entry.kind == SYMLINK_KIND:
-        return str(entry.link.decode("utf-8", "backslashreplace"))
+        return escape(entry.link)
     return display(entry.link)
 
 
@@ -489,7 +490,7 @@ def ls(
     """
     from imgtool.index import index_image
     from imgtool.listing import list_layer, list_tree, mode_string, row_json, time_string
-    from imgtool.tarstream import display
+    from imgtool.paths import display
     from imgtool.view import check_layer_number
     from imgtool.which import normalize_query
 
@@ -676,14 +677,14 @@ def diff_layers(
             f"the final tree holds {human_size(waste.final_bytes)}, wasted {human_size(waste.wasted_bytes)})"
         )
         if waste.top_wasters:
-            from imgtool.tarstream import display
+            from imgtool.paths import display
 
             top_rows = [(human_size(b), n, display(p)) for p, b, n in waste.top_wasters]
             click.echo(table(top_rows, ["wasted", "versions lost", "path"], table_format))
 
 
 def _render_changes(changes: list[Any], table_format: str) -> None:
-    from imgtool.tarstream import display
+    from imgtool.paths import display
 
     colour = use_colour(sys.stdout)
     rows = [

@@ -30,9 +30,10 @@ from click.shell_completion import CompletionItem, get_completion_class
 from imgtool.errors import ImgtoolError
 from imgtool.index import IndexCache
 from imgtool.overlay import Node, Tree
+from imgtool.paths import join_path
 from imgtool.sources import list_images, open_image
 from imgtool.sources.reference import TRANSPORTS
-from imgtool.tarstream import SYMLINK_KIND, join_path
+from imgtool.tarstream import SYMLINK_KIND
 from imgtool.view import apply_indexes
 
 SHELLS: Final = ("bash", "zsh", "fish")

@@ -20,7 +20,8 @@ from imgtool.changes import (
 )
 from imgtool.image import Image
 from imgtool.overlay import Node, Tree
-from imgtool.tarstream import FILE, display, join_path
+from imgtool.paths import display, join_path
+from imgtool.tarstream import FILE
 from imgtool.view import MergedView
 
 DELETED_WORD = "deleted"

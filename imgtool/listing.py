@@ -10,6 +10,7 @@ from typing import Any, Final
 from imgtool.errors import ImageNotFoundError
 from imgtool.index import LayerIndex
 from imgtool.overlay import Node, Tree
+from imgtool.paths import display, escape
 from imgtool.tarstream import (
     BLOCKDEV_KIND,
     CHARDEV,
@@ -22,7 +23,6 @@ from imgtool.tarstream import (
     SYMLINK_KIND,
     WHITEOUT,
     Entry,
-    display,
 )
 
 _TYPE_CHARS: Final = {
@@ -65,7 +65,11 @@ def mode_string(entry: Entry) -> str:
 
 
 def time_string(mtime_ns: int) -> str:
-    return datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    """UTC date and time; a time no calendar can show is given in seconds since the epoch."""
+    try:
+        return datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        return f"@{mtime_ns // 1_000_000_000}"
 
 
 def _node_row(path: bytes, node: Node) -> Row:
@@ -73,7 +77,7 @@ def _node_row(path: bytes, node: Node) -> Row:
     entry = node.entry
     target = None
     if entry is not None and entry.kind == SYMLINK_KIND:
-        target = entry.link.decode("utf-8", "backslashreplace")
+        target = escape(entry.link)
     elif entry is not None and entry.kind == HARDLINK_KIND:
         target = display(entry.link)
     kind = KIND_NAMES[entry.kind] if entry is not None else "dir"  # a hardlink says so, as in which-layer
@@ -105,7 +109,7 @@ def list_layer(index: LayerIndex, layer: int, path: bytes) -> list[Row]:
             continue
         target = None
         if entry.kind == SYMLINK_KIND:
-            target = entry.link.decode("utf-8", "backslashreplace")
+            target = escape(entry.link)
         elif entry.kind == HARDLINK_KIND:
             target = display(entry.link)
         rows.append(Row(entry.path, entry, layer, KIND_NAMES[entry.kind], target))

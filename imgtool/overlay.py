@@ -24,17 +24,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 from imgtool.errors import ImageFormatError, LimitExceededError
-from imgtool.tarstream import (
-    DIR,
-    FILE,
-    HARDLINK_KIND,
-    OPAQUE,
-    SYMLINK_KIND,
-    WHITEOUT,
-    Entry,
-    display,
-    split_path,
-)
+from imgtool.paths import display, split_path
+from imgtool.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
 
 MAX_LINK_HOPS: Final = 255
 ROOT_LAYER: Final = -1

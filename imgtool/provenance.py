@@ -8,7 +8,7 @@ import tempfile
 from typing import Any
 
 from imgtool.errors import OutputError
-from imgtool.tarstream import display
+from imgtool.paths import display
 from imgtool.view import MergedView
 
 

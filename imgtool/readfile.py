@@ -8,7 +8,8 @@ from imgtool.errors import ImageNotFoundError, LayerError, UsageError
 from imgtool.image import Image
 from imgtool.index import check_indexed
 from imgtool.overlay import Tree
-from imgtool.tarstream import DIR, FILE, LayerReader, display
+from imgtool.paths import display
+from imgtool.tarstream import DIR, FILE, LayerReader
 
 
 def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: int | None = None) -> int:

@@ -23,22 +23,16 @@ from imgtool.errors import LayerError, OutputError
 from imgtool.image import Image
 from imgtool.index import check_indexed
 from imgtool.overlay import Node
+from imgtool.paths import display
 from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import NoProgress, Progress
-from imgtool.tarstream import (
-    BLOCKDEV_KIND,
-    CHARDEV,
-    FIFO_KIND,
-    FILE,
-    SYMLINK_KIND,
-    Entry,
-    display,
-)
+from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, FIFO_KIND, FILE, SYMLINK_KIND, Entry
 from imgtool.view import LayerData, MergedView
 
 Warn = Callable[[str], None]
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DEFAULT_DIR_MODE: Final = 0o755
+_NO_OWNER: Final = 0xFFFFFFFF  # (uid_t)-1 tells chown to leave the owner as it is
 
 
 @dataclass(slots=True)
@@ -57,6 +51,8 @@ def _output_errors(path: bytes) -> Iterator[None]:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise OutputError(f"cannot write {display(path)}: {reason}") from exc
+    except (OverflowError, ValueError) as exc:  # a time, owner or device number the system cannot hold
+        raise OutputError(f"cannot write {display(path)}: {exc}") from exc
 
 
 class RootfsWriter:
@@ -74,6 +70,9 @@ class RootfsWriter:
     # -- metadata -------------------------------------------------------------------------------
 
     def _chown(self, target: bytes | int, entry: Entry) -> None:
+        for owner in (entry.uid, entry.gid):
+            if not 0 <= owner < _NO_OWNER:
+                raise OverflowError(f"owner {entry.uid}:{entry.gid} is out of range")
         if not self.privileged:
             if entry.uid != os.geteuid() or entry.gid != os.getegid():
                 self.stats.skipped_owner += 1

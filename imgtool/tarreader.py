@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from imgtool.errors import LayerError
+from imgtool.paths import escape
 
 BLOCK: Final = 512
 _ZERO_BLOCK: Final = bytes(BLOCK)
@@ -105,17 +106,17 @@ def parse_pax(data: bytes) -> dict[str, bytes]:
             break
         space = data.find(b" ", pos)
         if space < 0:
-            raise LayerError("malformed PAX record: no length")
+            raise _FieldError("malformed PAX record: no length")
         try:
             length = int(data[pos:space])
         except ValueError:
-            raise LayerError(f"malformed PAX record length {data[pos:space]!r}") from None
+            raise _FieldError(f"malformed PAX record length {data[pos:space]!r}") from None
         end = pos + length
         if length <= space - pos + 1 or end > len(data) or data[end - 1 : end] != b"\n":
-            raise LayerError("malformed PAX record: bad length")
+            raise _FieldError("malformed PAX record: bad length")
         key, sep, value = data[space + 1 : end - 1].partition(b"=")
         if not sep:
-            raise LayerError("malformed PAX record: no '='")
+            raise _FieldError("malformed PAX record: no '='")
         records[key.decode("utf-8", "surrogateescape")] = value
         pos = end
     return records
@@ -259,7 +260,10 @@ class TarReader:
                     raise LayerError(f"{self._what}: extended header of {size} bytes at offset {start}")
                 data = self._read_meta(size)
                 if typeflag == _PAX:
-                    pax.update(parse_pax(data))
+                    try:
+                        pax.update(parse_pax(data))
+                    except _FieldError as exc:
+                        raise LayerError(f"{self._what}: tar header at offset {start}: {exc}") from None
                 elif typeflag == _GNU_LONGNAME:
                     long_name = _cstring(data)
                 elif typeflag == _GNU_LONGLINK:
@@ -340,9 +344,11 @@ class TarReader:
                     xattrs = xattrs or {}
                     xattrs[key[len("SCHILY.xattr.") :]] = value
                 elif key.startswith("GNU.sparse."):
-                    raise LayerError(f"{self._what}: {name!r}: GNU sparse files are not supported")
+                    raise LayerError(
+                        f"{self._what}: entry '{escape(name)}': GNU sparse files are not supported"
+                    )
         if size < 0:
-            raise LayerError(f"{self._what}: {name!r}: negative size {size}")
+            raise LayerError(f"{self._what}: entry '{escape(name)}': negative size {size}")
         if typeflag in (_OLD_REGULAR, _CONTIGUOUS):
             typeflag = DIRECTORY if typeflag == _OLD_REGULAR and name.endswith(b"/") else REGULAR
         data_size = 0 if typeflag in _HEADER_ONLY else size
@@ -381,7 +387,7 @@ def _pax_int(pax: dict[str, bytes], key: str, default: int) -> int:
     try:
         return int(pax[key])
     except ValueError:
-        raise LayerError(f"invalid PAX {key} value {pax[key]!r}") from None
+        raise _FieldError(f"invalid PAX {key} value {pax[key]!r}") from None
 
 
 def _pax_time_ns(value: bytes) -> int:
@@ -391,5 +397,5 @@ def _pax_time_ns(value: bytes) -> int:
         seconds = int(whole)
         nanos = int((frac + "000000000")[:9]) if frac else 0
     except ValueError:
-        raise LayerError(f"invalid PAX mtime {value!r}") from None
+        raise _FieldError(f"invalid PAX mtime {value!r}") from None
     return seconds * 1_000_000_000 + (-nanos if whole.startswith("-") else nanos)

@@ -1,9 +1,9 @@
-"""A layer's entries: names made canonical, whiteouts classified, unsafe names refused.
+"""A layer's entries: names made canonical, whiteouts classified, unsafe entries refused.
 
-Everything that reads a layer goes through here, so the rules for names live in
-one place: ``./a``, ``/a`` and ``a/`` are the same path ``a``; ``a/../b`` is ``b``;
-a name that climbs above the root is refused, as is an entry that would replace
-the root with anything but a directory.
+Everything that reads a layer goes through here: each name is made canonical once
+(:func:`imgtool.paths.clean_path`), whiteouts in both their AUFS and overlayfs forms
+become WHITEOUT and OPAQUE entries, and an entry that would climb above the root or
+replace the root with anything but a directory is refused.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Final
 
 from imgtool import whiteout
 from imgtool.errors import LayerError, UnsafePathError
+from imgtool.paths import clean_path, escape, join_path, split_path
 from imgtool.tarreader import (
     BLOCKDEV,
     CHAR,
@@ -110,76 +111,17 @@ class Entry:
         return cls(*values)  # type: ignore[arg-type]
 
 
-_ESCAPES: Final = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
-
-
-def display(path: bytes) -> str:
-    """A path for messages, tables and JSON: rooted at ``/``, and unambiguous.
-
-    Bytes that are not UTF-8 are written ``\\xNN``; backslash, tab, newline and other
-    control characters are escaped too, so every line of output holds one whole path.
-    """
-    text = path.decode("utf-8", "surrogateescape")
-    if text.isprintable() and "\\" not in text:
-        return "/" + text
-    out = []
-    for char in text:
-        code = ord(char)
-        if 0xDC80 <= code <= 0xDCFF:
-            out.append(f"\\x{code - 0xDC00:02x}")
-        elif char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif not char.isprintable():
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
-        else:
-            out.append(char)
-    return "/" + "".join(out)
-
-
-def clean_path(raw: bytes) -> bytes:
-    """The canonical form of an archive path, or UnsafePathError if it leaves the root."""
-    if not raw.startswith(b"/") and b"." not in raw and b"//" not in raw and not raw.endswith(b"/"):
-        if b"\x00" in raw:
-            raise UnsafePathError(f"path {raw!r} contains a NUL byte")
-        return raw
-    parts: list[bytes] = []
-    for component in raw.split(b"/"):
-        if component in (b"", b"."):
-            continue
-        if component == b"..":
-            if not parts:
-                raise UnsafePathError(f"path {raw.decode('utf-8', 'backslashreplace')!r} escapes the root")
-            parts.pop()
-            continue
-        if b"\x00" in component:
-            raise UnsafePathError(f"path {raw!r} contains a NUL byte")
-        parts.append(component)
-    return b"/".join(parts)
-
-
-def split_path(path: bytes) -> tuple[bytes, bytes]:
-    """(parent, basename) of a canonical path."""
-    cut = path.rfind(b"/")
-    if cut < 0:
-        return b"", path
-    return path[:cut], path[cut + 1 :]
-
-
-def join_path(parent: bytes, name: bytes) -> bytes:
-    return parent + b"/" + name if parent else name
-
-
 def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entry]:
     """Classify one tar member; usually one entry, none for AUFS bookkeeping, two for an opaque dir."""
-    name = header.name.decode("utf-8", "backslashreplace")
+    name = escape(header.name)
     try:
         path = clean_path(header.name)
     except UnsafePathError as exc:
-        raise UnsafePathError(f"{what}: entry {name!r}: {exc}") from None
+        raise UnsafePathError(f"{what}: entry '{name}': {exc}") from None
     parent, base = split_path(path)
     kind = _TYPEFLAG_KINDS.get(header.typeflag)
     if kind is None:
-        raise LayerError(f"{what}: entry {name!r}: unsupported tar entry type {header.typeflag!r}")
+        raise LayerError(f"{what}: entry '{name}': unsupported tar entry type {header.typeflag!r}")
 
     if whiteout.is_opaque_marker(base):
         return [_marker(OPAQUE, parent, header, ordinal)]
@@ -188,29 +130,29 @@ def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entr
     target = whiteout.whiteout_target(base)
     if target is not None:
         if target in (b"", b".", b".."):
-            raise UnsafePathError(f"{what}: entry {name!r}: whiteout names no file ({target!r})")
+            raise UnsafePathError(f"{what}: entry '{name}': whiteout names no file ('{escape(target)}')")
         return [_marker(WHITEOUT, join_path(parent, target), header, ordinal)]
     if whiteout.is_overlay_whiteout(kind == CHARDEV, header.devmajor, header.devminor):
         if not path:
-            raise UnsafePathError(f"{what}: entry {name!r}: whiteout of the root directory")
+            raise UnsafePathError(f"{what}: entry '{name}': whiteout of the root directory")
         return [_marker(WHITEOUT, path, header, ordinal)]
 
     if not path and kind != DIR:
         raise UnsafePathError(
-            f"{what}: entry {name!r}: refusing to replace the root directory with a non-directory"
+            f"{what}: entry '{name}': refusing to replace the root directory with a non-directory"
         )
     link = b""
     if kind == SYMLINK_KIND:
         link = header.linkname
         if not link:
-            raise LayerError(f"{what}: entry {name!r}: symlink with an empty target")
+            raise LayerError(f"{what}: entry '{name}': symlink with an empty target")
     elif kind == HARDLINK_KIND:
         try:
             link = clean_path(header.linkname)
         except UnsafePathError as exc:
-            raise UnsafePathError(f"{what}: entry {name!r}: hardlink target {exc}") from None
+            raise UnsafePathError(f"{what}: entry '{name}': hardlink target {exc}") from None
         if not link:
-            raise UnsafePathError(f"{what}: entry {name!r}: hardlink to the root directory")
+            raise UnsafePathError(f"{what}: entry '{name}': hardlink to the root directory")
     opaque = kind == DIR and whiteout.has_opaque_xattr(header.xattrs)
     xattrs = whiteout.strip_overlay_xattrs(header.xattrs)
     entry = Entry(

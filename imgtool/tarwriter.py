@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import BinaryIO, Final
 
+from imgtool.errors import OutputError
+from imgtool.paths import display
 from imgtool.tarreader import BLOCK
 
 _ZERO: Final = bytes(BLOCK)
 _MAX_OCTAL: Final = {8: 0o7777777, 12: 0o77777777777}
 
 
-def _octal(value: int, width: int) -> bytes:
-    return b"%0*o\x00" % (width - 1, value)
+def _number(value: int, width: int) -> bytes:
+    """Octal where it fits, else GNU base-256 (which GNU tar and Go read); ValueError beyond that."""
+    if 0 <= value < 8 ** (width - 1):
+        return b"%0*o\x00" % (width - 1, value)
+    if -(1 << (8 * width - 2)) <= value < 1 << (8 * width - 2):
+        encoded = bytearray(value.to_bytes(width, "big", signed=True))
+        encoded[0] |= 0x80
+        return bytes(encoded)
+    raise ValueError(f"{value} does not fit a {width}-byte tar header field")
 
 
 def _pax_record(key: bytes, value: bytes) -> bytes:
@@ -37,17 +46,17 @@ def _header(
 ) -> bytes:
     block = bytearray(BLOCK)
     block[0:100] = name[:100].ljust(100, b"\x00")
-    block[100:108] = _octal(mode, 8)
-    block[108:116] = _octal(uid, 8)
-    block[116:124] = _octal(gid, 8)
-    block[124:136] = _octal(size, 12)
-    block[136:148] = _octal(mtime, 12)
+    block[100:108] = _number(mode, 8)
+    block[108:116] = _number(uid, 8)
+    block[116:124] = _number(gid, 8)
+    block[124:136] = _number(size, 12)
+    block[136:148] = _number(mtime, 12)
     block[148:156] = b" " * 8
     block[156:157] = typeflag
     block[157:257] = linkname[:100].ljust(100, b"\x00")
     block[257:265] = b"ustar\x0000"
-    block[329:337] = _octal(devmajor, 8)
-    block[337:345] = _octal(devminor, 8)
+    block[329:337] = _number(devmajor, 8)
+    block[337:345] = _number(devminor, 8)
     block[148:156] = b"%06o\x00 " % sum(block)
     return bytes(block)
 
@@ -103,26 +112,28 @@ class TarWriter:
             records.append(_pax_record(b"SCHILY.xattr." + xattr.encode("utf-8", "surrogateescape"), value))
         if not (_is_utf8(name) and _is_utf8(linkname)):
             records.insert(0, _pax_record(b"hdrcharset", b"BINARY"))
+        try:
+            header = _header(
+                name,
+                typeflag,
+                mode=mode,
+                uid=uid,
+                gid=gid,
+                size=size,
+                mtime=seconds,
+                linkname=linkname,
+                devmajor=devmajor,
+                devminor=devminor,
+            )
+        except ValueError as exc:
+            raise OutputError(f"cannot write {display(name.rstrip(b'/'))} to the tar: {exc}") from None
         if records:
             pax = b"".join(records)
             base = name.rstrip(b"/").rsplit(b"/", 1)[-1][:90] or b"root"
             self._write(_header(b"PaxHeaders/" + base, b"x", mode=0o644, size=len(pax)))
             self._write(pax)
             self._write(_ZERO[: -len(pax) % BLOCK])
-        self._write(
-            _header(
-                name,
-                typeflag,
-                mode=mode,
-                uid=min(max(uid, 0), _MAX_OCTAL[8]),
-                gid=min(max(gid, 0), _MAX_OCTAL[8]),
-                size=min(size, _MAX_OCTAL[12]),
-                mtime=min(max(seconds, 0), _MAX_OCTAL[12]),
-                linkname=linkname,
-                devmajor=devmajor,
-                devminor=devminor,
-            )
-        )
+        self._write(header)
 
     def write_data(self, data: bytes | memoryview) -> None:
         self._write(data)

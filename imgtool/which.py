@@ -10,7 +10,8 @@ from imgtool.changes import REMOVALS, Change, ChangeLog, kind_name
 from imgtool.errors import UnsafePathError, UsageError
 from imgtool.image import Image
 from imgtool.overlay import Node, Tree
-from imgtool.tarstream import FILE, SYMLINK_KIND, clean_path, display, join_path
+from imgtool.paths import clean_path, display, escape, join_path
+from imgtool.tarstream import FILE, SYMLINK_KIND
 
 GLOB_CHARS = frozenset("*?[")
 
@@ -111,7 +112,7 @@ def to_json(image: Image, item: Answer) -> dict[str, Any]:
     entry = node.entry if node is not None else None
     return {
         "path": None if item.unmatched_pattern else display(item.path),
-        "query": item.asked,
+        "query": escape(item.asked.encode("utf-8", "surrogateescape")),
         "exists": node is not None,
         "layer": _layer_ref(image, node.layer) if node is not None else None,
         "type": (entry.kind_name if entry is not None else "dir") if node is not None else None,
@@ -123,7 +124,7 @@ def to_json(image: Image, item: Answer) -> dict[str, Any]:
         "via": [
             {
                 "symlink": display(step.path),
-                "target": step.target.decode("utf-8", "backslashreplace"),
+                "target": escape(step.target),
                 "layer": _layer_ref(image, step.layer),
             }
             for step in item.via
@@ -147,7 +148,7 @@ def _linkname(node: Node | None) -> str | None:
         return None
     if node.entry.link:
         if node.entry.kind == SYMLINK_KIND:
-            return node.entry.link.decode("utf-8", "backslashreplace")
+            return escape(node.entry.link)
         return display(node.entry.link)
     return None
 

@@ -32,6 +32,7 @@ from imgtool.model import (
     MAX_CONFIG_BYTES,
     MAX_MANIFEST_BYTES,
     load_json,
+    parse_config,
 )
 from imgtool.sources import oci_layout
 from imgtool.sources.build import build_image
@@ -190,14 +191,12 @@ def open_archive(store: TarStore, reference: str, selector: str | None) -> Image
     entry = choose(read_entries(store), selector, store.location)
     config_bytes, config_digest = _read_config(store, entry.config)
     what = f"{store.location}: config {config_digest}"
-    config_doc = load_json(config_bytes, what)
-    diff_ids_raw = (config_doc.get("rootfs") or {}).get("diff_ids") if isinstance(config_doc, dict) else None
-    if not isinstance(diff_ids_raw, list) or len(diff_ids_raw) != len(entry.layers):
+    diff_ids = parse_config(load_json(config_bytes, what), what).diff_ids
+    if len(diff_ids) != len(entry.layers):
         raise ImageFormatError(
-            f"{store.location}: manifest.json lists {len(entry.layers)} layers but the config "
-            f"has {len(diff_ids_raw) if isinstance(diff_ids_raw, list) else 'no'} diff_ids"
+            f"{store.location}: manifest.json lists {len(entry.layers)} layers "
+            f"but the config has {len(diff_ids)} diff_ids"
         )
-    diff_ids = [Digest.parse(d, f"{what} rootfs.diff_ids[{i}]") for i, d in enumerate(diff_ids_raw)]
 
     found = _find_oci_manifest(store, config_digest)
     if found is not None:

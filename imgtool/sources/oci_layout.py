@@ -142,7 +142,11 @@ def choose(
         present = ", ".join(sorted({str(c.platform) for c in candidates if c.platform}))
         raise ImageNotFoundError(f"{location}: no image for platform {wanted}; platforms present: {present}")
     exact = [c for c in matching if c.platform == wanted]
-    return (exact or matching)[0]
+    best = exact or matching
+    if len({c.descriptor.digest for c in best}) > 1:
+        listing = ", ".join(sorted(str(c.descriptor.digest) for c in best))
+        raise AmbiguousImageError(f"{location}: several images match, for platform {wanted}: {listing}")
+    return best[0]
 
 
 def open_layout(

@@ -15,8 +15,8 @@ from typing import Final, Protocol
 from imgtool.compression import Compression, open_decompressed, sniff
 from imgtool.digest import Digest
 from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError, LayerError, UnsafePathError
+from imgtool.paths import clean_path
 from imgtool.tarreader import DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarReader
-from imgtool.tarstream import clean_path
 
 _MAX_LINK_HOPS: Final = 40
 
@@ -194,7 +194,14 @@ class TarStore:
         try:
             for header in reader:
                 name = clean_path(header.name).decode("utf-8", "surrogateescape")
-                members[name] = _Member(header.data_offset, header.size, header.typeflag, header.linkname)
+                member = _Member(header.data_offset, header.size, header.typeflag, header.linkname)
+                earlier = members.get(name)
+                if earlier is not None and not self._same(earlier, member):
+                    # Tools disagree on which copy counts (skopeo reads the first, tar keeps the last).
+                    raise ImageFormatError(
+                        f"{self.location}: ambiguous: the archive holds two different members named {name!r}"
+                    )
+                members.setdefault(name, member)
         except UnsafePathError as exc:
             raise ImageFormatError(f"{self.location}: not a usable image archive: {exc}") from None
         except LayerError as exc:
@@ -204,6 +211,17 @@ class TarStore:
         if not members:
             raise ImageFormatError(f"{self.location}: not an image archive (empty tar)")
         return members
+
+    def _same(self, a: _Member, b: _Member) -> bool:
+        if (a.typeflag, a.size, a.linkname) != (b.typeflag, b.size, b.linkname):
+            return False
+        if a.typeflag != REGULAR:
+            return True
+        first, second = FileSlice(self._fd, a.offset, a.size), FileSlice(self._fd, b.offset, b.size)
+        while chunk := first.read(1 << 20):
+            if chunk != second.read(len(chunk)):
+                return False
+        return True
 
     def _resolve(self, path: str) -> _Member:
         current = path

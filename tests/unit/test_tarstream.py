@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from imgtool.errors import LayerError, UnsafePathError
+from imgtool.paths import clean_path
 from imgtool.tarreader import CHAR, DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarHeader
-from imgtool.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, WHITEOUT, clean_path, entries_from_header
+from imgtool.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, WHITEOUT, entries_from_header
 
 
 @pytest.mark.parametrize(
