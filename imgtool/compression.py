@@ -132,13 +132,102 @@ class GzipReader:
         return stripped
 
 
+_ZSTD_MAGIC: Final = 0xFD2FB528
+_SKIPPABLE_MASK: Final = 0xFFFFFFF0
+_SKIPPABLE_MAGIC: Final = 0x184D2A50
+
+
+class ZstdFrames:
+    """Follows the frame and block structure of a zstd stream without decompressing it.
+
+    zstandard's stream reader ends quietly when its input stops in the middle of a
+    frame; this walker, fed the same compressed bytes, knows whether the input ended
+    at a frame boundary, so a truncated stream is reported as truncated.
+    """
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._need = 4  # bytes of the next header to collect
+        self._header = bytearray()
+        self._skip = 0  # bytes of content to pass over
+        self._state = "magic"
+        self._checksum = False
+        self._frames = 0
+
+    def feed(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            if self._skip:
+                step = min(self._skip, len(view))
+                self._skip -= step
+                view = view[step:]
+                continue
+            step = min(self._need - len(self._header), len(view))
+            self._header += view[:step]
+            view = view[step:]
+            if len(self._header) == self._need:
+                self._advance(bytes(self._header))
+                self._header.clear()
+
+    def _advance(self, header: bytes) -> None:
+        if self._state == "magic":
+            magic = int.from_bytes(header, "little")
+            if magic == _ZSTD_MAGIC:
+                self._state, self._need = "descriptor", 1
+                self._frames += 1
+            elif magic & _SKIPPABLE_MASK == _SKIPPABLE_MAGIC:
+                self._state, self._need = "skippable", 4
+            elif self._frames:
+                raise LayerError(f"{self._what}: unexpected data after the end of the zstd stream")
+            else:
+                raise LayerError(f"{self._what}: corrupt zstd data: not a zstd frame")
+        elif self._state == "skippable":
+            self._skip = int.from_bytes(header, "little")
+            self._state, self._need = "magic", 4
+        elif self._state == "descriptor":
+            descriptor = header[0]
+            single_segment = bool(descriptor & 0x20)
+            content_size = (1 if single_segment else 0, 2, 4, 8)[descriptor >> 6]
+            dictionary = (0, 1, 2, 4)[descriptor & 0x03]
+            self._checksum = bool(descriptor & 0x04)
+            self._skip = (0 if single_segment else 1) + dictionary + content_size
+            self._state, self._need = "block", 3
+        elif self._state == "block":
+            value = int.from_bytes(header, "little")
+            last, kind, size = value & 1, (value >> 1) & 3, value >> 3
+            if kind == 3:
+                raise LayerError(f"{self._what}: corrupt zstd data: reserved block type")
+            self._skip = 1 if kind == 1 else size
+            if last:
+                self._skip += 4 if self._checksum else 0
+                self._state, self._need = "magic", 4
+
+    def check_complete(self) -> None:
+        if self._state != "magic" or self._header or self._skip:
+            raise LayerError(f"{self._what}: zstd stream is truncated")
+
+
+class _Watched:
+    """Hands the compressed bytes to the frame walker on their way to the decompressor."""
+
+    def __init__(self, raw: Readable, frames: ZstdFrames) -> None:
+        self._raw = raw
+        self._frames = frames
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self._frames.feed(data)
+        return data
+
+
 class ZstdReader:
-    """zstd frames one after another, with bounded output per read."""
+    """zstd frames one after another, with bounded output per read, truncation detected."""
 
     def __init__(self, raw: Readable, what: str) -> None:
         self._what = what
+        self._frames = ZstdFrames(what)
         self._reader = zstandard.ZstdDecompressor().stream_reader(
-            raw,  # type: ignore[arg-type]  # any object with read() will do
+            _Watched(raw, self._frames),  # type: ignore[arg-type]  # any object with read() will do
             read_size=CHUNK,
             read_across_frames=True,
             closefd=False,
@@ -146,9 +235,12 @@ class ZstdReader:
 
     def read(self, n: int = -1) -> bytes:
         try:
-            return self._reader.read(CHUNK if n < 0 else n)
+            data = self._reader.read(CHUNK if n < 0 else n)
         except zstandard.ZstdError as exc:
             raise LayerError(f"{self._what}: corrupt zstd data: {exc}") from exc
+        if not data:
+            self._frames.check_complete()
+        return data
 
 
 def open_decompressed(raw: Readable, what: str) -> tuple[Compression, Readable]:
