@@ -12,6 +12,7 @@ from typing import BinaryIO
 from imgtool.export import check_tar_destination, flatten_to_tar_file, write_tar
 from imgtool.image import Image
 from imgtool.index import IndexCache
+from imgtool.plan import make_plan
 from imgtool.progress import Progress
 from imgtool.provenance import write_provenance
 from imgtool.rootfs import WriteStats, flatten_to_dir, prepare_destination
@@ -69,6 +70,10 @@ def flatten(
             image, upto=upto, cache=cache, progress=progress, max_size=max_size, warn=warn, spool=spool
         )
         if not isinstance(output, str):
+            if spool is not None:
+                # Bytes sent down a stream cannot be taken back: verify every layer before any is sent.
+                for number in make_plan(view.tree).layers_to_read():
+                    spool.fill(image.layers[number], max_size)
             write_tar(view, output, progress, max_size)
             stats = WriteStats()
         elif as_tar:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO
+import tempfile
+from typing import BinaryIO, Final
 
 from imgtool.errors import ImageNotFoundError, LayerError, UsageError
 from imgtool.image import Image
@@ -11,11 +12,14 @@ from imgtool.overlay import Tree
 from imgtool.paths import display
 from imgtool.tarstream import DIR, FILE, LayerReader
 
+_IN_MEMORY: Final = 8 << 20
+
 
 def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: int | None = None) -> int:
     """Write the content of ``path`` (symlinks followed, inside the image) to ``out``.
 
-    The layer is read to its end afterwards, so a digest mismatch is still reported.
+    The content is held aside (in memory, or a temporary file when large) until its layer
+    has been read to the end and verified: nothing unverified ever reaches ``out``.
     """
     resolved, node, _ = tree.resolve(path, follow_last=True)
     if node is None:
@@ -28,18 +32,20 @@ def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: in
     inode = node.inode
     assert inode is not None
     layer = image.layers[inode[0]]
-    written = 0
-    with layer.open(max_size) as stream:
-        reader = LayerReader(stream, layer.what)
-        for entry in reader:
-            if entry.ordinal != content.ordinal:
-                continue
-            check_indexed(entry, content, layer.what)
-            while chunk := reader.read_data():
-                out.write(chunk)
-                written += len(chunk)
-            break
-        stream.finish(reader)
-    if written != content.size:
-        raise LayerError(f"{layer.what}: {display(resolved)} is shorter than its header says")
-    return written
+    with tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY, prefix="imgtool-") as held:
+        with layer.open(max_size) as stream:
+            reader = LayerReader(stream, layer.what)
+            for entry in reader:
+                if entry.ordinal != content.ordinal:
+                    continue
+                check_indexed(entry, content, layer.what)
+                while chunk := reader.read_data():
+                    held.write(chunk)
+                break
+            stream.finish(reader)
+        if held.tell() != content.size:
+            raise LayerError(f"{layer.what}: {display(resolved)} is shorter than its header says")
+        held.seek(0)
+        while chunk := held.read(1 << 20):
+            out.write(chunk)
+    return content.size

@@ -16,6 +16,7 @@ import tempfile
 from types import TracebackType
 from typing import Final, Protocol
 
+from imgtool.image import Layer
 from imgtool.sources.stores import FileSlice
 
 # Spool only where the layers fit many times over: the rootfs itself still has to be written.
@@ -75,6 +76,22 @@ class Spool:
         else:
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+    def fill(self, layer: Layer, max_size: int | None = None) -> None:
+        """Spool ``layer`` (decompressed and verified) unless it is already there."""
+        if layer.index in self._ready:
+            return
+        fd, path = self.start(layer.index)
+        complete = False
+        try:
+            with layer.open(max_size) as stream:
+                tee = Tee(stream, fd)
+                while tee.read(1 << 20):
+                    pass
+                stream.finish()
+            complete = not tee.failed
+        finally:
+            self.finish(layer.index, fd, path, complete)
 
     def open(self, layer: int) -> FileSlice | None:
         path = self._ready.get(layer)
