@@ -19,7 +19,7 @@ from typing import IO, BinaryIO, Final
 from imgtool.errors import LayerError, OutputError
 from imgtool.index import check_indexed
 from imgtool.overlay import Node
-from imgtool.plan import InodeKey, make_plan
+from imgtool.plan import InodeKey, WritePlan, make_plan
 from imgtool.progress import NoProgress, Progress
 from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK
 from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, DIR, FIFO_KIND, FILE, SYMLINK_KIND, Entry
@@ -121,10 +121,14 @@ class _LayerCursor:
 
 
 def write_tar(
-    view: MergedView, out: BinaryIO, progress: Progress | None = None, max_size: int | None = None
+    view: MergedView,
+    out: BinaryIO,
+    progress: Progress | None = None,
+    max_size: int | None = None,
+    plan: WritePlan | None = None,
 ) -> int:
     """Write the tar to ``out``; returns the number of bytes written."""
-    plan = make_plan(view.tree)
+    plan = plan or make_plan(view.tree)
     progress = progress or NoProgress()
     progress.start("writing", sum(view.image.layers[i].size for i in plan.layers_to_read()))
     cursors: dict[int, _LayerCursor] = {}
@@ -138,7 +142,7 @@ def write_tar(
                 continue
             layer, entry = node.inode or (0, _IMPLIED_DIR)
             key = (layer, entry.ordinal)
-            if key in first_path:
+            if key in plan.shared and key in first_path:
                 tar.add(
                     path,
                     HARDLINK,
@@ -149,7 +153,8 @@ def write_tar(
                     linkname=first_path[key],
                 )
                 continue
-            first_path[key] = path
+            if key in plan.shared:
+                first_path[key] = path
             _add_header(tar, path, node)
             if entry.kind != FILE or entry.size == 0:
                 continue

@@ -67,14 +67,22 @@ def flatten(
     use_spool = worth_spooling(spool_dir, sum(layer.size for layer in layers))
     with Spool(spool_dir) if use_spool else contextlib.nullcontext() as spool:
         view = merged_view(
-            image, upto=upto, cache=cache, progress=progress, max_size=max_size, warn=warn, spool=spool
+            image,
+            upto=upto,
+            cache=cache,
+            progress=progress,
+            max_size=max_size,
+            warn=warn,
+            spool=spool,
+            for_writing=True,
         )
         if not isinstance(output, str):
+            plan = make_plan(view.tree)
             if spool is not None:
                 # Bytes sent down a stream cannot be taken back: verify every layer before any is sent.
-                for number in make_plan(view.tree).layers_to_read():
+                for number in plan.layers_to_read():
                     spool.fill(image.layers[number], max_size)
-            write_tar(view, output, progress, max_size)
+            write_tar(view, output, progress, max_size, plan)
             stats = WriteStats()
         elif as_tar:
             flatten_to_tar_file(view, output, progress, max_size, force)

@@ -23,9 +23,9 @@ from imgtool.errors import LayerError
 from imgtool.image import Image, Layer
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import Spool, Tee
-from imgtool.tarstream import Entry, LayerReader
+from imgtool.tarstream import ENTRY_FIELDS, Entry, LayerReader
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
 DEFAULT_WORKERS: Final = 2
 
 
@@ -42,7 +42,7 @@ def default_cache_dir() -> Path:
 
 
 class IndexCache:
-    """Layer indexes on disk under ``<cache dir>/index-v1/<algorithm>/<hex>``."""
+    """Layer indexes on disk under ``<cache dir>/index-v2/<algorithm>/<hex>``, one column per field."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = (directory or default_cache_dir()) / f"index-v{FORMAT_VERSION}"
@@ -54,18 +54,15 @@ class IndexCache:
         try:
             # marshal.loads over the whole file: marshal.load reads a file object in tiny pieces.
             doc = marshal.loads(self._path(diff_id).read_bytes())  # noqa: S302 - our own cache
-            entries = [Entry(*values) for values in doc["entries"]]
+            entries = list(map(Entry, *(doc["columns"][name] for name in ENTRY_FIELDS)))
             return LayerIndex(diff_id, entries, list(doc["warnings"]))
         except (OSError, EOFError, ValueError, TypeError, KeyError):
             return None  # absent or unreadable: rebuild it
 
     def store(self, index: LayerIndex) -> None:
         path = self._path(index.diff_id)
-        doc = {
-            "version": FORMAT_VERSION,
-            "entries": [entry.as_tuple() for entry in index.entries],
-            "warnings": index.warnings,
-        }
+        columns = {name: [getattr(entry, name) for entry in index.entries] for name in ENTRY_FIELDS}
+        doc = {"version": FORMAT_VERSION, "columns": columns, "warnings": index.warnings}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
@@ -87,18 +84,23 @@ def check_indexed(found: Entry, known: Entry, what: str) -> None:
 
 
 def build_layer_index(
-    layer: Layer, progress: Progress | None = None, max_size: int | None = None, spool: Spool | None = None
+    layer: Layer,
+    progress: Progress | None = None,
+    max_size: int | None = None,
+    spool: Spool | None = None,
+    hash_content: bool = True,
 ) -> LayerIndex:
     """Read a whole layer once: every header, the hash of every file, both digests checked.
 
     With a ``spool``, the uncompressed stream is also kept there once it has verified.
+    Without ``hash_content``, files get no content digest (such an index is never cached).
     """
     warnings: list[str] = []
     with layer.open(max_size) as stream:
         if progress is not None:
             stream.on_compressed_bytes = progress.advance
         if spool is None:
-            reader = LayerReader(stream, layer.what, warnings.append, hash_content=True)
+            reader = LayerReader(stream, layer.what, warnings.append, hash_content=hash_content)
             entries = list(reader)
             stream.finish(reader)
             return LayerIndex(layer.diff_id, entries, warnings)
@@ -106,7 +108,7 @@ def build_layer_index(
         complete = False
         try:
             tee = Tee(stream, fd)
-            reader = LayerReader(tee, layer.what, warnings.append, hash_content=True)
+            reader = LayerReader(tee, layer.what, warnings.append, hash_content=hash_content)
             entries = list(reader)
             reader.drain()
             stream.finish()
@@ -126,11 +128,15 @@ def index_image(
     workers: int = DEFAULT_WORKERS,
     warn: Callable[[str], None] | None = None,
     spool: Spool | None = None,
+    hash_content: bool = True,
 ) -> list[LayerIndex]:
     """The index of every layer (or of layers ``0..upto``), from the cache where possible.
 
-    Layers read here are kept uncompressed in ``spool``, when one is given.
+    Layers read here are kept uncompressed in ``spool``, when one is given. ``hash_content``
+    may be turned off only without a cache: what the cache holds has every content digest.
     """
+    if cache is not None and not hash_content:
+        raise ValueError("indexes without content digests are never cached")
     layers: Sequence[Layer] = image.layers if upto is None else image.layers[: upto + 1]
     found: dict[int, LayerIndex] = {}
     missing: list[Layer] = []
@@ -148,7 +154,9 @@ def index_image(
             # Largest first, so that no big layer is left to run alone at the end.
             ordered = sorted(missing, key=lambda layer: layer.size, reverse=True)
             with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-                built = pool.map(lambda layer: build_layer_index(layer, shown, max_size, spool), ordered)
+                built = pool.map(
+                    lambda layer: build_layer_index(layer, shown, max_size, spool, hash_content), ordered
+                )
                 for layer, index in zip(ordered, built, strict=True):
                     found[layer.index] = index
                     if cache is not None:

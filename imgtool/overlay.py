@@ -137,6 +137,15 @@ class Tree:
         resolved = b"/".join([*names, name]) if name else b"/".join(names)
         return resolved, node, links
 
+    def nodes(self) -> Iterator[Node]:
+        """Every node, in no particular order (cheaper than :meth:`walk`: no paths are built)."""
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            yield node
+            if node.children:
+                stack.extend(node.children.values())
+
     def walk(self, top: bytes = b"") -> Iterator[tuple[bytes, Node]]:
         """Every (path, node) at and under ``top``, parents before children, names in byte order."""
         start = self.lookup(top)

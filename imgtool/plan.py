@@ -22,6 +22,7 @@ class WritePlan:
     specials: list[tuple[bytes, Node]] = field(default_factory=list)
     data: dict[int, dict[int, tuple[bytes, Node]]] = field(default_factory=dict)
     links: dict[InodeKey, list[bytes]] = field(default_factory=dict)
+    shared: set[InodeKey] = field(default_factory=set)  # inodes a hardlink points to: maybe several paths
     data_bytes: int = 0
     path_count: int = 0
 
@@ -29,8 +30,13 @@ class WritePlan:
         return sorted(self.data)
 
 
+def shared_inodes(tree: Tree) -> set[InodeKey]:
+    """The inodes a hardlink points to: only these can have more than one path."""
+    return {(node.source[0], node.source[1].ordinal) for node in tree.nodes() if node.source is not None}
+
+
 def make_plan(tree: Tree) -> WritePlan:
-    plan = WritePlan()
+    plan = WritePlan(shared=shared_inodes(tree))
     first: dict[InodeKey, bytes] = {}
     for path, node in tree.walk():
         plan.path_count += 1
@@ -41,10 +47,11 @@ def make_plan(tree: Tree) -> WritePlan:
         assert inode is not None
         layer, entry = inode
         key = (layer, entry.ordinal)
-        if key in first:
-            plan.links.setdefault(key, []).append(path)
-            continue
-        first[key] = path
+        if key in plan.shared:
+            if key in first:
+                plan.links.setdefault(key, []).append(path)
+                continue
+            first[key] = path
         if entry.kind == FILE and entry.size > 0:
             plan.data.setdefault(layer, {})[entry.ordinal] = (path, node)
             plan.data_bytes += entry.size

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Final
 
 from imgtool import whiteout
@@ -89,26 +89,8 @@ class Entry:
     def kind_name(self) -> str:
         return KIND_NAMES[self.kind]
 
-    def as_tuple(self) -> tuple[object, ...]:
-        return (
-            self.path,
-            self.kind,
-            self.mode,
-            self.uid,
-            self.gid,
-            self.size,
-            self.mtime_ns,
-            self.link,
-            self.devmajor,
-            self.devminor,
-            self.xattrs,
-            self.digest,
-            self.ordinal,
-        )
 
-    @classmethod
-    def from_tuple(cls, values: tuple[object, ...]) -> Entry:
-        return cls(*values)  # type: ignore[arg-type]
+ENTRY_FIELDS: Final = tuple(field.name for field in fields(Entry))
 
 
 def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entry]:

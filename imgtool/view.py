@@ -56,13 +56,26 @@ def merged_view(
     max_size: int | None = None,
     warn: Callable[[str], None] | None = None,
     spool: Spool | None = None,
+    for_writing: bool = False,
 ) -> MergedView:
-    """Index the layers (``0..upto``, all by default) and apply them bottom first."""
+    """Index the layers (``0..upto``, all by default) and apply them bottom first.
+
+    ``for_writing`` is for flatten: it needs neither content digests (unless they are to be
+    cached) nor the layer indexes once the tree is built, so it keeps memory to the tree.
+    """
     check_layer_number(image, upto)
     indexes = index_image(
-        image, cache=cache, progress=progress, max_size=max_size, upto=upto, warn=warn, spool=spool
+        image,
+        cache=cache,
+        progress=progress,
+        max_size=max_size,
+        upto=upto,
+        warn=warn,
+        spool=spool,
+        hash_content=not for_writing or cache is not None,
     )
-    return MergedView(image, indexes, apply_indexes(image, indexes, recorder=recorder), spool)
+    tree = apply_indexes(image, indexes, recorder=recorder)
+    return MergedView(image, [] if for_writing else indexes, tree, spool)
 
 
 class LayerData:
