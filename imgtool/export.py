@@ -201,7 +201,10 @@ def flatten_to_tar_file(
     """Write the tar to a file, atomically: a temporary sibling renamed into place at the end."""
     target = check_tar_destination(dest, force)
     directory = os.path.dirname(target)
-    fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.imgtool-", dir=directory)
+    try:
+        fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.imgtool-", dir=directory)
+    except OSError as exc:
+        raise OutputError(f"{dest}: cannot write there: {exc.strerror or exc}") from exc
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
             written = write_tar(view, handle, progress, max_size)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -18,6 +18,20 @@ from imgtool.provenance import write_provenance
 from imgtool.rootfs import WriteStats, flatten_to_dir, prepare_destination
 from imgtool.spool import Spool, worth_spooling
 from imgtool.view import merged_view
+
+
+@contextlib.contextmanager
+def _spool_if_worth_it(directory: str, compressed_bytes: int) -> Iterator[Spool | None]:
+    """A spool where there is room for one (and the directory takes one), else None."""
+    spool = None
+    if worth_spooling(directory, compressed_bytes):
+        with contextlib.suppress(OSError):
+            spool = Spool(directory)
+    try:
+        yield spool
+    finally:
+        if spool is not None:
+            spool.close()
 
 
 def default_max_size(output: str) -> int | None:
@@ -64,8 +78,7 @@ def flatten(
         tempfile.gettempdir() if not isinstance(output, str) else os.path.dirname(os.path.abspath(output))
     )
     layers = image.layers if upto is None else image.layers[: upto + 1]
-    use_spool = worth_spooling(spool_dir, sum(layer.size for layer in layers))
-    with Spool(spool_dir) if use_spool else contextlib.nullcontext() as spool:
+    with _spool_if_worth_it(spool_dir, sum(layer.size for layer in layers)) as spool:
         view = merged_view(
             image,
             upto=upto,

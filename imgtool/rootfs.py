@@ -293,8 +293,12 @@ def flatten_to_dir(
     """Write the merged view to ``dest``; on failure ``dest`` is left as it was."""
     target, replace = prepare_destination(dest, force)
     plan = make_plan(view.tree)
-    _check_space(os.path.dirname(target), plan)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.imgtool-", dir=os.path.dirname(target))
+    parent = os.path.dirname(target)
+    _check_space(parent, plan)
+    try:
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.imgtool-", dir=parent)
+    except OSError as exc:
+        raise OutputError(f"{dest}: cannot write there: {exc.strerror or exc}") from exc
     writer = RootfsWriter(staging, warn or (lambda _m: None))
     try:
         write_plan(

@@ -14,7 +14,7 @@ from typing import Final, Protocol
 
 from imgtool.compression import Compression, open_decompressed, sniff
 from imgtool.digest import Digest
-from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError, LayerError, UnsafePathError
+from imgtool.errors import ImageFormatError, ImageNotFoundError, LayerError, UnsafePathError
 from imgtool.paths import clean_path
 from imgtool.tarreader import DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarReader
 
@@ -255,7 +255,7 @@ class TarStore:
     def exists(self, path: str) -> bool:
         try:
             self._resolve(path)
-        except ImgtoolError:
+        except ImageNotFoundError:
             return False
         return True
 

@@ -1009,7 +1009,7 @@ CASES: Final[tuple[Case, ...]] = (
         name="malformed-pax",
         area="tar",
         input="a PAX extended header holding `nonsense` (no record length)",
-        imgtool="must be refused naming the layer; imgtool says only `malformed PAX record: no length`",
+        imgtool="refused (exit 1): `layer 0 (…): tar header at offset 0: malformed PAX record: no length`",
         layers=lambda env: [L(raw("pax", b"x", data=b"nonsense\n"), File("a", b"a"))],
         expect=Refused(layer_re(0) + r": .*malformed PAX record"),
         umoci=Peer("refuses", "`invalid tar header`"),
@@ -1095,8 +1095,7 @@ CASES: Final[tuple[Case, ...]] = (
         name="truncated-zstd",
         area="compression",
         input="zstd layer cut in half (descriptor matches)",
-        imgtool="must be refused as a truncated zstd stream, verify `broken`; imgtool reports a diff_id"
-        " digest mismatch",
+        imgtool="refused (exit 1): `… zstd stream is truncated`; verify reports `broken`",
         layers=lambda env: [Layer(L(File("a", BIG)), compression="zstd", postprocess=cut_half)],
         expect=Refused(
             layer_re(0) + r" blob: .*(zstd.*truncated|truncated.*zstd)", stage="blob", verify="broken"
@@ -1206,8 +1205,7 @@ CASES: Final[tuple[Case, ...]] = (
         name="config-rootfs-wrong-type",
         area="json",
         input="config `rootfs` is `true` instead of an object",
-        imgtool="must be refused (exit 1) by every command naming the config; the docker-archive opener"
-        " prints a traceback (`AttributeError`)",
+        imgtool="refused (exit 1) by every command, naming the config",
         layers=lambda env: [ONE],
         spec={"edit_config": _config_rootfs_wrong_type},
         expect=Refused(r"config sha256:[0-9a-f]{64}.*rootfs", stage="open"),
@@ -1250,13 +1248,13 @@ CASES: Final[tuple[Case, ...]] = (
         input="OCI: an index whose entry is the index itself; docker-archive: `Layers` names"
         " `loop/layer.tar`, a symlink loop between archive members",
         imgtool="refused (exit 1) by every command: OCI `image index sha256:…: digest mismatch` (a true loop"
-        " cannot hash to itself); docker-archive `layer loop/layer.tar is missing from the archive`",
+        " cannot hash to itself); docker-archive `loop/layer.tar: too many links in the archive`",
         layers=lambda env: [ONE],
         oci_entries=_index_loop,
         docker_manifest=_member_loop,
         docker_members=_add_member_loop,
         expect=Refused(r"image index sha256:[0-9a-f]{64}: (digest mismatch|.*refers back)", stage="open"),
-        formats={"docker": Refused(r"layer loop/layer\.tar ", stage="open")},
+        formats={"docker": Refused(r"loop/layer\.tar: too many links in the archive", stage="open")},
         umoci=Peer("refuses"),
         gnutar=NA_TAR_JSON,
     ),
@@ -1265,7 +1263,8 @@ CASES: Final[tuple[Case, ...]] = (
         area="json",
         input="docker-archive: two different `manifest.json` members (skopeo reads the first, tar keeps the"
         " last); OCI: two different manifests with the same ref name and platform",
-        imgtool="must be refused as ambiguous (imgtool silently takes one of them)",
+        imgtool="refused (exit 1) as ambiguous: two different `manifest.json` members, or two images for"
+        " one ref and platform",
         layers=lambda env: [ONE],
         oci_entries=_same_ref_twice,
         docker_members=_dup_manifest_json,
@@ -1300,8 +1299,8 @@ CASES: Final[tuple[Case, ...]] = (
         name="absurd-mtime",
         area="sizes",
         input="file `clock` with PAX mtime 10^20 (beyond any time_t)",
-        imgtool="must be: flatten to a directory fails naming the entry (one line, exit 1), every other"
-        " command succeeds; imgtool prints a traceback for flatten to a directory and for ls",
+        imgtool="flatten to a directory fails naming the entry (one line, exit 1); every other command"
+        " succeeds (ls shows the time as `@SECONDS`, a tar keeps it in a PAX record)",
         layers=lambda env: [L(raw("clock", data=b"tick", pax={"mtime": "100000000000000000000"}))],
         expect=Confined(lambda env: {"clock": F(b"tick")}),
         overrides={"flatten-dir": Refused(r"/clock\b|'clock'")},
@@ -1314,8 +1313,8 @@ CASES: Final[tuple[Case, ...]] = (
         name="absurd-owner",
         area="sizes",
         input="file `owned` with PAX uid 2^40 (beyond any uid_t)",
-        imgtool="must be: flatten to a directory fails naming the entry, every other command succeeds;"
-        " imgtool prints a traceback for flatten to a directory",
+        imgtool="flatten to a directory fails naming the entry (one line, exit 1); every other command"
+        " succeeds (a tar keeps the owner in a PAX record)",
         layers=lambda env: [L(raw("owned", data=b"o", pax={"uid": str(2**40)}))],
         expect=Confined(lambda env: {"owned": F(b"o")}),
         overrides={"flatten-dir": Refused(r"/owned\b|'owned'")},
@@ -1329,9 +1328,8 @@ CASES: Final[tuple[Case, ...]] = (
         name="absurd-device",
         area="sizes",
         input="character device `dev/huge` with major 2^40 (GNU base-256)",
-        imgtool="must be: flatten to a directory fails naming the entry, every other command succeeds;"
-        " imgtool prints a traceback for flatten to a directory, and its tar output has a 519-byte header"
-        " with the wrong number",
+        imgtool="flatten to a directory fails naming the entry (one line, exit 1); every other command"
+        " succeeds (a tar keeps the number in GNU base-256)",
         layers=lambda env: [L(CharDev("dev/huge", 2**40, 5), fmt=tarfile.GNU_FORMAT)],
         expect=Confined(lambda env: {"dev/huge": Chr(2**40, 5)}),
         overrides={"flatten-dir": Refused(r"/dev/huge\b|'dev/huge'")},
@@ -1346,8 +1344,7 @@ CASES: Final[tuple[Case, ...]] = (
         name="non-utf8-names",
         area="encoding",
         input="files `caf\\xe9` (Latin-1) and `\\xff\\xfe/x`",
-        imgtool="must be: confined, names kept as bytes and shown as `\\xNN`; `which-layer --json` of such a"
-        " path echoes its raw bytes in `query` (a traceback where stdout is strict UTF-8)",
+        imgtool="confined: names kept as bytes, shown as `\\xNN` in tables, JSON and messages",
         layers=lambda env: [L(File(b"caf\xe9", b"latin-1"), File(b"\xff\xfe/x", b"x"))],
         expect=Confined(lambda env: {b"caf\xe9": F(b"latin-1"), b"\xff\xfe/x": F(b"x")}),
         probe="/caf\udce9",

@@ -143,7 +143,10 @@ _ESCAPES: Final = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
 def shown(path: bytes) -> str:
-    """A path as imgtool's tables and JSON show it: rooted, bytes that are not UTF-8 as ``\\xNN``."""
+    """A path as imgtool's tables and JSON show it: rooted, bytes that are not UTF-8 as ``\\xNN``.
+
+    Written out here rather than imported from imgtool, so that the test has its own reading.
+    """
     out = []
     for char in path.decode("utf-8", "surrogateescape"):
         code = ord(char)
