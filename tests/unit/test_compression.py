@@ -78,12 +78,12 @@ def test_broken_streams(blob: bytes, message: str) -> None:
 def test_corrupt_gzip_data() -> None:
     blob = bytearray(gzip.compress(DATA))
     blob[len(blob) // 2] ^= 0xFF
-    with pytest.raises(LayerError, match="^blob: corrupt gzip data"):
+    with pytest.raises(LayerError, match=r"^blob: corrupt gzip data"):
         read_all(bytes(blob))
 
 
 def test_unsupported_compression_is_named() -> None:
-    with pytest.raises(MediaTypeError, match="^blob: bzip2-compressed layers are not supported$"):
+    with pytest.raises(MediaTypeError, match=r"^blob: bzip2-compressed layers are not supported$"):
         read_all(b"BZh91AY&SY")
 
 
