@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.childproc import run_child
 from tests.imagefactory import (
     CharDev,
     Dir,
@@ -61,14 +61,6 @@ def big_layer_blob(path: Path, size: int) -> None:
         tar.addfile(info, io.BufferedReader(Zeros(size), 1 << 20))
 
 
-def run_measured(argv: list[str], env: dict[str, str]) -> tuple[int, str, int]:
-    """Exit code, stderr and peak RSS (KiB) of a child process."""
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, stderr = proc.communicate()
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return proc.returncode, stderr.decode(), usage.ru_maxrss
-
-
 @pytest.mark.slow
 def test_a_1_gb_file_is_never_held_in_memory(tmp_path: Path) -> None:
     blob = tmp_path / "big.tar.gz"
@@ -77,13 +69,10 @@ def test_a_1_gb_file_is_never_held_in_memory(tmp_path: Path) -> None:
     write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([small, small]), ref="v1")])
     # The top layer becomes the streamed 1 GB one (manifest, config and index rewritten to match).
     ref = _replace_last_layer(tmp_path / "oci", blob)
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    code, stderr, peak_kib = run_measured(
-        [sys.executable, "-m", "imgtool", "flatten", ref, "-o", str(tmp_path / "out"), "-q"], env
-    )
-    assert (code, stderr) == (0, "")
+    run = run_child(["flatten", ref, "-o", str(tmp_path / "out"), "-q"], tmp_path)
+    assert (run.code, run.stderr) == (0, "")
     assert (tmp_path / "out" / "big.bin").stat().st_size == GIB
-    assert peak_kib < 150 * 1024, f"peak RSS {peak_kib} KiB"
+    assert run.max_rss < 150 << 20, f"peak RSS {run.max_rss >> 20} MiB"
 
 
 def _replace_last_layer(layout: Path, blob_path: Path) -> str:
