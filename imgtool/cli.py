@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import os
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -31,13 +31,14 @@ from imgtool.output import (
 from imgtool.progress import NoProgress, Progress
 from imgtool.sources import open_image
 
+if TYPE_CHECKING:
+    from imgtool.overlay import ChangeRecorder
+    from imgtool.view import MergedView
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _debug = False
-
-EXAMPLE_IMAGE = "docker-archive:img.tar"
-
 
 def warn(message: str) -> None:
     click.echo(f"imgtool: warning: {message}", err=True)
@@ -82,10 +83,6 @@ def output_options(func: Callable[P, R]) -> Callable[P, R]:
         help="Table style, any of tabulate's formats (plain, simple, github, grid, ...).",
     )(func)
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
-
-
-def opened(reference: str, platform: str | None) -> Image:
-    return open_image(reference, platform)
 
 
 def short(digest: object, full: bool = False) -> str:
@@ -142,7 +139,7 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
     from imgtool.model import short_layer_type
     from imgtool.summary import describe_image
 
-    with opened(image, platform) as img:
+    with open_image(image, platform) as img:
         doc = describe_image(img)
     if as_json:
         click.echo(to_json(doc))
@@ -221,10 +218,10 @@ def verify(image: str, platform: str | None, quiet: bool, as_json: bool, table_f
     """
     from imgtool.verify import all_ok, verify_image
 
-    with opened(image, platform) as img:
+    with open_image(image, platform) as img:
         findings = verify_image(img, progress_for(quiet or as_json))
     if as_json:
-        click.echo(to_json([f.__dict__ if not hasattr(f, "__slots__") else _slots(f) for f in findings]))
+        click.echo(to_json([dataclasses.asdict(f) for f in findings]))
     else:
         colour = use_colour(sys.stdout)
         rows = [
@@ -240,10 +237,6 @@ def verify(image: str, platform: str | None, quiet: bool, as_json: bool, table_f
         click.echo(table(rows, ["blob", "kind", "expected", "status", "detail"], table_format))
     if not all_ok(findings):
         sys.exit(1)
-
-
-def _slots(obj: Any) -> dict[str, Any]:
-    return {name: getattr(obj, name) for name in obj.__slots__}
 
 
 @cli.command()
@@ -304,7 +297,7 @@ def flatten(
     from imgtool.flatten import flatten as flatten_image
 
     as_tar = force_tar or output == "-" or output.endswith(".tar")
-    with opened(image, platform) as img:
+    with open_image(image, platform) as img:
         result = flatten_image(
             img,
             sys.stdout.buffer if output == "-" else output,
@@ -330,8 +323,8 @@ def _merged(
     no_cache: bool,
     quiet: bool = False,
     upto: int | None = None,
-    recorder: Any = None,
-) -> Any:
+    recorder: ChangeRecorder | None = None,
+) -> MergedView:
     from imgtool.view import merged_view
 
     return merged_view(
@@ -372,7 +365,7 @@ def which_layer(
     from imgtool.which import answers_for, to_json
 
     log = ChangeLog()
-    with opened(image, platform) as img:
+    with open_image(image, platform) as img:
         view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, recorder=log)
         answers = answers_for(view.tree, log, list(paths))
         if as_json:
@@ -497,7 +490,7 @@ def ls(
     if only and layer_number is None:
         raise UsageError("--only needs --layer N")
     target = normalize_query(path)
-    with opened(image, platform) as img:
+    with open_image(image, platform) as img:
         check_layer_number(img, layer_number, "--layer")
         if only:
             assert layer_number is not None
@@ -554,7 +547,7 @@ def cat(image: str, path: str, platform: str | None, no_cache: bool) -> None:
     from imgtool.readfile import read_file
     from imgtool.which import normalize_query
 
-    with opened(image, platform) as img:
+    with open_image(image, platform) as img:
         view = _merged(img, no_cache=no_cache, quiet=True)
         out = sys.stdout.buffer
         read_file(img, view.tree, normalize_query(path), out)
@@ -611,7 +604,7 @@ def diff_layers(
     from imgtool.view import apply_indexes, check_layer_number
 
     log = ChangeLog()
-    with opened(image, platform) as img:
+    with open_image(image, platform) as img:
         check_layer_number(img, first, "A =")
         check_layer_number(img, second, "B =")
         if first is not None and second is not None:
@@ -726,7 +719,7 @@ def diff_images(
     """
     from imgtool.diff import change_json, compare_trees, shared_layers
 
-    with opened(image1, platform) as first, opened(image2, platform) as second:
+    with open_image(image1, platform) as first, open_image(image2, platform) as second:
         view1 = _merged(first, no_cache=no_cache, quiet=quiet or as_json)
         view2 = _merged(second, no_cache=no_cache, quiet=quiet or as_json)
         changes = compare_trees(view1.tree, view2.tree)
@@ -820,6 +813,3 @@ def _quiet_broken_pipe() -> NoReturn:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     sys.exit(141)
-
-
-__all__ = ["UsageError", "cli", "functools", "main"]
