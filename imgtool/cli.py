@@ -40,6 +40,7 @@ R = TypeVar("R")
 
 _debug = False
 
+
 def warn(message: str) -> None:
     click.echo(f"imgtool: warning: {message}", err=True)
 

@@ -21,8 +21,9 @@ from imgtool.index import check_indexed
 from imgtool.overlay import Node
 from imgtool.plan import InodeKey, WritePlan, make_plan
 from imgtool.progress import NoProgress, Progress
+from imgtool.spool import read_range
 from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK
-from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, DIR, FIFO_KIND, FILE, SYMLINK_KIND, Entry
+from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, DIR, FIFO_KIND, FILE, IMPLIED_DIR, SYMLINK_KIND, Entry
 from imgtool.tarwriter import TarWriter
 from imgtool.view import LayerData, MergedView
 
@@ -33,7 +34,6 @@ _TYPEFLAGS: Final = {
     BLOCKDEV_KIND: BLOCKDEV,
     FIFO_KIND: FIFO,
 }
-_IMPLIED_DIR: Final = Entry(b"", DIR, 0o755, 0, 0, 0, 0, b"", 0, 0, None, None, -1)
 _MEMORY_HOLD_ENTRY: Final = 1 << 16
 _MEMORY_HOLD_TOTAL: Final = 32 << 20
 _CHUNK: Final = 1 << 20
@@ -46,7 +46,7 @@ def _name(path: bytes, is_dir: bool) -> bytes:
 
 
 def _add_header(tar: TarWriter, path: bytes, node: Node) -> None:
-    entry = node.content if not node.is_dir else (node.entry or _IMPLIED_DIR)
+    entry = node.content if not node.is_dir else (node.entry or IMPLIED_DIR)
     assert entry is not None
     tar.add(
         _name(path, node.is_dir),
@@ -72,14 +72,18 @@ class _LayerCursor:
         self.what = view.image.layers[number].what
         self._wanted = wanted
         self._data = LayerData(view, number, progress, max_size)
-        self._reader = self._data.reader
-        self._entries: Iterator[Entry] = iter(self._reader)
         self._held: dict[int, IO[bytes]] = {}
         self._held_in_memory = 0
+        if self._data.spool_fd is None:
+            self._reader = self._data.reader
+            self._entries: Iterator[Entry] = iter(self._reader)
 
     def data(self, entry: Entry) -> Iterator[bytes]:
         """The data of the entry with this ordinal (which must still be wanted)."""
         self._wanted.discard(entry.ordinal)
+        if self._data.spool_fd is not None:
+            yield from read_range(self._data.spool_fd, entry.offset, entry.size)
+            return
         held = self._held.pop(entry.ordinal, None)
         if held is not None:
             held.seek(0)
@@ -140,7 +144,7 @@ def write_tar(
             if node.is_dir:
                 _add_header(tar, path, node)
                 continue
-            layer, entry = node.inode or (0, _IMPLIED_DIR)
+            layer, entry = node.inode or (0, IMPLIED_DIR)
             key = (layer, entry.ordinal)
             if key in plan.shared and key in first_path:
                 tar.add(

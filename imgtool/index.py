@@ -25,7 +25,7 @@ from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import Spool, Tee
 from imgtool.tarstream import ENTRY_FIELDS, Entry, LayerReader
 
-FORMAT_VERSION: Final = 2
+FORMAT_VERSION: Final = 3
 DEFAULT_WORKERS: Final = 2
 
 
@@ -34,6 +34,7 @@ class LayerIndex:
     diff_id: Digest
     entries: list[Entry]
     warnings: list[str] = field(default_factory=list)
+    has_digests: bool = True  # every regular file's content digest was computed
 
 
 def default_cache_dir() -> Path:
@@ -42,7 +43,11 @@ def default_cache_dir() -> Path:
 
 
 class IndexCache:
-    """Layer indexes on disk under ``<cache dir>/index-v2/<algorithm>/<hex>``, one column per field."""
+    """Layer indexes on disk under ``<cache dir>/index-v3/<algorithm>/<hex>``, one column per field.
+
+    flatten needs no content digests and stores indexes without them; the commands that
+    compare contents ask for digests, and an index without them is then built again.
+    """
 
     def __init__(self, directory: Path | None = None) -> None:
         self.directory = (directory or default_cache_dir()) / f"index-v{FORMAT_VERSION}"
@@ -50,19 +55,27 @@ class IndexCache:
     def _path(self, diff_id: Digest) -> Path:
         return self.directory / diff_id.algorithm / diff_id.hex
 
-    def load(self, diff_id: Digest) -> LayerIndex | None:
+    def load(self, diff_id: Digest, need_digests: bool = True) -> LayerIndex | None:
         try:
             # marshal.loads over the whole file: marshal.load reads a file object in tiny pieces.
             doc = marshal.loads(self._path(diff_id).read_bytes())  # noqa: S302 - our own cache
+            has_digests = bool(doc["digests"])
+            if need_digests and not has_digests:
+                return None
             entries = list(map(Entry, *(doc["columns"][name] for name in ENTRY_FIELDS)))
-            return LayerIndex(diff_id, entries, list(doc["warnings"]))
+            return LayerIndex(diff_id, entries, list(doc["warnings"]), has_digests)
         except (OSError, EOFError, ValueError, TypeError, KeyError):
             return None  # absent or unreadable: rebuild it
 
     def store(self, index: LayerIndex) -> None:
         path = self._path(index.diff_id)
         columns = {name: [getattr(entry, name) for entry in index.entries] for name in ENTRY_FIELDS}
-        doc = {"version": FORMAT_VERSION, "columns": columns, "warnings": index.warnings}
+        doc = {
+            "version": FORMAT_VERSION,
+            "columns": columns,
+            "warnings": index.warnings,
+            "digests": index.has_digests,
+        }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
@@ -103,7 +116,7 @@ def build_layer_index(
             reader = LayerReader(stream, layer.what, warnings.append, hash_content=hash_content)
             entries = list(reader)
             stream.finish(reader)
-            return LayerIndex(layer.diff_id, entries, warnings)
+            return LayerIndex(layer.diff_id, entries, warnings, hash_content)
         fd, path = spool.start(layer.index)
         complete = False
         try:
@@ -115,7 +128,7 @@ def build_layer_index(
             complete = not tee.failed
         finally:
             spool.finish(layer.index, fd, path, complete)
-    return LayerIndex(layer.diff_id, entries, warnings)
+    return LayerIndex(layer.diff_id, entries, warnings, hash_content)
 
 
 def index_image(
@@ -132,16 +145,14 @@ def index_image(
 ) -> list[LayerIndex]:
     """The index of every layer (or of layers ``0..upto``), from the cache where possible.
 
-    Layers read here are kept uncompressed in ``spool``, when one is given. ``hash_content``
-    may be turned off only without a cache: what the cache holds has every content digest.
+    Layers read here are kept uncompressed in ``spool``, when one is given. Without
+    ``hash_content`` an index need not hold content digests (flatten has no use for them).
     """
-    if cache is not None and not hash_content:
-        raise ValueError("indexes without content digests are never cached")
     layers: Sequence[Layer] = image.layers if upto is None else image.layers[: upto + 1]
     found: dict[int, LayerIndex] = {}
     missing: list[Layer] = []
     for layer in layers:
-        cached = cache.load(layer.diff_id) if cache is not None else None
+        cached = cache.load(layer.diff_id, need_digests=hash_content) if cache is not None else None
         if cached is not None:
             found[layer.index] = cached
         else:

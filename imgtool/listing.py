@@ -18,6 +18,7 @@ from imgtool.tarstream import (
     FIFO_KIND,
     FILE,
     HARDLINK_KIND,
+    IMPLIED_DIR,
     KIND_NAMES,
     OPAQUE,
     SYMLINK_KIND,
@@ -36,7 +37,6 @@ _TYPE_CHARS: Final = {
     WHITEOUT: "w",
     OPAQUE: "o",
 }
-_IMPLIED: Final = Entry(b"", DIR, 0o755, 0, 0, 0, 0, b"", 0, 0, None, None, -1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +73,7 @@ def time_string(mtime_ns: int) -> str:
 
 
 def _node_row(path: bytes, node: Node) -> Row:
-    content = node.content or _IMPLIED
+    content = node.content or IMPLIED_DIR
     entry = node.entry
     target = None
     if entry is not None and entry.kind == SYMLINK_KIND:

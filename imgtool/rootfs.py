@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import shutil
 import stat
@@ -26,6 +27,7 @@ from imgtool.overlay import Node
 from imgtool.paths import display
 from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import NoProgress, Progress
+from imgtool.spool import copy_range
 from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, FIFO_KIND, FILE, SYMLINK_KIND, Entry
 from imgtool.view import LayerData, MergedView
 
@@ -140,21 +142,13 @@ class RootfsWriter:
             self._apply(full, entry, entry.kind)
         return True
 
-    def write_file(self, path: bytes, entry: Entry, chunks: Callable[[], bytes]) -> None:
+    def write_file(self, path: bytes, entry: Entry, fill: Callable[[int], None]) -> None:
+        """Create a regular file, ``fill(fd)`` writing its ``entry.size`` bytes, then set its metadata."""
         full = self._full(path)
         with _output_errors(path):
             fd = os.open(full, _OPEN_FLAGS, 0o600)
             try:
-                remaining = entry.size
-                while remaining > 0:
-                    data = chunks()
-                    if not data:
-                        raise LayerError(f"entry {display(path)}: data ended early")
-                    view = memoryview(data)
-                    while view:
-                        written = os.write(fd, view)
-                        view = view[written:]
-                    remaining -= len(data)
+                fill(fd)
                 self._apply(fd, entry, FILE)
             finally:
                 os.close(fd)
@@ -228,20 +222,59 @@ def _write_layer_files(
     data = LayerData(view, number, progress, max_size)
     complete = False
     try:
-        reader = data.reader
-        for entry in reader:
-            target = wanted.get(entry.ordinal)
-            if target is None:
-                continue
-            path, node = target
-            known = node.content
-            assert known is not None
-            check_indexed(entry, known, layer.what)
-            writer.write_file(path, known, reader.read_data)
-            writer.link(path, plan.links.get((number, entry.ordinal), []))
+        if data.spool_fd is not None:
+            _write_from_spool(data.spool_fd, number, wanted, plan, writer)
+        else:
+            reader = data.reader
+            for entry in reader:
+                target = wanted.get(entry.ordinal)
+                if target is None:
+                    continue
+                path, node = target
+                known = node.content
+                assert known is not None
+                check_indexed(entry, known, layer.what)
+                writer.write_file(path, known, _from_stream(reader.read_data, known.size, path))
+                writer.link(path, plan.links.get((number, entry.ordinal), []))
         complete = True
     finally:
         data.close(complete)
+
+
+def _write_from_spool(
+    spool_fd: int, number: int, wanted: dict[int, tuple[bytes, Node]], plan: WritePlan, writer: RootfsWriter
+) -> None:
+    """Each file's data at its offset in the spooled tar, in the order the tar holds them."""
+    for ordinal, (path, node) in sorted(wanted.items(), key=lambda item: _offset(item[1][1])):
+        known = node.content
+        assert known is not None
+        writer.write_file(path, known, functools.partial(_copy_into, spool_fd, known))
+        writer.link(path, plan.links.get((number, ordinal), []))
+
+
+def _copy_into(spool_fd: int, entry: Entry, fd: int) -> None:
+    copy_range(spool_fd, entry.offset, fd, entry.size)
+
+
+def _offset(node: Node) -> int:
+    content = node.content
+    assert content is not None
+    return content.offset
+
+
+def _from_stream(chunks: Callable[[], bytes], size: int, path: bytes) -> Callable[[int], None]:
+    def fill(fd: int) -> None:
+        remaining = size
+        while remaining > 0:
+            data = chunks()
+            if not data:
+                raise LayerError(f"entry {display(path)}: data ended early")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            remaining -= len(data)
+
+    return fill
 
 
 # -- the output directory ---------------------------------------------------------------------

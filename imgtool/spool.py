@@ -10,9 +10,11 @@ decompresses nor hashes again, and seeks over data it does not need.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Final, Protocol
 
@@ -55,6 +57,40 @@ class Tee:
                 self.failed = True
                 self._fd = None
         return data
+
+
+def copy_range(source: int, offset: int, target: int, size: int) -> None:
+    """Copy ``size`` bytes at ``offset`` of one file to the current position of another, in the kernel
+    where it can (copy_file_range), through a buffer where it cannot."""
+    copied = 0
+    try:
+        while copied < size:
+            done = os.copy_file_range(source, target, size - copied, offset + copied)
+            if done == 0:
+                break
+            copied += done
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+            raise
+    while copied < size:
+        data = os.pread(source, min(size - copied, 1 << 20), offset + copied)
+        if not data:
+            raise OSError(errno.EIO, "spool file ended early")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(target, view) :]
+        copied += len(data)
+
+
+def read_range(source: int, offset: int, size: int) -> Iterator[bytes]:
+    """``size`` bytes at ``offset`` of a file, in chunks."""
+    done = 0
+    while done < size:
+        data = os.pread(source, min(size - done, 1 << 20), offset + done)
+        if not data:
+            raise OSError(errno.EIO, "spool file ended early")
+        done += len(data)
+        yield data
 
 
 class Spool:

@@ -35,6 +35,7 @@ _GNU_LONGNAME: Final = b"L"
 _GNU_LONGLINK: Final = b"K"
 _GNU_VOLUME: Final = b"V"
 _HEADER_ONLY: Final = frozenset({HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIRECTORY, FIFO})
+_DEVICES: Final = frozenset({CHAR, BLOCKDEV})
 _MAX_META_SIZE: Final = 1 << 20  # PAX records and GNU long names above this are refused
 
 
@@ -67,6 +68,10 @@ class _FieldError(ValueError):
 
 
 def _parse_number(field_bytes: bytes, what: str) -> int:
+    try:  # the common shape, "0000644\0" or "0000644 ": one call
+        return int(field_bytes.rstrip(b"\x00"), 8)
+    except ValueError:
+        pass
     if field_bytes and field_bytes[0] & 0x80:
         # GNU base-256: big-endian two's complement, the top bit marking the encoding.
         if field_bytes[0] == 0xFF:
@@ -88,7 +93,7 @@ def _cstring(field_bytes: bytes) -> bytes:
 
 def _checksum_ok(block: bytes) -> bool:
     stored = _parse_number(block[148:156], "chksum")
-    unsigned = sum(block[:148]) + 256 + sum(block[156:])
+    unsigned = sum(block) - sum(block[148:156]) + 256  # the checksum field counts as eight spaces
     if stored == unsigned:
         return True
     signed = (
@@ -363,8 +368,8 @@ class TarReader:
             size=data_size,
             mtime_ns=mtime_ns,
             linkname=linkname,
-            devmajor=_parse_number(block[329:337], "devmajor") if magic[:5] == b"ustar" else 0,
-            devminor=_parse_number(block[337:345], "devminor") if magic[:5] == b"ustar" else 0,
+            devmajor=_parse_number(block[329:337], "devmajor") if typeflag in _DEVICES else 0,
+            devminor=_parse_number(block[337:345], "devminor") if typeflag in _DEVICES else 0,
             xattrs=xattrs,
             pax=pax,
             offset=start,

@@ -68,7 +68,8 @@ class Entry:
     ``path`` is canonical (``b""`` is the root). ``link`` is a symlink's target as
     written, a hardlink's canonical target path, or empty. For WHITEOUT, ``path``
     is what is deleted; for OPAQUE, the directory whose lower contents are hidden.
-    ``digest`` is the sha256 of a regular file's content, when it was computed.
+    ``digest`` is the sha256 of a regular file's content, when it was computed;
+    ``offset`` is where its data starts in the layer's uncompressed tar.
     """
 
     path: bytes
@@ -84,6 +85,7 @@ class Entry:
     xattrs: dict[str, bytes] | None
     digest: bytes | None
     ordinal: int
+    offset: int = 0
 
     @property
     def kind_name(self) -> str:
@@ -91,6 +93,8 @@ class Entry:
 
 
 ENTRY_FIELDS: Final = tuple(field.name for field in fields(Entry))
+# A directory that exists only because entries were written below it: 0755, root's, at the epoch.
+IMPLIED_DIR: Final = Entry(b"", DIR, 0o755, 0, 0, 0, 0, b"", 0, 0, None, None, -1)
 
 
 def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entry]:
@@ -151,6 +155,7 @@ def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entr
         xattrs,
         None,
         ordinal,
+        header.data_offset,
     )
     if opaque:
         return [entry, _marker(OPAQUE, path, header, ordinal)]

@@ -60,8 +60,8 @@ def merged_view(
 ) -> MergedView:
     """Index the layers (``0..upto``, all by default) and apply them bottom first.
 
-    ``for_writing`` is for flatten: it needs neither content digests (unless they are to be
-    cached) nor the layer indexes once the tree is built, so it keeps memory to the tree.
+    ``for_writing`` is for flatten: it needs neither content digests nor the layer indexes
+    once the tree is built, so it spends no time on the one and keeps no memory for the other.
     """
     check_layer_number(image, upto)
     indexes = index_image(
@@ -72,28 +72,31 @@ def merged_view(
         upto=upto,
         warn=warn,
         spool=spool,
-        hash_content=not for_writing or cache is not None,
+        hash_content=not for_writing,
     )
     tree = apply_indexes(image, indexes, recorder=recorder)
     return MergedView(image, [] if for_writing else indexes, tree, spool)
 
 
 class LayerData:
-    """A layer's entries opened to write them out: from the spool when one holds the layer (already
-    verified; skipped data is seeked over), else from the blob, decompressed ahead in a worker thread.
+    """A layer's file data opened to write it out.
 
-    :meth:`close` with ``complete`` reads the blob to its end, so both digests are checked.
+    When the spool holds the layer (decompressed and verified already), ``spool_fd`` is set and
+    any entry's data is read at its offset: no tar header is parsed again. Otherwise ``reader``
+    walks the blob, decompressed ahead in a worker thread, and :meth:`close` with ``complete``
+    reads it to its end, so that both digests are checked.
     """
 
     def __init__(self, view: MergedView, number: int, progress: Progress, max_size: int | None) -> None:
         layer = view.image.layers[number]
+        self.what = layer.what
         self._stream: LayerStream | None = None
         self._ahead: ReadAhead | None = None
-        spooled = view.spool.open(number) if view.spool is not None else None
-        self._spooled = spooled
-        if spooled is not None:
+        self._spooled = view.spool.open(number) if view.spool is not None else None
+        self.spool_fd: int | None = None
+        if self._spooled is not None:
             progress.advance(layer.size)
-            self.reader = LayerReader(spooled, layer.what, seek=spooled.seek)
+            self.spool_fd = self._spooled.fileno()
             return
         self._stream = layer.open(max_size)
         self._stream.on_compressed_bytes = progress.advance

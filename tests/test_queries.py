@@ -173,7 +173,7 @@ def test_a_second_query_reads_no_layer(
     monkeypatch.setattr(Layer, "open", counting_open)
     assert imgtool_cli("which-layer", ref, "/etc/conf").code == 1
     assert sorted(opened) == [0, 1, 2]
-    assert len(list((private_cache / "imgtool" / "index-v2" / "sha256").iterdir())) == 3
+    assert len(list((private_cache / "imgtool" / "index-v3" / "sha256").iterdir())) == 3
     opened.clear()
     for args in (["which-layer", ref, "/bin/sh"], ["ls", ref, "/", "-R"], ["diff", "layers", ref]):
         assert imgtool_cli(*args).code == 0
@@ -189,7 +189,7 @@ def test_no_cache_writes_nothing(ref: str, imgtool_cli: CliRunner, private_cache
 
 def test_a_corrupt_cache_file_is_rebuilt(ref: str, imgtool_cli: CliRunner, private_cache: Path) -> None:
     assert imgtool_cli("ls", ref, "/").code == 0
-    for path in (private_cache / "imgtool" / "index-v2" / "sha256").iterdir():
+    for path in (private_cache / "imgtool" / "index-v3" / "sha256").iterdir():
         path.write_bytes(b"garbage")
     run = imgtool_cli("ls", ref, "/usr", "--json")
     assert run.code == 0

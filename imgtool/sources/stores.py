@@ -69,6 +69,9 @@ class FileSlice:
     def seekable(self) -> bool:
         return True
 
+    def fileno(self) -> int:
+        return self._fd
+
     def seek(self, offset: int) -> None:
         self._pos = min(self._start + offset, self._end)
 
