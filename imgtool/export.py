@@ -21,7 +21,6 @@ from imgtool.index import check_indexed
 from imgtool.overlay import Node
 from imgtool.plan import InodeKey, WritePlan, make_plan
 from imgtool.progress import NoProgress, Progress
-from imgtool.spool import read_range
 from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK
 from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, DIR, FIFO_KIND, FILE, IMPLIED_DIR, SYMLINK_KIND, Entry
 from imgtool.tarwriter import TarWriter
@@ -78,12 +77,22 @@ class _LayerCursor:
             self._reader = self._data.reader
             self._entries: Iterator[Entry] = iter(self._reader)
 
-    def data(self, entry: Entry) -> Iterator[bytes]:
-        """The data of the entry with this ordinal (which must still be wanted)."""
-        self._wanted.discard(entry.ordinal)
+    def copy(self, entry: Entry, tar: TarWriter) -> None:
+        """Write the data of the entry with this ordinal (which must still be wanted) into the tar."""
         if self._data.spool_fd is not None:
-            yield from read_range(self._data.spool_fd, entry.offset, entry.size)
+            self._wanted.discard(entry.ordinal)
+            tar.write_from(self._data.spool_fd, entry.offset, entry.size)
             return
+        written = 0
+        for chunk in self.data(entry):
+            tar.write_data(chunk)
+            written += len(chunk)
+        if written != entry.size:
+            raise LayerError(f"{self.what}: data of entry {entry.ordinal} ended early")
+
+    def data(self, entry: Entry) -> Iterator[bytes]:
+        """The data of the entry with this ordinal, from the layer stream."""
+        self._wanted.discard(entry.ordinal)
         held = self._held.pop(entry.ordinal, None)
         if held is not None:
             held.seek(0)
@@ -165,12 +174,7 @@ def write_tar(
             cursor = cursors.get(layer)
             if cursor is None:
                 cursor = cursors[layer] = _LayerCursor(view, layer, wanted[layer], progress, max_size)
-            written = 0
-            for chunk in cursor.data(entry):
-                tar.write_data(chunk)
-                written += len(chunk)
-            if written != entry.size:
-                raise LayerError(f"{cursor.what}: data of entry {entry.ordinal} ended early")
+            cursor.copy(entry, tar)
             tar.end_data(entry.size)
             if cursor.done:
                 cursors.pop(layer).close(complete=True)

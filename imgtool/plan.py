@@ -23,6 +23,7 @@ class WritePlan:
     data: dict[int, dict[int, tuple[bytes, Node]]] = field(default_factory=dict)
     links: dict[InodeKey, list[bytes]] = field(default_factory=dict)
     shared: set[InodeKey] = field(default_factory=set)  # inodes a hardlink points to: maybe several paths
+    layer_bytes: dict[int, int] = field(default_factory=dict)  # file data each layer supplies
     data_bytes: int = 0
     path_count: int = 0
 
@@ -54,6 +55,7 @@ def make_plan(tree: Tree) -> WritePlan:
             first[key] = path
         if entry.kind == FILE and entry.size > 0:
             plan.data.setdefault(layer, {})[entry.ordinal] = (path, node)
+            plan.layer_bytes[layer] = plan.layer_bytes.get(layer, 0) + entry.size
             plan.data_bytes += entry.size
         else:
             plan.specials.append((path, node))

@@ -16,7 +16,9 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,7 +28,7 @@ from imgtool.index import check_indexed
 from imgtool.overlay import Node
 from imgtool.paths import display
 from imgtool.plan import WritePlan, inode_key, make_plan
-from imgtool.progress import NoProgress, Progress
+from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import copy_range
 from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, FIFO_KIND, FILE, SYMLINK_KIND, Entry
 from imgtool.view import LayerData, MergedView
@@ -34,7 +36,12 @@ from imgtool.view import LayerData, MergedView
 Warn = Callable[[str], None]
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _DEFAULT_DIR_MODE: Final = 0o755
+WRITERS: Final = 2
 _NO_OWNER: Final = 0xFFFFFFFF  # (uid_t)-1 tells chown to leave the owner as it is
+
+
+class _CancelledError(Exception):
+    """Stops a writer thread because another one failed (that failure is the one reported)."""
 
 
 @dataclass(slots=True)
@@ -65,6 +72,12 @@ class RootfsWriter:
         self.warn = warn
         self.privileged = os.geteuid() == 0
         self.stats = WriteStats()
+        self.cancelled = threading.Event()  # set when another writer thread failed
+        self._lock = threading.Lock()
+
+    def _count(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self.stats, name, getattr(self.stats, name) + amount)
 
     def _full(self, path: bytes) -> bytes:
         return self.root + b"/" + path if path else self.root
@@ -77,7 +90,7 @@ class RootfsWriter:
                 raise OverflowError(f"owner {entry.uid}:{entry.gid} is out of range")
         if not self.privileged:
             if entry.uid != os.geteuid() or entry.gid != os.getegid():
-                self.stats.skipped_owner += 1
+                self._count("skipped_owner")
             return
         if isinstance(target, int):
             os.fchown(target, entry.uid, entry.gid)
@@ -94,7 +107,7 @@ class RootfsWriter:
             except OSError as exc:
                 if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EACCES):
                     raise
-                self.stats.skipped_xattrs += 1
+                self._count("skipped_xattrs")
 
     def _apply(self, target: bytes | int, entry: Entry | None, kind: int) -> None:
         """Owner, then mode (chown clears setuid), xattrs, then times; symlinks get no mode."""
@@ -131,7 +144,7 @@ class RootfsWriter:
                 os.symlink(entry.link, full)
             elif entry.kind in (CHARDEV, BLOCKDEV_KIND):
                 if not self.privileged:
-                    self.stats.skipped_devices += 1
+                    self._count("skipped_devices")
                     return False
                 kind_bit = stat.S_IFCHR if entry.kind == CHARDEV else stat.S_IFBLK
                 os.mknod(full, kind_bit | 0o600, os.makedev(entry.devmajor, entry.devminor))
@@ -144,6 +157,8 @@ class RootfsWriter:
 
     def write_file(self, path: bytes, entry: Entry, fill: Callable[[int], None]) -> None:
         """Create a regular file, ``fill(fd)`` writing its ``entry.size`` bytes, then set its metadata."""
+        if self.cancelled.is_set():
+            raise _CancelledError
         full = self._full(path)
         with _output_errors(path):
             fd = os.open(full, _OPEN_FLAGS, 0o600)
@@ -152,7 +167,7 @@ class RootfsWriter:
                 self._apply(fd, entry, FILE)
             finally:
                 os.close(fd)
-        self.stats.data_bytes += entry.size
+        self._count("data_bytes", entry.size)
 
     def link(self, first: bytes, others: list[bytes]) -> None:
         for other in others:
@@ -192,16 +207,31 @@ def write_plan(
             writer.link(path, plan.links.get(inode_key(node), []))
     layers = plan.layers_to_read()
     progress.start("writing", sum(image.layers[i].size for i in layers))
-    for number in layers:
-        _write_layer_files(
-            image=image,
-            view=view,
-            number=number,
-            plan=plan,
-            writer=writer,
-            progress=progress,
-            max_size=max_size,
-        )
+    shared = LockedProgress(progress)
+    # Two layers at a time: creating files is mostly time in the kernel, which a second thread overlaps.
+    ordered = sorted(layers, key=lambda number: plan.layer_bytes[number], reverse=True)
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        futures = [
+            pool.submit(
+                _write_layer_files,
+                image=image,
+                view=view,
+                number=number,
+                plan=plan,
+                writer=writer,
+                progress=shared,
+                max_size=max_size,
+            )
+            for number in ordered
+        ]
+        try:
+            for future in as_completed(futures):
+                future.result()
+        except BaseException:
+            writer.cancelled.set()
+            for future in futures:
+                future.cancel()
+            raise
     writer.finish_dirs(plan.dirs)
     writer.stats.paths = plan.path_count
     progress.finish()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 from typing import BinaryIO, Final
 
 from imgtool.errors import OutputError
 from imgtool.paths import display
+from imgtool.spool import read_range
 from imgtool.tarreader import BLOCK
 
 _ZERO: Final = bytes(BLOCK)
@@ -137,6 +141,23 @@ class TarWriter:
 
     def write_data(self, data: bytes | memoryview) -> None:
         self._write(data)
+
+    def write_from(self, source: int, offset: int, size: int) -> None:
+        """Copy ``size`` bytes at ``offset`` of a file into the tar, in the kernel where possible."""
+        try:
+            target = self._out.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            for chunk in read_range(source, offset, size):
+                self._write(chunk)
+            return
+        self._out.flush()
+        done = 0
+        while done < size:
+            sent = os.sendfile(target, source, offset + done, size - done)
+            if sent == 0:
+                raise OSError(errno.EIO, "spool file ended early")
+            done += sent
+        self.bytes_written += size
 
     def end_data(self, size: int) -> None:
         """Pad a regular file's data (of ``size`` bytes) to a whole block."""
