@@ -194,3 +194,27 @@ def test_a_corrupt_cache_file_is_rebuilt(ref: str, imgtool_cli: CliRunner, priva
     run = imgtool_cli("ls", ref, "/usr", "--json")
     assert run.code == 0
     assert [r["path"] for r in json.loads(run.stdout)] == ["/usr/bin"]
+
+
+def test_flatten_caches_an_index_without_digests_that_queries_complete(
+    ref: str, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    opened: list[int] = []
+    real_open = Layer.open
+
+    def counting_open(self: Layer, max_size: int | None = None) -> object:
+        opened.append(self.index)
+        return real_open(self, max_size)
+
+    monkeypatch.setattr(Layer, "open", counting_open)
+    assert imgtool_cli("flatten", ref, "-o", str(tmp_path / "one"), "-q").code == 0
+    opened.clear()
+    assert imgtool_cli("flatten", ref, "-o", str(tmp_path / "two"), "-q").code == 0
+    assert sorted(opened) == [1, 2]  # from the cached indexes: only the layers whose files survive
+    opened.clear()
+    run = imgtool_cli("which-layer", ref, "/etc/conf", "--json")  # needs content digests: indexes rebuilt
+    assert [h["what"] for h in json.loads(run.stdout)[0]["history"]][1] == ["content", "mtime"]
+    assert sorted(opened) == [0, 1, 2]
+    opened.clear()
+    assert imgtool_cli("diff", "layers", ref).code == 0
+    assert opened == []
