@@ -90,7 +90,7 @@ class _LayerCursor:
         if written != entry.size:
             raise LayerError(f"{self.what}: data of entry {entry.ordinal} ended early")
 
-    def data(self, entry: Entry) -> Iterator[bytes]:
+    def data(self, entry: Entry) -> Iterator[bytes | memoryview]:
         """The data of the entry with this ordinal, from the layer stream."""
         self._wanted.discard(entry.ordinal)
         held = self._held.pop(entry.ordinal, None)
@@ -103,8 +103,8 @@ class _LayerCursor:
         for found in self._entries:
             if found.ordinal == entry.ordinal:
                 check_indexed(found, entry, self.what)
-                while chunk := self._reader.read_data(_CHUNK):
-                    yield chunk
+                while data := self._reader.read_data(_CHUNK):
+                    yield data
                 return
             if found.ordinal in self._wanted and found.ordinal not in self._held:
                 self._hold(found)

@@ -292,7 +292,7 @@ def _offset(node: Node) -> int:
     return content.offset
 
 
-def _from_stream(chunks: Callable[[], bytes], size: int, path: bytes) -> Callable[[int], None]:
+def _from_stream(chunks: Callable[[], bytes | memoryview], size: int, path: bytes) -> Callable[[int], None]:
     def fill(fd: int) -> None:
         remaining = size
         while remaining > 0:

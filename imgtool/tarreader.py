@@ -174,8 +174,11 @@ class TarReader:
         self._offset += n
         return data
 
-    def read_data(self, n: int = _READ_SIZE) -> bytes:
-        """Up to ``n`` bytes of the current member's data; b"" at its end."""
+    def read_data(self, n: int = _READ_SIZE) -> bytes | memoryview:
+        """Up to ``n`` bytes of the current member's data; empty at its end.
+
+        A memoryview into the read buffer, not a copy: use it before the next read.
+        """
         if self._remaining <= 0:
             return b""
         n = min(n, self._remaining)
@@ -190,11 +193,12 @@ class TarReader:
             self._buf, self._pos = chunk, 0
             have = len(chunk)
         if have <= n and self._pos == 0:
-            data, self._buf = self._buf, b""
+            data: bytes | memoryview = self._buf
+            self._buf = b""
             n = len(data)
         else:
             n = min(n, have)
-            data = self._buf[self._pos : self._pos + n]
+            data = memoryview(self._buf)[self._pos : self._pos + n]
             self._pos += n
         self._offset += n
         self._remaining -= n
@@ -202,11 +206,17 @@ class TarReader:
 
     def iter_data(self) -> Iterator[bytes]:
         while chunk := self.read_data():
-            yield chunk
+            yield bytes(chunk)
 
     def skip_data(self) -> None:
         """Skip the rest of the current member's data, seeking when the stream allows it."""
-        if self._seek is not None and self._remaining > len(self._buf) - self._pos:
+        buffered = len(self._buf) - self._pos
+        if self._remaining <= buffered:
+            self._pos += self._remaining
+            self._offset += self._remaining
+            self._remaining = 0
+            return
+        if self._seek is not None:
             self._offset += self._remaining
             self._remaining = 0
             self._buf, self._pos = b"", 0

@@ -200,7 +200,8 @@ class LayerReader:
             hasher.update(chunk)
         return hasher.digest()
 
-    def read_data(self, n: int = 1 << 20) -> bytes:
+    def read_data(self, n: int = 1 << 20) -> bytes | memoryview:
+        """The current file's next bytes (a view into the read buffer: use them before reading on)."""
         return self._tar.read_data(n)
 
     def drain(self) -> int:
