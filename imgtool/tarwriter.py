@@ -13,6 +13,7 @@ from imgtool.spool import read_range
 from imgtool.tarreader import BLOCK
 
 _ZERO: Final = bytes(BLOCK)
+_SENDFILE_MIN: Final = 256 << 10
 _MAX_OCTAL: Final = {8: 0o7777777, 12: 0o77777777777}
 
 
@@ -143,10 +144,15 @@ class TarWriter:
         self._write(data)
 
     def write_from(self, source: int, offset: int, size: int) -> None:
-        """Copy ``size`` bytes at ``offset`` of a file into the tar, in the kernel where possible."""
+        """Copy ``size`` bytes at ``offset`` of a file into the tar, in the kernel where possible.
+
+        Small files go through the output's buffer: two system calls each would cost more.
+        """
         try:
-            target = self._out.fileno()
+            target = self._out.fileno() if size >= _SENDFILE_MIN else -1
         except (AttributeError, OSError, io.UnsupportedOperation):
+            target = -1
+        if target < 0:
             for chunk in read_range(source, offset, size):
                 self._write(chunk)
             return
