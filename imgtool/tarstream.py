@@ -99,48 +99,51 @@ IMPLIED_DIR: Final = Entry(b"", DIR, 0o755, 0, 0, 0, 0, b"", 0, 0, None, None, -
 
 def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entry]:
     """Classify one tar member; usually one entry, none for AUFS bookkeeping, two for an opaque dir."""
-    name = escape(header.name)
     try:
         path = clean_path(header.name)
     except UnsafePathError as exc:
-        raise UnsafePathError(f"{what}: entry '{name}': {exc}") from None
-    parent, base = split_path(path)
+        raise _refused(header, what, str(exc)) from None
     kind = _TYPEFLAG_KINDS.get(header.typeflag)
     if kind is None:
-        raise LayerError(f"{what}: entry '{name}': unsupported tar entry type {header.typeflag!r}")
+        raise LayerError(
+            f"{what}: entry '{escape(header.name)}': unsupported tar entry type {header.typeflag!r}"
+        )
 
-    if whiteout.is_opaque_marker(base):
-        return [_marker(OPAQUE, parent, header, ordinal)]
-    if whiteout.is_aufs_meta(base):
-        return []
-    target = whiteout.whiteout_target(base)
-    if target is not None:
-        if target in (b"", b".", b".."):
-            raise UnsafePathError(f"{what}: entry '{name}': whiteout names no file ('{escape(target)}')")
-        return [_marker(WHITEOUT, join_path(parent, target), header, ordinal)]
-    if whiteout.is_overlay_whiteout(kind == CHARDEV, header.devmajor, header.devminor):
+    if whiteout.PREFIX in path:  # the whiteout words, checked only where they can be
+        parent, base = split_path(path)
+        if whiteout.is_opaque_marker(base):
+            return [_marker(OPAQUE, parent, header, ordinal)]
+        if whiteout.is_aufs_meta(base):
+            return []
+        target = whiteout.whiteout_target(base)
+        if target is not None:
+            if target in (b"", b".", b".."):
+                raise _refused(header, what, f"whiteout names no file ('{escape(target)}')")
+            return [_marker(WHITEOUT, join_path(parent, target), header, ordinal)]
+    if kind == CHARDEV and whiteout.is_overlay_whiteout(True, header.devmajor, header.devminor):
         if not path:
-            raise UnsafePathError(f"{what}: entry '{name}': whiteout of the root directory")
+            raise _refused(header, what, "whiteout of the root directory")
         return [_marker(WHITEOUT, path, header, ordinal)]
 
     if not path and kind != DIR:
-        raise UnsafePathError(
-            f"{what}: entry '{name}': refusing to replace the root directory with a non-directory"
-        )
+        raise _refused(header, what, "refusing to replace the root directory with a non-directory")
     link = b""
     if kind == SYMLINK_KIND:
         link = header.linkname
         if not link:
-            raise LayerError(f"{what}: entry '{name}': symlink with an empty target")
+            raise LayerError(f"{what}: entry '{escape(header.name)}': symlink with an empty target")
     elif kind == HARDLINK_KIND:
         try:
             link = clean_path(header.linkname)
         except UnsafePathError as exc:
-            raise UnsafePathError(f"{what}: entry '{name}': hardlink target {exc}") from None
+            raise _refused(header, what, f"hardlink target {exc}") from None
         if not link:
-            raise UnsafePathError(f"{what}: entry '{name}': hardlink to the root directory")
-    opaque = kind == DIR and whiteout.has_opaque_xattr(header.xattrs)
-    xattrs = whiteout.strip_overlay_xattrs(header.xattrs)
+            raise _refused(header, what, "hardlink to the root directory")
+    xattrs = header.xattrs
+    opaque = False
+    if xattrs:
+        opaque = kind == DIR and whiteout.has_opaque_xattr(xattrs)
+        xattrs = whiteout.strip_overlay_xattrs(xattrs)
     entry = Entry(
         path,
         kind,
@@ -160,6 +163,10 @@ def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entr
     if opaque:
         return [entry, _marker(OPAQUE, path, header, ordinal)]
     return [entry]
+
+
+def _refused(header: TarHeader, what: str, reason: str) -> UnsafePathError:
+    return UnsafePathError(f"{what}: entry '{escape(header.name)}': {reason}")
 
 
 def _marker(kind: int, path: bytes, header: TarHeader, ordinal: int) -> Entry:
