@@ -12,6 +12,7 @@ from typing import Final
 
 from imgtool.errors import UnsafePathError
 
+_SLASH: Final = ord("/")
 _ESCAPES: Final = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -42,10 +43,15 @@ def escape(data: bytes) -> str:
 
 def clean_path(raw: bytes) -> bytes:
     """The canonical form of an archive path, or UnsafePathError if it leaves the root."""
-    if not raw.startswith(b"/") and b"." not in raw and b"//" not in raw and not raw.endswith(b"/"):
-        if b"\x00" in raw:
-            raise UnsafePathError(f"path '{escape(raw)}' contains a NUL byte")
-        return raw
+    name = raw[:-1] if raw.endswith(b"/") else raw  # a directory's trailing slash
+    if (
+        name
+        and name[0] != _SLASH
+        and b"//" not in name
+        and (b"." not in name or _dots_are_names(name))
+        and b"\x00" not in name
+    ):
+        return name
     parts: list[bytes] = []
     for component in raw.split(b"/"):
         if component in (b"", b"."):
@@ -59,6 +65,17 @@ def clean_path(raw: bytes) -> bytes:
             raise UnsafePathError(f"path '{escape(raw)}' contains a NUL byte")
         parts.append(component)
     return b"/".join(parts)
+
+
+def _dots_are_names(name: bytes) -> bool:
+    """Whether every ``.`` in ``name`` is part of a name, not a ``.`` or ``..`` component."""
+    return not (
+        name in (b".", b"..")
+        or name.startswith((b"./", b"../"))
+        or name.endswith((b"/.", b"/.."))
+        or b"/./" in name
+        or b"/../" in name
+    )
 
 
 def split_path(path: bytes) -> tuple[bytes, bytes]:

@@ -108,3 +108,12 @@ def test_refused_entries(h: TarHeader, error: type[Exception], message: str) -> 
 def test_ordinal_and_metadata_pass_through() -> None:
     (entry,) = entries_from_header(header(b"f", size=3), 42, "layer 0")
     assert (entry.kind, entry.size, entry.mode, entry.ordinal) == (FILE, 3, 0o644, 42)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"a.b/c..d/.e/f.", b"..a/b", b"a/..b", b".hidden", b"...", b"a/.../b", b"a.", b"x/y.tar.gz"],
+)
+def test_names_with_dots_that_are_already_clean_are_kept(raw: bytes) -> None:
+    assert clean_path(raw) is raw
+    assert clean_path(b"./" + raw) == raw
