@@ -47,6 +47,7 @@ def clean_path(raw: bytes) -> bytes:
     if (
         name
         and name[0] != _SLASH
+        and name[-1] != _SLASH
         and b"//" not in name
         and (b"." not in name or _dots_are_names(name))
         and b"\x00" not in name
