@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from imgtool.overlay import DELETED, HIDDEN, REPLACED, ChangeRecorder, Node
-from imgtool.tarstream import DIR, FILE, KIND_NAMES, Entry
+from imgtool.tarstream import FILE, IMPLIED_DIR, KIND_NAMES, Entry
 
 ADDED: Final = "added"
 MODIFIED: Final = "modified"
@@ -33,17 +33,14 @@ def file_size(node: Node) -> int:
 
 
 def differences(old: Node, new: Node) -> tuple[str, ...]:
-    """What differs between two states of a path, in a fixed order."""
-    a, b = old.content, new.content
-    if a is None or b is None:
-        if a is None and b is None:
-            return ()
-        present = a if a is not None else b
-        assert present is not None
-        return _implied_vs(present)
-    what: list[str] = []
+    """What differs between two states of a path, in a fixed order.
+
+    A directory that exists only implicitly counts as 0755, root's, at the epoch.
+    """
+    a, b = old.content or IMPLIED_DIR, new.content or IMPLIED_DIR
     if a.kind != b.kind:
         return ("type",)
+    what: list[str] = []
     if a.kind == FILE and not _same_content(a, b):
         what.append("content")
     if a.mode != b.mode:
@@ -58,22 +55,6 @@ def differences(old: Node, new: Node) -> tuple[str, ...]:
         what.append("xattrs")
     if (a.devmajor, a.devminor) != (b.devmajor, b.devminor):
         what.append("device")
-    return tuple(what)
-
-
-def _implied_vs(entry: Entry) -> tuple[str, ...]:
-    """A directory that exists implicitly (0755 root:root, epoch mtime) against a stated one."""
-    if entry.kind != DIR:
-        return ("type",)
-    what = []
-    if entry.mode != 0o755:
-        what.append("mode")
-    if (entry.uid, entry.gid) != (0, 0):
-        what.append("owner")
-    if entry.mtime_ns != 0:
-        what.append("mtime")
-    if entry.xattrs:
-        what.append("xattrs")
     return tuple(what)
 
 
