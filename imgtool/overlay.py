@@ -20,12 +20,12 @@ which-layer, ls, diff and drives flatten.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Final
 
 from imgtool.errors import ImageFormatError, LimitExceededError
 from imgtool.paths import display, split_path
-from imgtool.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
+from imgtool.tarstream import DIR, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
 
 MAX_LINK_HOPS: Final = 255
 ROOT_LAYER: Final = -1
@@ -353,21 +353,3 @@ def _subtree(path: bytes, node: Node) -> Iterator[tuple[bytes, Node]]:
             stack.extend(
                 (current + b"/" + name if current else name, child) for name, child in item.children.items()
             )
-
-
-def build_tree(
-    layers: Iterable[tuple[int, Iterable[Entry]]],
-    recorder: ChangeRecorder | None = None,
-) -> Tree:
-    tree = Tree()
-    for index, entries in layers:
-        tree.apply(index, entries, recorder)
-    return tree
-
-
-def regular_file_size(node: Node) -> int:
-    content = node.content
-    return content.size if content is not None and content.kind == FILE else 0
-
-
-Progress = Callable[[int], None]
