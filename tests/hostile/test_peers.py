@@ -79,13 +79,13 @@ def run_gnutar(case: Case, root: Path) -> PeerRun:
 
 
 def _params(tool: str) -> list[Any]:
+    """The cases the tool is run on: not those it never reads (n/a), nor those that would make a naive
+    extractor touch real host paths (not run); the doc table records both."""
     out: list[Any] = []
     for case in CASES:
         peer: Peer = getattr(case, tool)
-        marks = []
-        if peer.result in ("n/a", "not run"):
-            marks.append(pytest.mark.skip(reason=f"{tool} {peer.text()}"))
-        out.append(pytest.param(case, id=case.name, marks=marks))
+        if peer.result not in ("n/a", "not run"):
+            out.append(pytest.param(case, id=case.name))
     return out
 
 
