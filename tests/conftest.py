@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from imgtool.cli import main
+from imgtool.image import Layer, LayerStream
 from tests.realtools import builder, overlay_builder, platform_index, standard_image  # noqa: F401
 
 
@@ -43,6 +44,20 @@ class CliRunner:
 def imgtool_cli(capsysbinary: pytest.CaptureFixture[bytes]) -> CliRunner:
     """``imgtool_cli("inspect", ref)`` runs the CLI as a user would, returning code, stdout, stderr."""
     return CliRunner(capsysbinary)
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The index of every layer opened for reading, in order (the list is the fixture's value)."""
+    layers: list[int] = []
+    real_open = Layer.open
+
+    def counting_open(self: Layer, max_size: int | None = None) -> LayerStream:
+        layers.append(self.index)
+        return real_open(self, max_size)
+
+    monkeypatch.setattr(Layer, "open", counting_open)
+    return layers
 
 
 @pytest.fixture(autouse=True)

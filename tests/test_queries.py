@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from imgtool.image import Layer
 from tests.conftest import CliRunner
 from tests.imagefactory import (
     Dir,
@@ -161,16 +160,8 @@ def test_diff_layers(ref: str, imgtool_cli: CliRunner) -> None:
 
 
 def test_a_second_query_reads_no_layer(
-    ref: str, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch, private_cache: Path
+    ref: str, imgtool_cli: CliRunner, opened: list[int], private_cache: Path
 ) -> None:
-    opened: list[int] = []
-    real_open = Layer.open
-
-    def counting_open(self: Layer, max_size: int | None = None) -> object:
-        opened.append(self.index)
-        return real_open(self, max_size)
-
-    monkeypatch.setattr(Layer, "open", counting_open)
     assert imgtool_cli("which-layer", ref, "/etc/conf").code == 1
     assert sorted(opened) == [0, 1, 2]
     assert len(list((private_cache / "imgtool" / "index-v3" / "sha256").iterdir())) == 3
@@ -197,16 +188,8 @@ def test_a_corrupt_cache_file_is_rebuilt(ref: str, imgtool_cli: CliRunner, priva
 
 
 def test_flatten_caches_an_index_without_digests_that_queries_complete(
-    ref: str, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ref: str, imgtool_cli: CliRunner, opened: list[int], tmp_path: Path
 ) -> None:
-    opened: list[int] = []
-    real_open = Layer.open
-
-    def counting_open(self: Layer, max_size: int | None = None) -> object:
-        opened.append(self.index)
-        return real_open(self, max_size)
-
-    monkeypatch.setattr(Layer, "open", counting_open)
     assert imgtool_cli("flatten", ref, "-o", str(tmp_path / "one"), "-q").code == 0
     opened.clear()
     assert imgtool_cli("flatten", ref, "-o", str(tmp_path / "two"), "-q").code == 0

@@ -12,7 +12,6 @@ import imgtool
 from imgtool import flatten as flatten_module
 from imgtool import spool as spool_module
 from imgtool.flatten import flatten
-from imgtool.image import Layer
 from tests.imagefactory import Dir, Entry, File, Hardlink, ImageSpec, Whiteout, make_layer, write_oci_layout
 from tests.treesnap import snapshot
 
@@ -45,17 +44,11 @@ def test_spooled_and_direct_writes_agree(
         assert snapshot(outputs[0]) == snapshot(outputs[1])
 
 
-def test_spooled_layers_are_not_read_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_spooled_layers_are_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, opened: list[int]
+) -> None:
     ref = image_ref(tmp_path)
     monkeypatch.setattr(flatten_module, "worth_spooling", lambda _d, _n: True)
-    opened: list[int] = []
-    real_open = Layer.open
-
-    def counting_open(self: Layer, max_size: int | None = None) -> object:
-        opened.append(self.index)
-        return real_open(self, max_size)
-
-    monkeypatch.setattr(Layer, "open", counting_open)
     with imgtool.open_image(ref) as img:
         flatten(img, str(tmp_path / "out"))
     assert sorted(opened) == [0, 1]  # once each, to index them; the write pass used the spool
