@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -68,18 +68,22 @@ def in_checkout(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def no_layer_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Make opening any layer blob fail the test; returns the list of attempts."""
-    attempts: list[str] = []
+def forbid_layer_reads(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[str]]:
+    """Call it to make opening any layer blob fail the test from then on; returns the list of attempts."""
 
-    def refuse(self: Layer, *args: object, **kwargs: object) -> None:
-        attempts.append(self.what)
-        raise AssertionError(f"completion opened {self.what}")
+    def forbid() -> list[str]:
+        attempts: list[str] = []
 
-    monkeypatch.setattr(Layer, "open_blob", refuse)
-    monkeypatch.setattr(Layer, "open", refuse)
-    monkeypatch.setattr(Layer, "entries", refuse)
-    return attempts
+        def refuse(self: Layer, *args: object, **kwargs: object) -> None:
+            attempts.append(self.what)
+            raise AssertionError(f"completion opened {self.what}")
+
+        monkeypatch.setattr(Layer, "open_blob", refuse)
+        monkeypatch.setattr(Layer, "open", refuse)
+        monkeypatch.setattr(Layer, "entries", refuse)
+        return attempts
+
+    return forbid
 
 
 def complete(args: list[str], incomplete: str) -> list[CompletionItem]:
@@ -144,27 +148,23 @@ def test_tags_inside_a_layout_and_archives(in_checkout: Path, tmp_path: Path) ->
     assert values(["inspect"], f"oci:{SAMPLE}:") == []  # not a layout: nothing, and no error
 
 
-def test_image_paths_need_the_index_cache(in_checkout: Path, no_layer_reads: list[str]) -> None:
+def test_image_paths_need_the_index_cache(
+    in_checkout: Path, forbid_layer_reads: Callable[[], list[str]]
+) -> None:
+    attempts = forbid_layer_reads()
     started = time.monotonic()
     for args in (["ls", SAMPLE], ["cat", SAMPLE], ["which-layer", SAMPLE]):
         assert values(args, "/") == [], args
         assert values(args, "/etc/") == [], args
     assert time.monotonic() - started < 5
-    assert no_layer_reads == []
+    assert attempts == []
 
 
 def test_image_paths_come_from_the_cached_index(
-    in_checkout: Path, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+    in_checkout: Path, imgtool_cli: CliRunner, forbid_layer_reads: Callable[[], list[str]]
 ) -> None:
     assert imgtool_cli("ls", SAMPLE).code == 0  # builds and caches the layer indexes
-    attempts: list[str] = []
-
-    def refuse(self: Layer, *args: object, **kwargs: object) -> None:
-        attempts.append(self.what)
-        raise AssertionError(f"completion opened {self.what}")
-
-    monkeypatch.setattr(Layer, "open_blob", refuse)
-    monkeypatch.setattr(Layer, "open", refuse)
+    attempts = forbid_layer_reads()
     started = time.monotonic()
     assert values(["ls", SAMPLE], "") == [
         "/bin/",
