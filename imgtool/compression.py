@@ -9,11 +9,12 @@ from __future__ import annotations
 import enum
 import zlib
 from types import ModuleType
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import zstandard
 
 from imgtool.errors import LayerError, MediaTypeError
+from imgtool.readable import Readable
 
 _gzip_backend: ModuleType
 try:  # isal decompresses gzip about twice as fast as zlib; it is optional.
@@ -48,10 +49,6 @@ def sniff(head: bytes) -> Compression:
         if head.startswith(magic):
             return kind
     return Compression.NONE
-
-
-class Readable(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class PeekReader:

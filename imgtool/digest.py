@@ -5,16 +5,13 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
 from imgtool.errors import DigestMismatchError, ImageFormatError, LayerError
+from imgtool.readable import Readable
 
 _HEX_LENGTH: Final = {"sha256": 64, "sha512": 128}
 _DIGEST_RE: Final = re.compile(r"^(sha256|sha512):([0-9a-f]+)$")
-
-
-class Readable(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Final
 
-from imgtool.compression import Compression, Readable, open_decompressed
+from imgtool.compression import Compression, open_decompressed
 from imgtool.digest import Digest, VerifyingReader
 from imgtool.errors import LimitExceededError, MediaTypeError
 from imgtool.model import FOREIGN_LAYER_TYPES, LAYER_TYPES, HistoryEntry, ImageConfig, Manifest, Platform
+from imgtool.readable import Readable
 from imgtool.tarstream import Entry, LayerReader
 
 if TYPE_CHECKING:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Final, Protocol
+from typing import Final
+
+from imgtool.readable import Readable
 
 _STOP: Final = object()
-
-
-class Readable(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class ReadAhead:

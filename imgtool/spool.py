@@ -16,18 +16,15 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Final, Protocol
+from typing import Final
 
 from imgtool.image import Layer
+from imgtool.readable import Readable
 from imgtool.sources.stores import FileSlice
 
 # Spool only where the layers fit many times over: the rootfs itself still has to be written.
 SPACE_FACTOR: Final = 6
 RESERVE: Final = 1 << 30
-
-
-class Readable(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
 
 
 def worth_spooling(directory: str, compressed_bytes: int) -> bool:

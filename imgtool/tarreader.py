@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
 from imgtool.errors import LayerError
 from imgtool.paths import escape
+from imgtool.readable import Readable
 
 BLOCK: Final = 512
 _ZERO_BLOCK: Final = bytes(BLOCK)
@@ -37,10 +38,6 @@ _GNU_VOLUME: Final = b"V"
 _HEADER_ONLY: Final = frozenset({HARDLINK, SYMLINK, CHAR, BLOCKDEV, DIRECTORY, FIFO})
 _DEVICES: Final = frozenset({CHAR, BLOCKDEV})
 _MAX_META_SIZE: Final = 1 << 20  # PAX records and GNU long names above this are refused
-
-
-class Readable(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from typing import Final
 from imgtool import whiteout
 from imgtool.errors import LayerError, UnsafePathError
 from imgtool.paths import clean_path, escape, join_path, split_path
+from imgtool.readable import Readable
 from imgtool.tarreader import (
     BLOCKDEV,
     CHAR,
@@ -24,7 +25,6 @@ from imgtool.tarreader import (
     HARDLINK,
     REGULAR,
     SYMLINK,
-    Readable,
     TarHeader,
     TarReader,
 )
