@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from imgtool.errors import DigestMismatchError, ImageFormatError, LayerError
 from imgtool.readable import Readable
@@ -43,6 +44,25 @@ class Digest:
 
     def __str__(self) -> str:
         return f"{self.algorithm}:{self.hex}"
+
+
+class ContentHasher(Protocol):
+    def update(self, data: bytes | memoryview, /) -> object: ...
+
+    def digest(self) -> bytes: ...
+
+
+# Files are compared by the digest of their content, never shown: only the speed of the
+# algorithm matters, and its resistance to collisions, since a crafted collision would hide a change.
+CONTENT_HASH: str
+content_hasher: Callable[[], ContentHasher]
+try:  # BLAKE3 hashes about 2.5 times as fast as sha256 here; it is optional.
+    from blake3 import blake3 as content_hasher
+
+    CONTENT_HASH = "blake3"
+except ImportError:  # pragma: no cover - exercised where blake3 is absent
+    content_hasher = hashlib.sha256
+    CONTENT_HASH = "sha256"
 
 
 class VerifyingReader:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from imgtool.digest import Digest
+from imgtool.digest import CONTENT_HASH, Digest
 from imgtool.errors import LayerError
 from imgtool.image import Image, Layer
 from imgtool.progress import LockedProgress, NoProgress, Progress
@@ -34,7 +34,7 @@ class LayerIndex:
     diff_id: Digest
     entries: list[Entry]
     warnings: list[str] = field(default_factory=list)
-    has_digests: bool = True  # every regular file's content digest was computed
+    has_digests: bool = True  # every regular file's content digest was computed, with CONTENT_HASH
 
 
 def default_cache_dir() -> Path:
@@ -46,7 +46,8 @@ class IndexCache:
     """Layer indexes on disk under ``<cache dir>/index-v3/<algorithm>/<hex>``, one column per field.
 
     flatten needs no content digests and stores indexes without them; the commands that
-    compare contents ask for digests, and an index without them is then built again.
+    compare contents ask for digests, and an index without them (or with digests of another
+    algorithm, written where blake3 was or was not installed) is then built again.
     """
 
     def __init__(self, directory: Path | None = None) -> None:
@@ -59,10 +60,13 @@ class IndexCache:
         try:
             # marshal.loads over the whole file: marshal.load reads a file object in tiny pieces.
             doc = marshal.loads(self._path(diff_id).read_bytes())  # noqa: S302 - our own cache
-            has_digests = bool(doc["digests"])
+            has_digests = doc["digests"] == CONTENT_HASH
             if need_digests and not has_digests:
                 return None
-            entries = list(map(Entry, *(doc["columns"][name] for name in ENTRY_FIELDS)))
+            columns = doc["columns"]
+            if not has_digests:  # digests of another algorithm must never meet ours
+                columns["digest"] = [None] * len(columns["path"])
+            entries = list(map(Entry, *(columns[name] for name in ENTRY_FIELDS)))
             return LayerIndex(diff_id, entries, list(doc["warnings"]), has_digests)
         except (OSError, EOFError, ValueError, TypeError, KeyError):
             return None  # absent or unreadable: rebuild it
@@ -74,7 +78,7 @@ class IndexCache:
             "version": FORMAT_VERSION,
             "columns": columns,
             "warnings": index.warnings,
-            "digests": index.has_digests,
+            "digests": CONTENT_HASH if index.has_digests else None,
         }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +110,7 @@ def build_layer_index(
     """Read a whole layer once: every header, the hash of every file, both digests checked.
 
     With a ``spool``, the uncompressed stream is also kept there once it has verified.
-    Without ``hash_content``, files get no content digest (such an index is never cached).
+    Without ``hash_content``, files get no content digest.
     """
     warnings: list[str] = []
     with layer.open(max_size) as stream:

@@ -8,12 +8,12 @@ replace the root with anything but a directory is refused.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Final
 
 from imgtool import whiteout
+from imgtool.digest import content_hasher
 from imgtool.errors import LayerError, UnsafePathError
 from imgtool.paths import clean_path, escape, join_path, split_path
 from imgtool.readable import Readable
@@ -68,8 +68,9 @@ class Entry:
     ``path`` is canonical (``b""`` is the root). ``link`` is a symlink's target as
     written, a hardlink's canonical target path, or empty. For WHITEOUT, ``path``
     is what is deleted; for OPAQUE, the directory whose lower contents are hidden.
-    ``digest`` is the sha256 of a regular file's content, when it was computed;
-    ``offset`` is where its data starts in the layer's uncompressed tar.
+    ``digest`` is the digest of a regular file's content (with
+    :data:`imgtool.digest.CONTENT_HASH`), when it was computed; ``offset`` is
+    where its data starts in the layer's uncompressed tar.
     """
 
     path: bytes
@@ -202,7 +203,7 @@ class LayerReader:
                 yield entry
 
     def _hash_data(self) -> bytes:
-        hasher = hashlib.sha256()
+        hasher = content_hasher()
         while chunk := self._tar.read_data():
             hasher.update(chunk)
         return hasher.digest()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import marshal
 from pathlib import Path
 
 import pytest
 
+from imgtool import digest, index, tarstream
 from tests.conftest import CliRunner
 from tests.imagefactory import (
     Dir,
@@ -18,6 +21,7 @@ from tests.imagefactory import (
     Symlink,
     Whiteout,
     make_layer,
+    sha256_digest,
     write_oci_layout,
 )
 
@@ -201,3 +205,25 @@ def test_flatten_caches_an_index_without_digests_that_queries_complete(
     opened.clear()
     assert imgtool_cli("diff", "layers", ref).code == 0
     assert opened == []
+
+
+def test_digests_of_another_algorithm_are_never_compared_with_ours(
+    ref: str,
+    imgtool_cli: CliRunner,
+    opened: list[int],
+    private_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A cache written where the content hash was another (blake3 absent) is rebuilt, not mixed in."""
+    with monkeypatch.context() as patch:
+        patch.setattr(index, "CONTENT_HASH", "sha256")
+        patch.setattr(tarstream, "content_hasher", hashlib.sha256)
+        assert imgtool_cli("which-layer", ref, "/usr/bin/sh").code == 0
+    cached = private_cache / "imgtool" / "index-v3" / "sha256"
+    (cached / sha256_digest(LAYERS[1]).removeprefix("sha256:")).unlink()
+    opened.clear()
+    run = imgtool_cli("which-layer", ref, "/usr/bin/sh", "--json")
+    assert sorted(opened) == [0, 1, 2]
+    assert [h["what"] for h in json.loads(run.stdout)[0]["history"]] == [[], ["mode"]]
+    for path in cached.iterdir():
+        assert marshal.loads(path.read_bytes())["digests"] == digest.CONTENT_HASH
