@@ -23,7 +23,10 @@ except ImportError:  # pragma: no cover - exercised where isal is absent
     _gzip_backend = zlib
 _GZIP_ERRORS: Final[tuple[type[Exception], ...]] = (zlib.error, _gzip_backend.error)
 
-CHUNK: Final = 1 << 20
+# Streams are read, decompressed, hashed and parsed in pieces of this size. A piece that fits in a
+# core's L2 cache is still there for the hash and the parser after decompression: with 1 MiB
+# pieces indexing a layer took a fifth more CPU time than with 256 KiB.
+CHUNK: Final = 256 << 10
 _GZIP_WBITS: Final = 31
 
 

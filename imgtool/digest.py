@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+from imgtool.compression import CHUNK
 from imgtool.errors import DigestMismatchError, ImageFormatError, LayerError
 from imgtool.readable import Readable
 
@@ -124,7 +125,7 @@ class VerifyingReader:
 
     def drain(self) -> None:
         """Read to the end so the digest is checked."""
-        while self.read(1 << 20):
+        while self.read(CHUNK):
             pass
 
     @property

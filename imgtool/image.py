@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-from imgtool.compression import Compression, open_decompressed
+from imgtool.compression import CHUNK, Compression, open_decompressed
 from imgtool.digest import Digest, VerifyingReader
 from imgtool.errors import LimitExceededError, MediaTypeError
 from imgtool.model import FOREIGN_LAYER_TYPES, LAYER_TYPES, HistoryEntry, ImageConfig, Manifest, Platform
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from imgtool.sources.stores import BlobStore, RawStream
 
 Warn = Callable[[str], None]
-_CHUNK: Final = 1 << 20
 
 
 @dataclass(eq=False)
@@ -94,7 +93,7 @@ class LayerStream:
     def compressed_bytes(self) -> int:
         return self._blob.bytes_read
 
-    def read(self, n: int = _CHUNK) -> bytes:
+    def read(self, n: int = CHUNK) -> bytes:
         data = self._tar.read(n)
         self.uncompressed_bytes += len(data)
         if self.on_compressed_bytes is not None:
@@ -112,7 +111,7 @@ class LayerStream:
         """Read to the end of both streams so that both digests are checked."""
         if reader is not None:
             reader.drain()
-        while self.read(_CHUNK):
+        while self.read(CHUNK):
             pass
         self._blob.drain()
 

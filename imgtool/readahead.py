@@ -11,6 +11,7 @@ import queue
 import threading
 from typing import Final
 
+from imgtool.compression import CHUNK
 from imgtool.readable import Readable
 
 _STOP: Final = object()
@@ -19,7 +20,7 @@ _STOP: Final = object()
 class ReadAhead:
     """``read(n)`` over chunks produced by a worker thread; errors surface in the reader."""
 
-    def __init__(self, source: Readable, chunk: int = 1 << 20, depth: int = 8) -> None:
+    def __init__(self, source: Readable, chunk: int = CHUNK, depth: int = 8) -> None:
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._cancel = threading.Event()
         self._buf = b""

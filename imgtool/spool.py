@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Final
 
+from imgtool.compression import CHUNK
 from imgtool.image import Layer
 from imgtool.readable import Readable
 from imgtool.sources.stores import FileSlice
@@ -119,7 +120,7 @@ class Spool:
         try:
             with layer.open(max_size) as stream:
                 tee = Tee(stream, fd)
-                while tee.read(1 << 20):
+                while tee.read(CHUNK):
                     pass
                 stream.finish()
             complete = not tee.failed

@@ -13,13 +13,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
+from imgtool.compression import CHUNK
 from imgtool.errors import LayerError
 from imgtool.paths import escape
 from imgtool.readable import Readable
 
 BLOCK: Final = 512
 _ZERO_BLOCK: Final = bytes(BLOCK)
-_READ_SIZE: Final = 1 << 20
 
 REGULAR: Final = b"0"
 HARDLINK: Final = b"1"
@@ -156,7 +156,7 @@ class TarReader:
             return True
         parts = [self._buf[self._pos :]]
         while have < need:
-            chunk = self._stream.read(max(_READ_SIZE, need - have))
+            chunk = self._stream.read(max(CHUNK, need - have))
             if not chunk:
                 self._buf, self._pos = b"".join(parts), 0
                 return False
@@ -171,7 +171,7 @@ class TarReader:
         self._offset += n
         return data
 
-    def read_data(self, n: int = _READ_SIZE) -> bytes | memoryview:
+    def read_data(self, n: int = CHUNK) -> bytes | memoryview:
         """Up to ``n`` bytes of the current member's data; empty at its end.
 
         A memoryview into the read buffer, not a copy: use it before the next read.
@@ -181,7 +181,7 @@ class TarReader:
         n = min(n, self._remaining)
         have = len(self._buf) - self._pos
         if have == 0:
-            chunk = self._stream.read(max(n, _READ_SIZE) if n < _READ_SIZE else n)
+            chunk = self._stream.read(max(n, CHUNK) if n < CHUNK else n)
             if not chunk:
                 raise LayerError(
                     f"{self._what}: tar archive is truncated inside the data of a member "
@@ -388,7 +388,7 @@ class TarReader:
         self.skip_data()
         extra = len(self._buf) - self._pos
         self._buf, self._pos = b"", 0
-        while chunk := self._stream.read(_READ_SIZE):
+        while chunk := self._stream.read(CHUNK):
             extra += len(chunk)
         return extra
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Final
 
 from imgtool import whiteout
+from imgtool.compression import CHUNK
 from imgtool.digest import content_hasher
 from imgtool.errors import LayerError, UnsafePathError
 from imgtool.paths import clean_path, escape, join_path, split_path
@@ -208,7 +209,7 @@ class LayerReader:
             hasher.update(chunk)
         return hasher.digest()
 
-    def read_data(self, n: int = 1 << 20) -> bytes | memoryview:
+    def read_data(self, n: int = CHUNK) -> bytes | memoryview:
         """The current file's next bytes (a view into the read buffer: use them before reading on)."""
         return self._tar.read_data(n)
 

@@ -12,7 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from imgtool.compression import Compression, open_decompressed, sniff
+from imgtool.compression import CHUNK, Compression, open_decompressed, sniff
 from imgtool.digest import Digest
 from imgtool.errors import ImageFormatError, ImageNotFoundError, LayerError, UnsafePathError
 from imgtool.paths import clean_path
@@ -179,7 +179,7 @@ class TarStore:
         _, stream = open_decompressed(source, self.location)
         spool = tempfile.TemporaryFile(prefix="imgtool-")  # noqa: SIM115 - lives as long as the store
         try:
-            while chunk := stream.read(1 << 20):
+            while chunk := stream.read(CHUNK):
                 spool.write(chunk)
             spool.flush()
             fd = os.dup(spool.fileno())
@@ -221,7 +221,7 @@ class TarStore:
         if a.typeflag != REGULAR:
             return True
         first, second = FileSlice(self._fd, a.offset, a.size), FileSlice(self._fd, b.offset, b.size)
-        while chunk := first.read(1 << 20):
+        while chunk := first.read(CHUNK):
             if chunk != second.read(len(chunk)):
                 return False
         return True
