@@ -21,6 +21,7 @@ from imgtool.index import check_indexed
 from imgtool.overlay import Node
 from imgtool.plan import InodeKey, WritePlan, make_plan
 from imgtool.progress import NoProgress, Progress
+from imgtool.spool import release_range
 from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK
 from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, DIR, FIFO_KIND, FILE, IMPLIED_DIR, SYMLINK_KIND, Entry
 from imgtool.tarwriter import TarWriter
@@ -82,6 +83,7 @@ class _LayerCursor:
         if self._data.spool_fd is not None:
             self._wanted.discard(entry.ordinal)
             tar.write_from(self._data.spool_fd, entry.offset, entry.size)
+            release_range(self._data.spool_fd, entry.offset, entry.size)  # each entry is copied once
             return
         written = 0
         for chunk in self.data(entry):

@@ -29,7 +29,7 @@ from imgtool.overlay import Node
 from imgtool.paths import display
 from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import LockedProgress, NoProgress, Progress
-from imgtool.spool import copy_range
+from imgtool.spool import copy_range, release_range
 from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, FIFO_KIND, FILE, SYMLINK_KIND, Entry
 from imgtool.view import LayerData, MergedView
 
@@ -284,6 +284,7 @@ def _write_from_spool(
 
 def _copy_into(spool_fd: int, entry: Entry, fd: int) -> None:
     copy_range(spool_fd, entry.offset, fd, entry.size)
+    release_range(spool_fd, entry.offset, entry.size)  # each entry is written once; links follow
 
 
 def _offset(node: Node) -> int:

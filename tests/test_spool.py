@@ -87,3 +87,18 @@ def test_a_spool_that_cannot_be_written_is_dropped(tmp_path: Path, monkeypatch: 
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "b", "c", "d"]
     assert (tmp_path / "out" / "a" / "one").read_bytes() == b"1" * 5000
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".imgtool-spool-")]
+
+
+def test_release_range_frees_the_whole_pages_inside_the_range_and_nothing_else(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 4096
+    path = tmp_path / "spooled"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        spool_module.release_range(fd, 5000, 300_000)
+        spool_module.release_range(fd, 400_000, 60_000)  # under 64 KiB of whole pages: kept
+        after = os.pread(fd, len(data) + 1, 0)
+    finally:
+        os.close(fd)
+    start, end = 8192, (5000 + 300_000) // 4096 * 4096
+    assert after == data[:start] + bytes(end - start) + data[end:]
