@@ -10,7 +10,7 @@ from typing import BinaryIO, Final
 from imgtool.errors import OutputError
 from imgtool.paths import display
 from imgtool.spool import read_range
-from imgtool.tarreader import BLOCK
+from imgtool.tarreader import BLOCK, block_sum
 
 _ZERO: Final = bytes(BLOCK)
 _SENDFILE_MIN: Final = 256 << 10
@@ -62,7 +62,7 @@ def _header(
     block[257:265] = b"ustar\x0000"
     block[329:337] = _number(devmajor, 8)
     block[337:345] = _number(devminor, 8)
-    block[148:156] = b"%06o\x00 " % sum(block)
+    block[148:156] = b"%06o\x00 " % block_sum(block)
     return bytes(block)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
+import random
 import re
 import tarfile
 
 import pytest
 
 from imgtool.errors import LayerError
-from imgtool.tarreader import BLOCK, DIRECTORY, REGULAR, SYMLINK, TarHeader, TarReader
+from imgtool.tarreader import BLOCK, DIRECTORY, REGULAR, SYMLINK, TarHeader, TarReader, block_sum
 
 
 def build(members: list[tuple[tarfile.TarInfo, bytes]], fmt: int = tarfile.PAX_FORMAT) -> bytes:
@@ -182,3 +183,18 @@ def test_trailing_data_is_drained_and_counted() -> None:
     assert [h.name for h in reader] == [b"a"]
     # header, one data block and the two end blocks were read; the record padding and junk remain
     assert reader.drain() == len(data) - 4 * BLOCK
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        bytes(512),
+        b"\xff" * 512,
+        bytes(range(256)) * 2,
+        b"\xff" * 256 + bytes(256),
+        random.Random(7).randbytes(512),
+    ],
+)
+def test_block_sum_is_the_sum_of_the_bytes(block: bytes) -> None:
+    assert block_sum(block) == sum(block)
+    assert block_sum(bytearray(block)) == sum(block)
