@@ -25,7 +25,7 @@ from imgtool.spool import release_range
 from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK
 from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, DIR, FIFO_KIND, FILE, IMPLIED_DIR, SYMLINK_KIND, Entry
 from imgtool.tarwriter import TarWriter
-from imgtool.view import LayerData, MergedView
+from imgtool.view import LayerData, MergedView, trim_spool
 
 _TYPEFLAGS: Final = {
     DIR: DIRECTORY,
@@ -144,6 +144,7 @@ def write_tar(
 ) -> int:
     """Write the tar to ``out``; returns the number of bytes written."""
     plan = plan or make_plan(view.tree)
+    trim_spool(view, plan)
     progress = progress or NoProgress()
     progress.start("writing", sum(view.image.layers[i].size for i in plan.layers_to_read()))
     cursors: dict[int, _LayerCursor] = {}

@@ -30,6 +30,11 @@ class WritePlan:
     def layers_to_read(self) -> list[int]:
         return sorted(self.data)
 
+    def data_ranges(self, layer: int) -> list[tuple[int, int]]:
+        """(offset, size) in the layer's uncompressed tar of each file's data that is written."""
+        entries = (node.content for _, node in self.data.get(layer, {}).values())
+        return [(entry.offset, entry.size) for entry in entries if entry is not None]
+
 
 def shared_inodes(tree: Tree) -> set[InodeKey]:
     """The inodes a hardlink points to: only these can have more than one path."""

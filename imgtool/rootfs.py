@@ -31,7 +31,7 @@ from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import copy_range, release_range
 from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, FIFO_KIND, FILE, SYMLINK_KIND, Entry
-from imgtool.view import LayerData, MergedView
+from imgtool.view import LayerData, MergedView, trim_spool
 
 Warn = Callable[[str], None]
 _OPEN_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -201,6 +201,7 @@ def write_plan(
     progress: Progress,
     max_size: int | None,
 ) -> None:
+    trim_spool(view, plan)
     writer.make_dirs(plan.dirs)
     for path, node in plan.specials:
         if writer.make_special(path, node):

@@ -16,6 +16,7 @@ import functools
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Final
@@ -130,6 +131,7 @@ class Spool:
     def __init__(self, directory: str) -> None:
         self.directory = tempfile.mkdtemp(prefix=".imgtool-spool-", dir=directory)
         self._ready: dict[int, str] = {}
+        self._trimmer: threading.Thread | None = None
 
     def start(self, layer: int) -> tuple[int, str]:
         path = os.path.join(self.directory, str(layer))
@@ -168,7 +170,31 @@ class Spool:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         return FileSlice(fd, 0, os.fstat(fd).st_size, owns_fd=True)
 
+    def layers(self) -> list[int]:
+        return sorted(self._ready)
+
+    def keep_only(self, wanted: dict[int, list[tuple[int, int]]]) -> None:
+        """Give back, in the background, the memory of everything in the spooled layers outside the
+        ``wanted`` (offset, size) ranges of each: what remains is the data the output will read."""
+        self._trimmer = threading.Thread(target=self._trim, args=(wanted,), daemon=True)
+        self._trimmer.start()
+
+    def _trim(self, wanted: dict[int, list[tuple[int, int]]]) -> None:
+        for layer, path in list(self._ready.items()):
+            with contextlib.suppress(OSError):  # only memory is at stake
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+                try:
+                    position = 0
+                    for offset, size in sorted(wanted.get(layer, [])):
+                        release_range(fd, position, offset - position)
+                        position = max(position, offset + size)
+                    release_range(fd, position, os.fstat(fd).st_size - position)
+                finally:
+                    os.close(fd)
+
     def close(self) -> None:
+        if self._trimmer is not None:
+            self._trimmer.join()
         shutil.rmtree(self.directory, ignore_errors=True)
         self._ready.clear()
 

@@ -9,6 +9,7 @@ from imgtool.errors import ImgtoolError, UsageError
 from imgtool.image import Image, LayerStream
 from imgtool.index import IndexCache, LayerIndex, index_image
 from imgtool.overlay import ChangeRecorder, Tree
+from imgtool.plan import WritePlan
 from imgtool.progress import Progress
 from imgtool.readahead import ReadAhead
 from imgtool.spool import Spool
@@ -76,6 +77,13 @@ def merged_view(
     )
     tree = apply_indexes(image, indexes, recorder=recorder)
     return MergedView(image, [] if for_writing else indexes, tree, spool)
+
+
+def trim_spool(view: MergedView, plan: WritePlan) -> None:
+    """As writing starts, give back the spooled bytes no output will read (files shadowed by upper
+    layers, headers): the output then reuses that memory, and the spool's disk space shrinks."""
+    if view.spool is not None:
+        view.spool.keep_only({layer: plan.data_ranges(layer) for layer in view.spool.layers()})
 
 
 class LayerData:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -21,15 +22,40 @@ LAYERS = [
 ]
 
 
-def image_ref(tmp_path: Path) -> str:
-    return write_oci_layout(tmp_path / "oci", [Entry(ImageSpec(LAYERS), ref="v1")]).reference("v1")
+_RANDOM = random.Random(5)
+# Files large enough that the spool gives back their pages: one shadowed by the upper layer, one
+# kept, one kept and linked to from the upper layer.
+BIG_LAYERS = [
+    make_layer(
+        [
+            Dir("a/"),
+            File("a/shadowed", _RANDOM.randbytes(300_000)),
+            File("a/kept", _RANDOM.randbytes(200_000)),
+            File("big", _RANDOM.randbytes(500_000)),
+        ]
+    ),
+    make_layer([File("a/shadowed", _RANDOM.randbytes(100_000)), Hardlink("link", "big")]),
+]
 
 
+def image_ref(tmp_path: Path, layers: list[bytes] = LAYERS) -> str:
+    return write_oci_layout(tmp_path / "oci", [Entry(ImageSpec(layers), ref="v1")]).reference("v1")
+
+
+@pytest.mark.parametrize("layers", [LAYERS, BIG_LAYERS], ids=["small", "big"])
 @pytest.mark.parametrize("as_tar", [False, True])
 def test_spooled_and_direct_writes_agree(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_tar: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_tar: bool, layers: list[bytes]
 ) -> None:
-    ref = image_ref(tmp_path)
+    ref = image_ref(tmp_path, layers)
+    released: list[int] = []
+    real_release = spool_module.release_range
+
+    def release_range(fd: int, offset: int, size: int) -> None:
+        released.append(size)
+        real_release(fd, offset, size)
+
+    monkeypatch.setattr(spool_module, "release_range", release_range)
     outputs = []
     for use_spool in (True, False):
         monkeypatch.setattr(flatten_module, "worth_spooling", lambda _d, _n, use=use_spool: use)
@@ -42,6 +68,8 @@ def test_spooled_and_direct_writes_agree(
         assert outputs[0].read_bytes() == outputs[1].read_bytes()
     else:
         assert snapshot(outputs[0]) == snapshot(outputs[1])
+    if layers is BIG_LAYERS:  # what the output does not need was given back before writing
+        assert max(released) > 300_000
 
 
 def test_spooled_layers_are_not_read_again(
