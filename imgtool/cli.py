@@ -17,6 +17,7 @@ from imgtool.completion import COMPLETE_VAR, SHELLS, complete_image, complete_im
 from imgtool.errors import ImgtoolError, UsageError
 from imgtool.image import Image
 from imgtool.index import IndexCache
+from imgtool.libc import keep_freed_memory
 from imgtool.output import (
     DEFAULT_TABLE_FORMAT,
     TABLE_FORMATS,
@@ -776,6 +777,7 @@ def _interrupt(signum: int, _frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every ImgtoolError becomes one ``imgtool: error:`` line and its exit code."""
     signal.signal(signal.SIGTERM, _interrupt)
+    keep_freed_memory()
     args = list(argv) if argv is not None else sys.argv[1:]
     if os.environ.get(COMPLETE_VAR):
         cli.main(args=args, prog_name="imgtool")  # shell completion: click answers and exits

@@ -25,7 +25,7 @@ _GZIP_ERRORS: Final[tuple[type[Exception], ...]] = (zlib.error, _gzip_backend.er
 
 # Streams are read, decompressed, hashed and parsed in pieces of this size. A piece that fits in a
 # core's L2 cache is still there for the hash and the parser after decompression: with 1 MiB
-# pieces, indexing on one core took about 15% more CPU time than with 256 KiB.
+# pieces, indexing on one core took 10 to 15% more CPU time than with 256 KiB.
 CHUNK: Final = 256 << 10
 _GZIP_WBITS: Final = 31
 

@@ -10,19 +10,18 @@ decompresses nor hashes again, and seeks over data it does not need.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
-import functools
 import os
 import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any, Final
+from typing import Final
 
 from imgtool.compression import CHUNK
 from imgtool.image import Layer
+from imgtool.libc import punch_hole
 from imgtool.readable import Readable
 from imgtool.sources.stores import FileSlice
 
@@ -85,19 +84,6 @@ def copy_range(source: int, offset: int, target: int, size: int) -> None:
 
 _PAGE: Final = 4096
 _RELEASE_MIN: Final = 64 << 10
-_FALLOC_FL_KEEP_SIZE: Final = 0x01
-_FALLOC_FL_PUNCH_HOLE: Final = 0x02
-
-
-@functools.cache
-def _fallocate() -> Any:
-    """libc's fallocate(2), or None where there is none."""
-    try:
-        function = ctypes.CDLL(None, use_errno=True).fallocate
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64)
-    return function
 
 
 def release_range(fd: int, offset: int, size: int) -> None:
@@ -109,9 +95,8 @@ def release_range(fd: int, offset: int, size: int) -> None:
     """
     start = -(-offset // _PAGE) * _PAGE
     end = (offset + size) // _PAGE * _PAGE
-    fallocate = _fallocate() if end - start >= _RELEASE_MIN else None
-    if fallocate is not None:
-        fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, start, end - start)
+    if end - start >= _RELEASE_MIN:
+        punch_hole(fd, start, end - start)
 
 
 def read_range(source: int, offset: int, size: int) -> Iterator[bytes]:
