@@ -111,7 +111,11 @@ def read_range(source: int, offset: int, size: int) -> Iterator[bytes]:
 
 
 class Spool:
-    """Spool files by layer number, in a private directory removed by :meth:`close`."""
+    """Spool files by layer number, in a private directory removed by :meth:`close`.
+
+    A spool serves one output: the writers give back each file's bytes once they have copied
+    them (:func:`release_range`), and :meth:`keep_only` gives back what no output reads.
+    """
 
     def __init__(self, directory: str) -> None:
         self.directory = tempfile.mkdtemp(prefix=".imgtool-spool-", dir=directory)
@@ -161,6 +165,8 @@ class Spool:
     def keep_only(self, wanted: dict[int, list[tuple[int, int]]]) -> None:
         """Give back, in the background, the memory of everything in the spooled layers outside the
         ``wanted`` (offset, size) ranges of each: what remains is the data the output will read."""
+        if self._trimmer is not None:
+            self._trimmer.join()
         self._trimmer = threading.Thread(target=self._trim, args=(wanted,), daemon=True)
         self._trimmer.start()
 
