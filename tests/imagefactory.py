@@ -455,6 +455,16 @@ def compress(data: bytes, method: Compression, *, level: int | None = None) -> b
     raise ValueError(f"unknown compression {method!r}")
 
 
+def incompressible(size: int, seed: bytes) -> bytes:
+    """Deterministic bytes that no compressor shrinks."""
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += hashlib.sha256(seed + counter.to_bytes(8, "big")).digest()
+        counter += 1
+    return bytes(out[:size])
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

@@ -31,6 +31,8 @@ from typing import Any, Final, Literal, Protocol
 
 import pytest
 
+from tests.imagefactory import incompressible
+
 __all__ = [
     "BASE_CONTAINERFILE",
     "BASE_LAYER_COUNT",
@@ -313,16 +315,6 @@ def _write_context_file(path: Path, spec: bytes | ContextFile) -> None:
     os.utime(path, (item.mtime, item.mtime))
 
 
-def _pseudo_random(size: int, seed: bytes) -> bytes:
-    """Deterministic incompressible bytes."""
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(seed + counter.to_bytes(8, "big")).digest()
-        counter += 1
-    return bytes(out[:size])
-
-
 # --------------------------------------------------------------------------------------------------------
 # Standard images
 
@@ -465,7 +457,7 @@ STANDARD_IMAGES: Final[dict[str, str]] = {
 """Name -> Containerfile text. Build contexts add ``busybox`` and the image's :data:`STANDARD_FILES`."""
 
 STANDARD_FILES: Final[dict[str, dict[str, bytes | ContextFile]]] = {
-    "basic": {"blob.bin": ContextFile(_pseudo_random(64 * 1024, b"imgtool basic blob"))},
+    "basic": {"blob.bin": ContextFile(incompressible(64 * 1024, b"imgtool basic blob"))},
     "metadata": {
         "xattr.txt": ContextFile(
             b"with xattrs\n",

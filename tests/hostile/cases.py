@@ -55,6 +55,7 @@ from tests.imagefactory import (
     TarFormat,
     Whiteout,
     as_str,
+    incompressible,
     make_layer,
     sha256_digest,
     write_docker_archive,
@@ -347,16 +348,7 @@ def flip_byte(data: bytes, offset: int) -> bytes:
     return bytes(out)
 
 
-def incompressible(size: int, seed: bytes = b"hostile") -> bytes:
-    out = bytearray()
-    counter = 0
-    while len(out) < size:
-        out += hashlib.sha256(seed + counter.to_bytes(8, "big")).digest()
-        counter += 1
-    return bytes(out[:size])
-
-
-BIG: Final = incompressible(300_000)
+BIG: Final = incompressible(300_000, b"hostile")
 CLIMB: Final = "/".join([".."] * 24)  # more levels than any temporary directory is deep
 
 REFUSE_ROOT_REPLACE: Final = "refusing to replace the root directory with a non-directory"
