@@ -529,10 +529,7 @@ class ImagePlan:
         for name in r.names(self.n(600)):
             d = r.choice(py_dirs)
             size = r.size(11_000, 1.1, 100, 900_000)
-            ly.file(f"{d}/{name}.py", size, TEXT)
-            ly.file(f"{d}/__pycache__/{name}.cpython-311.pyc", max(200, size * 7 // 10), BINARY)
-            if f"{d}/__pycache__" not in self.pycache_dirs:
-                self.pycache_dirs.append(f"{d}/__pycache__")
+            self._python_module(ly, d, name, size)
 
         # Package metadata: docs and dpkg database.
         self.packages = r.names(self.n(560), BASE_PACKAGES)
@@ -647,6 +644,13 @@ class ImagePlan:
         ly.mkdir("/var/lib/pam")
         ly.mkdir("/var/spool/cron/crontabs", 0o1730)
 
+    def _python_module(self, ly: LayerPlan, directory: str, name: str, size: int) -> None:
+        """A module and its compiled form, about seven tenths of its size."""
+        ly.file(f"{directory}/{name}.py", size, TEXT)
+        ly.file(f"{directory}/__pycache__/{name}.cpython-311.pyc", max(200, size * 7 // 10), BINARY)
+        if f"{directory}/__pycache__" not in self.pycache_dirs:
+            self.pycache_dirs.append(f"{directory}/__pycache__")
+
     def _doc(self, ly: LayerPlan, pkg: str) -> None:
         r = ly.rng
         d = f"/usr/share/doc/{pkg}"
@@ -739,10 +743,7 @@ class ImagePlan:
                 for name in r.names(r.between(3, 20)):
                     d = r.choice(pdirs)
                     size = r.size(7_000, 1.1, 100, 400_000)
-                    ly.file(f"{d}/{name}.py", size, TEXT)
-                    ly.file(f"{d}/__pycache__/{name}.cpython-311.pyc", max(200, size * 7 // 10), BINARY)
-                    if f"{d}/__pycache__" not in self.pycache_dirs:
-                        self.pycache_dirs.append(f"{d}/__pycache__")
+                    self._python_module(ly, d, name, size)
             for _ in range(r.below(4)):
                 sec = r.choice(("man1", "man1", "man5", "man8"))
                 path = f"/usr/share/man/{sec}/{pkg}{r.word(0, 1)}.{sec[3:]}.gz"
