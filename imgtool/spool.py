@@ -159,12 +159,10 @@ class Spool:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         return FileSlice(fd, 0, os.fstat(fd).st_size, owns_fd=True)
 
-    def layers(self) -> list[int]:
-        return sorted(self._ready)
-
     def keep_only(self, wanted: dict[int, list[tuple[int, int]]]) -> None:
         """Give back, in the background, the memory of everything in the spooled layers outside the
-        ``wanted`` (offset, size) ranges of each: what remains is the data the output will read."""
+        ``wanted`` (offset, size) ranges of each (all of a layer ``wanted`` leaves out): what
+        remains is the data the output will read."""
         if self._trimmer is not None:
             self._trimmer.join()
         self._trimmer = threading.Thread(target=self._trim, args=(wanted,), daemon=True)

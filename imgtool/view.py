@@ -83,7 +83,7 @@ def trim_spool(view: MergedView, plan: WritePlan) -> None:
     """As writing starts, give back the spooled bytes no output will read (files shadowed by upper
     layers, headers): the output then reuses that memory, and the spool's disk space shrinks."""
     if view.spool is not None:
-        view.spool.keep_only({layer: plan.data_ranges(layer) for layer in view.spool.layers()})
+        view.spool.keep_only({layer: plan.data_ranges(layer) for layer in plan.data})
 
 
 class LayerData:
