@@ -40,8 +40,8 @@ def keep_freed_memory() -> None:
 
     Layers stream through buffers of a few hundred KiB. By default glibc maps each such
     block afresh and unmaps it when it is freed, so every new buffer costs a page fault per
-    4 KiB: about 130,000 faults for one cold which-layer on the benchmark image, against
-    17,000 with this. It tunes the whole process, so only the command line calls it.
+    4 KiB: 130,000 to 170,000 faults for one cold which-layer on the benchmark image,
+    against about 21,000 with this. It tunes the whole process, so only the command line calls it.
     """
     try:
         glibc = os.confstr("CS_GNU_LIBC_VERSION")
