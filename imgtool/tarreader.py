@@ -191,7 +191,7 @@ class TarReader:
         n = min(n, self._remaining)
         have = len(self._buf) - self._pos
         if have == 0:
-            chunk = self._stream.read(max(n, CHUNK) if n < CHUNK else n)
+            chunk = self._stream.read(max(n, CHUNK))
             if not chunk:
                 raise LayerError(
                     f"{self._what}: tar archive is truncated inside the data of a member "
