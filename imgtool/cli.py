@@ -154,6 +154,7 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
             f"{doc['manifest_digest'] or '(none)'} ({doc['manifest_media_type']}"
             + (", derived from manifest.json as skopeo derives it)" if doc["manifest_synthesized"] else ")"),
         ),
+        *_index_fields(doc["index"]),
         ("Config", doc["config_digest"]),
         ("Platform", doc["platform"]),
         ("Created", doc["created"] or "-"),
@@ -185,6 +186,20 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
     click.echo(
         table(rows, ["#", "digest", "diff_id", "size", "type", "compression", "created_by"], table_format)
     )
+
+
+def _index_fields(index: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """inspect's lines for the image index the manifest was chosen from: its digest, every entry."""
+    if index is None:
+        return []
+    entries = index["manifests"]
+    width = max(len(entry["platform"] or "-") for entry in entries)
+    lines = [
+        f"{entry['platform'] or '-':<{width}}  {entry['digest']}"
+        + (" (this image)" if entry["chosen"] else " (attestation)" if entry["attestation"] else "")
+        for entry in entries
+    ]
+    return [("Index", f"{index['digest']} ({index['media_type']})"), ("Platforms", "\n".join(lines))]
 
 
 def _command_text(value: Any) -> str:

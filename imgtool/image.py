@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING
 from imgtool.compression import CHUNK, Compression, open_decompressed
 from imgtool.digest import Digest, VerifyingReader
 from imgtool.errors import LimitExceededError, MediaTypeError
-from imgtool.model import FOREIGN_LAYER_TYPES, LAYER_TYPES, HistoryEntry, ImageConfig, Manifest, Platform
+from imgtool.model import (
+    FOREIGN_LAYER_TYPES,
+    LAYER_TYPES,
+    HistoryEntry,
+    ImageConfig,
+    IndexInfo,
+    Manifest,
+    Platform,
+)
 from imgtool.readable import Readable
 from imgtool.tarstream import Entry, LayerReader
 
@@ -144,6 +152,7 @@ class Image:
     layers: list[Layer]
     store: BlobStore = field(repr=False)
     manifest_synthesized: bool = False  # docker save stores no manifest: imgtool derived this one
+    index: IndexInfo | None = None  # the image index this manifest was chosen from, if any
 
     @property
     def platform(self) -> Platform:

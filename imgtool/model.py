@@ -6,8 +6,10 @@ fields have the types they claim, or raises ImageFormatError naming the field.
 
 from __future__ import annotations
 
+import itertools
 import json
 import platform as _host
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -64,8 +66,10 @@ def short_layer_type(media_type: str) -> str:
     return media_type
 
 
-MAX_MANIFEST_BYTES: Final = 4 << 20
-MAX_CONFIG_BYTES: Final = 32 << 20
+MAX_MANIFEST_BYTES: Final = 4 << 20  # a manifest, an index, index.json, manifest.json
+MAX_CONFIG_BYTES: Final = 32 << 20  # an image config (its history can be long)
+MAX_SMALL_JSON_BYTES: Final = 64 << 10  # oci-layout
+MAX_JSON_DEPTH: Final = 100  # arrays and objects nested in one another; real documents use under 10
 
 _ARCH_ALIASES: Final = {
     "x86_64": "amd64",
@@ -138,6 +142,27 @@ class Index:
 
 
 @dataclass(frozen=True, slots=True)
+class IndexEntry:
+    """One entry of the image index an image was chosen from."""
+
+    digest: Digest
+    media_type: str
+    size: int
+    platform: Platform | None
+    chosen: bool  # the manifest this image is
+    attestation: bool  # a buildx attestation manifest, not an image
+
+
+@dataclass(frozen=True, slots=True)
+class IndexInfo:
+    """The image index (its digest and media type) an image was chosen from, and what it lists."""
+
+    digest: Digest
+    media_type: str
+    entries: tuple[IndexEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Manifest:
     media_type: str
     config: Descriptor
@@ -162,6 +187,12 @@ class ImageConfig:
     history: tuple[HistoryEntry, ...]
     container: Mapping[str, Any]
     raw: Mapping[str, Any]
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()
+    working_dir: str | None = None
+    user: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     def layer_history(self, layer_count: int) -> list[HistoryEntry | None]:
         """The history entry that made each layer: entries marked ``empty_layer`` made none."""
@@ -169,10 +200,34 @@ class ImageConfig:
         return [made[i] if i < len(made) else None for i in range(layer_count)]
 
 
-def load_json(data: bytes, what: str) -> Any:
+# A string, or an unterminated one to the end of the data: each byte is looked at once.
+_JSON_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKETS: Final = bytes(range(256)).translate(None, b"[]{}")
+_DEPTH_STEP: Final = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth(data: bytes) -> int:
+    """How deeply arrays and objects nest in ``data``, brackets inside strings not counted.
+
+    It never recurses, so it is safe on any input; on malformed JSON its answer is only a
+    bound, and json.loads then reports the fault.
+    """
+    openers = data.count(b"[") + data.count(b"{")
+    if openers <= MAX_JSON_DEPTH:
+        return openers  # nothing can nest deeper than the number of brackets
+    brackets = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    return max(itertools.accumulate(_DEPTH_STEP[c] for c in brackets), default=0)
+
+
+def load_json(data: bytes, what: str, limit: int = MAX_MANIFEST_BYTES) -> Any:
+    """The one way imgtool decodes a JSON document: bounded in size (``limit``) and nesting depth."""
+    if len(data) > limit:
+        raise ImageFormatError(f"{what}: larger than the {limit}-byte limit for this document")
+    if json_depth(data) > MAX_JSON_DEPTH:
+        raise ImageFormatError(f"{what}: JSON nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ImageFormatError(f"{what}: not valid JSON: {exc}") from None
 
 
@@ -297,6 +352,7 @@ def parse_config(value: Any, what: str) -> ImageConfig:
     container = obj.get("config") or {}
     if not isinstance(container, dict):
         raise ImageFormatError(f"{what}: field 'config' must be an object")
+    runtime = f"{what} config"
     os_name = _str(obj, "os", what, required=False) or "unknown"
     arch = _str(obj, "architecture", what, required=False) or "unknown"
     variant = _str(obj, "variant", what, required=False)
@@ -307,4 +363,34 @@ def parse_config(value: Any, what: str) -> ImageConfig:
         history=history,
         container=container,
         raw=obj,
+        entrypoint=_command(container, "Entrypoint", runtime),
+        cmd=_command(container, "Cmd", runtime),
+        env=_str_list(container, "Env", runtime) or (),
+        working_dir=_str(container, "WorkingDir", runtime, required=False) or None,
+        user=_str(container, "User", runtime, required=False) or None,
+        labels=_labels(container.get("Labels"), f"{runtime}: field 'Labels'"),
     )
+
+
+def _str_list(obj: Mapping[str, Any], key: str, what: str) -> tuple[str, ...] | None:
+    """A list of strings, or None when absent or null."""
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ImageFormatError(f"{what}: field {key!r} must be a list of strings")
+    return tuple(value)
+
+
+def _command(obj: Mapping[str, Any], key: str, what: str) -> tuple[str, ...] | None:
+    """Entrypoint and Cmd: a list of strings; a lone string is a one-word list, as Docker reads it."""
+    value = obj.get(key)
+    return (value,) if isinstance(value, str) else _str_list(obj, key, what)
+
+
+def _labels(value: Any, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ImageFormatError(f"{what} must map strings to strings")
+    return value

@@ -7,6 +7,7 @@ from typing import Any
 from imgtool.compression import sniff
 from imgtool.errors import ImgtoolError
 from imgtool.image import Image, Layer
+from imgtool.model import IndexInfo
 
 
 def layer_compression(layer: Layer) -> str:
@@ -21,25 +22,47 @@ def layer_compression(layer: Layer) -> str:
         reader.close()
 
 
+def describe_index(index: IndexInfo | None) -> dict[str, Any] | None:
+    """The image index the manifest was chosen from, every entry listed (schema in docs/json.md)."""
+    if index is None:
+        return None
+    return {
+        "digest": str(index.digest),
+        "media_type": index.media_type,
+        "manifests": [
+            {
+                "digest": str(entry.digest),
+                "media_type": entry.media_type,
+                "size": entry.size,
+                "platform": str(entry.platform) if entry.platform else None,
+                "chosen": entry.chosen,
+                "attestation": entry.attestation,
+            }
+            for entry in index.entries
+        ],
+    }
+
+
 def describe_image(image: Image) -> dict[str, Any]:
     """The inspect document: one JSON-ready dict (schema in docs/json.md)."""
-    container = image.config.container
+    config = image.config
     return {
         "reference": image.reference,
         "transport": image.transport,
         "manifest_digest": str(image.manifest_digest) if image.manifest_digest else None,
         "manifest_media_type": image.manifest_media_type,
         "manifest_synthesized": image.manifest_synthesized,
+        "index": describe_index(image.index),
         "config_digest": str(image.config_digest),
         "platform": str(image.platform),
         "created": image.config.created,
         "tags": list(image.tags),
-        "entrypoint": container.get("Entrypoint"),
-        "cmd": container.get("Cmd"),
-        "env": container.get("Env") or [],
-        "working_dir": container.get("WorkingDir") or None,
-        "user": container.get("User") or None,
-        "labels": container.get("Labels") or {},
+        "entrypoint": list(config.entrypoint) if config.entrypoint is not None else None,
+        "cmd": list(config.cmd) if config.cmd is not None else None,
+        "env": list(config.env),
+        "working_dir": config.working_dir,
+        "user": config.user,
+        "labels": dict(config.labels),
         "layers": [
             {
                 "index": layer.index,

@@ -25,11 +25,14 @@ def run_child(
     *,
     stdout: Path | None = None,
     preexec: Callable[[], None] | None = None,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> ChildRun:
     """Run imgtool's CLI in a child; returns its exit code, stderr and peak resident memory.
 
     The peak is the child's own VmHWM, read as it exits: getrusage() would also count what the child
-    held between fork and exec, a copy of this (large) test process.
+    held between fork and exec, a copy of this (large) test process. A child still running after
+    ``timeout`` seconds is killed and the test fails.
     """
     stamp = time.monotonic_ns()
     err_path, peak_path = cwd / f".stderr-{stamp}", cwd / f".peak-{stamp}"
@@ -41,8 +44,14 @@ def run_child(
             stdout=out,
             stderr=err,
             preexec_fn=preexec,  # noqa: PLW1509 - sets a resource limit in the child only
+            env=env,
         )
-        proc.wait()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"imgtool {' '.join(args)} still ran after {timeout} s") from None
     text = err_path.read_text("utf-8", "replace")
     err_path.unlink()
     peak = int(peak_path.read_text()) if peak_path.exists() else 0

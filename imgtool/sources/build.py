@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from imgtool.digest import Digest, read_verified
 from imgtool.errors import ImageFormatError, ImageNotFoundError
 from imgtool.image import Image, Layer
-from imgtool.model import MAX_CONFIG_BYTES, load_json, parse_config, parse_manifest
+from imgtool.model import MAX_CONFIG_BYTES, Descriptor, IndexInfo, load_json, parse_config, parse_manifest
 from imgtool.sources.stores import BlobStore, RawStream, blob_path
 
 
@@ -22,9 +22,14 @@ def build_image(
     tags: list[str],
     config_bytes: bytes | None = None,
     layer_paths: Sequence[str] | None = None,
+    layer_blobs: Sequence[Descriptor] | None = None,
     manifest_synthesized: bool = False,
+    index: IndexInfo | None = None,
 ) -> Image:
-    """``config_bytes`` and ``layer_paths`` are given by sources that do not store blobs by digest."""
+    """``config_bytes`` and ``layer_paths`` are given by sources that do not store blobs by digest,
+    ``layer_blobs`` by those whose manifest does not describe the layer files as stored (skopeo's
+    manifest for a docker-save archive names each layer by its diff_id).
+    """
     what = f"{store.location}: manifest"
     manifest = parse_manifest(load_json(manifest_bytes, what), what)
     if config_bytes is None:
@@ -40,7 +45,7 @@ def build_image(
                 MAX_CONFIG_BYTES,
             )
     config_what = f"{store.location}: config {manifest.config.digest}"
-    config = parse_config(load_json(config_bytes, config_what), config_what)
+    config = parse_config(load_json(config_bytes, config_what, MAX_CONFIG_BYTES), config_what)
     if len(manifest.layers) != len(config.diff_ids):
         raise ImageFormatError(
             f"{store.location}: manifest lists {len(manifest.layers)} layers "
@@ -48,7 +53,7 @@ def build_image(
         )
     history = config.layer_history(len(manifest.layers))
     layers = []
-    for i, desc in enumerate(manifest.layers):
+    for i, desc in enumerate(manifest.layers if layer_blobs is None else layer_blobs):
         path = layer_paths[i] if layer_paths is not None else blob_path(desc.digest)
         layers.append(
             Layer(
@@ -76,6 +81,7 @@ def build_image(
         layers=layers,
         store=store,
         manifest_synthesized=manifest_synthesized,
+        index=index,
     )
 
 

@@ -14,13 +14,15 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from imgtool.compression import Compression, sniff
+from imgtool.compression import CHUNK, Compression, open_decompressed, sniff
 from imgtool.digest import Digest
 from imgtool.errors import (
     AmbiguousImageError,
     DigestMismatchError,
     ImageFormatError,
     ImageNotFoundError,
+    LayerError,
+    MediaTypeError,
     UsageError,
 )
 from imgtool.image import Image
@@ -31,12 +33,14 @@ from imgtool.model import (
     DOCKER_MANIFEST,
     MAX_CONFIG_BYTES,
     MAX_MANIFEST_BYTES,
+    Descriptor,
     load_json,
     parse_config,
+    parse_descriptor,
 )
 from imgtool.sources import oci_layout
 from imgtool.sources.build import build_image
-from imgtool.sources.stores import TarStore
+from imgtool.sources.stores import RawStream, TarStore
 
 _DIGEST_NAME: Final = re.compile(
     r"(?:^|/)(?:blobs/(sha256|sha512)/)?([0-9a-f]{64}|[0-9a-f]{128})(?:\.json|\.tar)?$"
@@ -78,9 +82,7 @@ def read_entries(store: TarStore) -> list[ArchiveEntry]:
     what = f"{store.location}: manifest.json"
     with store.open("manifest.json") as raw:
         data = raw.read(MAX_MANIFEST_BYTES + 1)
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise ImageFormatError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
-    doc = load_json(data, what)
+    doc = load_json(data, what, MAX_MANIFEST_BYTES)
     if not isinstance(doc, list):
         raise ImageFormatError(f"{what}: expected a list of images")
     entries = []
@@ -145,7 +147,8 @@ def _read_config(store: TarStore, path: str) -> tuple[bytes, Digest]:
     with store.open(path) as raw:
         data = raw.read(MAX_CONFIG_BYTES + 1)
     if len(data) > MAX_CONFIG_BYTES:
-        raise ImageFormatError(f"{store.location}: config {path}: larger than {MAX_CONFIG_BYTES} bytes")
+        what = f"{store.location}: config {path}"
+        raise ImageFormatError(f"{what}: larger than the {MAX_CONFIG_BYTES}-byte limit for this document")
     named = _digest_in_name(path)
     actual = Digest.of_bytes(data, named.algorithm if named else "sha256")
     if named is not None and named != actual:
@@ -155,23 +158,63 @@ def _read_config(store: TarStore, path: str) -> tuple[bytes, Digest]:
     return data, actual
 
 
-def _layer_descriptor(store: TarStore, path: str, diff_id: Digest) -> dict[str, Any]:
-    """A synthesized descriptor for a layer file: its digest from its name or its bytes."""
+@dataclass(frozen=True, slots=True)
+class _LayerFile:
+    """A layer file of the archive: the blob as stored, and skopeo's descriptor for it."""
+
+    blob: Descriptor
+    manifest_entry: dict[str, Any]
+
+
+class _Hashing:
+    """Hashes and counts what is read through it."""
+
+    def __init__(self, raw: RawStream) -> None:
+        self._raw = raw
+        self.hasher = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.hasher.update(data)
+        self.size += len(data)
+        return data
+
+
+def _layer_file(store: TarStore, path: str, diff_id: Digest) -> _LayerFile:
+    """What skopeo's docker-archive source says of a layer file, and the file itself.
+
+    skopeo (containers/image ``docker/internal/tarfile``) describes every layer by its diff_id,
+    its uncompressed size and the media type tar.gzip, whatever the file holds, so for a
+    compressed file (kaniko writes gzip) the uncompressed size is counted here as skopeo counts
+    it. The blob descriptor is the file as stored: its own digest, size and compression.
+    """
     size = store.size(path)
     with store.open(path) as raw:
         kind = sniff(raw.read(6))
-    named = _digest_in_name(path)
-    if named is not None and path.startswith("blobs/"):
-        digest = named
-    elif kind is Compression.NONE:
-        digest = diff_id
-    else:
-        hasher = hashlib.sha256()
-        with store.open(path) as raw:
-            while chunk := raw.read(1 << 20):
-                hasher.update(chunk)
-        digest = Digest("sha256", hasher.hexdigest())
-    return {"mediaType": _LAYER_TYPES.get(kind, DOCKER_LAYER), "size": size, "digest": str(digest)}
+    media_type = _LAYER_TYPES.get(kind, DOCKER_LAYER)
+    if kind is Compression.NONE:
+        blob = Descriptor(media_type, diff_id, size)
+        return _LayerFile(blob, {"mediaType": DOCKER_LAYER_GZIP, "size": size, "digest": str(diff_id)})
+    with store.open(path) as raw:
+        hashing = _Hashing(raw)
+        # None for a compression imgtool cannot read or a broken stream (skopeo then fails; imgtool
+        # describes the file as it is, and reading the layer reports the damage).
+        uncompressed: int | None = None
+        try:
+            _, stream = open_decompressed(hashing, f"{store.location}: layer {path}")
+            counted = 0
+            while chunk := stream.read(CHUNK):
+                counted += len(chunk)
+            uncompressed = counted
+        except (MediaTypeError, LayerError):
+            pass
+        while hashing.read(CHUNK):
+            pass
+    blob = Descriptor(media_type, Digest("sha256", hashing.hasher.hexdigest()), hashing.size)
+    if uncompressed is None:
+        return _LayerFile(blob, {"mediaType": media_type, "size": size, "digest": str(blob.digest)})
+    return _LayerFile(blob, {"mediaType": DOCKER_LAYER_GZIP, "size": uncompressed, "digest": str(diff_id)})
 
 
 def _find_oci_manifest(store: TarStore, config_digest: Digest) -> tuple[oci_layout.Candidate, bytes] | None:
@@ -191,7 +234,7 @@ def open_archive(store: TarStore, reference: str, selector: str | None) -> Image
     entry = choose(read_entries(store), selector, store.location)
     config_bytes, config_digest = _read_config(store, entry.config)
     what = f"{store.location}: config {config_digest}"
-    diff_ids = parse_config(load_json(config_bytes, what), what).diff_ids
+    diff_ids = parse_config(load_json(config_bytes, what, MAX_CONFIG_BYTES), what).diff_ids
     if len(diff_ids) != len(entry.layers):
         raise ImageFormatError(
             f"{store.location}: manifest.json lists {len(entry.layers)} layers "
@@ -202,16 +245,23 @@ def open_archive(store: TarStore, reference: str, selector: str | None) -> Image
     if found is not None:
         candidate, manifest_bytes = found
         manifest_digest: Digest | None = candidate.descriptor.digest
-        media_type = candidate.descriptor.media_type
+        media_type = candidate.media_type
+        layer_blobs = None
     else:
         layers = []
-        for path, diff_id in zip(entry.layers, diff_ids, strict=True):
+        blobs = []
+        for i, (path, diff_id) in enumerate(zip(entry.layers, diff_ids, strict=True)):
             if store.exists(path):
-                layers.append(_layer_descriptor(store, path, diff_id))
+                found_file = _layer_file(store, path, diff_id)
+                layers.append(found_file.manifest_entry)
+                blobs.append(found_file.blob)
             elif str(diff_id) in entry.layer_sources:
-                layers.append(entry.layer_sources[str(diff_id)])
+                source = entry.layer_sources[str(diff_id)]
+                layers.append(source)
+                blobs.append(parse_descriptor(source, f"{store.location}: manifest.json[{i}] LayerSources"))
             else:
                 raise ImageNotFoundError(f"{store.location}: layer {path} is missing from the archive")
+        layer_blobs = blobs
         manifest = {
             "schemaVersion": 2,
             "mediaType": DOCKER_MANIFEST,
@@ -231,5 +281,6 @@ def open_archive(store: TarStore, reference: str, selector: str | None) -> Image
         tags=list(entry.repo_tags),
         config_bytes=config_bytes,
         layer_paths=entry.layers,
+        layer_blobs=layer_blobs,
         manifest_synthesized=found is None,
     )

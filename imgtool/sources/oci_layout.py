@@ -2,51 +2,94 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from imgtool.digest import Digest, read_verified
-from imgtool.errors import AmbiguousImageError, ImageFormatError, ImageNotFoundError, MediaTypeError
+from imgtool.errors import (
+    AmbiguousImageError,
+    ImageFormatError,
+    ImageNotFoundError,
+    ImgtoolError,
+    MediaTypeError,
+)
 from imgtool.image import Image
 from imgtool.model import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_MANIFEST_BYTES,
+    MAX_SMALL_JSON_BYTES,
+    OCI_INDEX,
+    OCI_MANIFEST,
     Descriptor,
     Index,
+    IndexEntry,
+    IndexInfo,
     Platform,
     load_json,
+    media_type_of,
+    parse_descriptor,
     parse_index,
 )
 from imgtool.sources.build import build_image
 from imgtool.sources.stores import BlobStore, blob_path
 
-_MAX_INDEX_DEPTH: Final = 8
+MAX_INDEX_DEPTH: Final = 8  # image indexes nested in one another below index.json
+MAX_DESCRIPTORS: Final = 4096  # descriptors in index.json and every distinct index it leads to, together
 _ATTESTATION: Final = "attestation-manifest"
 
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """An image manifest reachable from index.json, with the names that lead to it."""
+    """An image manifest reachable from index.json, with the names that lead to it.
+
+    ``media_type`` is the manifest's own (the descriptor's, or the blob's where the descriptor
+    gives a type that is neither a manifest nor an index); ``parent`` is the innermost image index
+    that lists it (None: index.json itself), and ``siblings`` every entry of that index.
+    """
 
     descriptor: Descriptor
     platform: Platform | None
     tags: tuple[str, ...]
+    media_type: str = ""
+    parent: Descriptor | None = None
+    siblings: tuple[Descriptor, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Unusable:
+    """A descriptor that leads to no image manifest, and why (for messages that name it)."""
+
+    descriptor: Descriptor
+    tags: tuple[str, ...]
+    reason: str
+
+
+@dataclass(slots=True)
+class Listing:
+    candidates: list[Candidate]
+    unusable: list[Unusable]
+
+
+def some(items: list[str], limit: int = 5) -> str:
+    """At most ``limit`` items, then how many more: error messages stay one short line."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def read_index(store: BlobStore) -> Index:
     what = f"{store.location}: index.json"
     with store.open("index.json") as raw:
         data = raw.read(MAX_MANIFEST_BYTES + 1)
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise ImageFormatError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
-    return parse_index(load_json(data, what), what)
+    return parse_index(load_json(data, what, MAX_MANIFEST_BYTES), what)
 
 
 def check_layout(store: BlobStore) -> None:
     what = f"{store.location}: oci-layout"
     with store.open("oci-layout") as raw:
-        doc = load_json(raw.read(1 << 16), what)
+        doc = load_json(raw.read(MAX_SMALL_JSON_BYTES + 1), what, MAX_SMALL_JSON_BYTES)
     if not isinstance(doc, dict) or not isinstance(doc.get("imageLayoutVersion"), str):
         raise ImageFormatError(f"{what}: no imageLayoutVersion: not an OCI image layout")
 
@@ -61,47 +104,161 @@ def read_blob_json(store: BlobStore, desc: Descriptor, what: str, limit: int = M
 
 def list_candidates(store: BlobStore) -> list[Candidate]:
     """Every image manifest in the layout, following nested indexes, attestations left out."""
-    found: list[Candidate] = []
-    for desc in read_index(store).manifests:
+    return list_layout(store).candidates
+
+
+def list_layout(store: BlobStore) -> Listing:
+    """Every image manifest in the layout and every descriptor that leads to none.
+
+    Each distinct index is read once however often it is listed, and the descriptors of
+    index.json and of all the indexes together are bounded (``MAX_DESCRIPTORS``), as is the
+    nesting (``MAX_INDEX_DEPTH``).
+    """
+    walker = _Walker(store)
+    listing = Listing([], [])
+    top = read_index(store).manifests
+    walker.count(len(top), "index.json")
+    for desc in top:
         tags = tuple(t for t in (desc.ref_name, desc.annotations.get("io.containerd.image.name")) if t)
-        _expand(store, desc=desc, platform=desc.platform, tags=tags, found=found, seen=set(), depth=0)
-    return found
+        seen: set[tuple[Digest, Platform | None]] = set()
+        for leaf in walker.expand(desc, platform=desc.platform, parent=None, siblings=(), depth=0, path=()):
+            if isinstance(leaf, Unusable):
+                listing.unusable.append(Unusable(leaf.descriptor, tags, leaf.reason))
+                continue
+            key = (leaf.descriptor.digest, leaf.platform)
+            if key not in seen:
+                seen.add(key)
+                listing.candidates.append(dataclasses.replace(leaf, tags=tags))
+    return listing
 
 
-def _expand(
-    store: BlobStore,
-    *,
-    desc: Descriptor,
-    platform: Platform | None,
-    tags: tuple[str, ...],
-    found: list[Candidate],
-    seen: set[Digest],
-    depth: int,
-) -> None:
-    if desc.annotations.get("vnd.docker.reference.type") == _ATTESTATION:
-        return
-    if desc.media_type in MANIFEST_TYPES:
-        found.append(Candidate(desc, desc.platform or platform, tags))
-    elif desc.media_type in INDEX_TYPES:
-        if desc.digest in seen:
-            raise ImageFormatError(f"{store.location}: image index {desc.digest} refers back to itself")
-        if depth >= _MAX_INDEX_DEPTH:
+def _distinct(descriptors: Sequence[Descriptor]) -> list[Descriptor]:
+    """The descriptors, each (digest, media type, platform) once."""
+    found: dict[tuple[Digest, str, Platform | None], Descriptor] = {}
+    for desc in descriptors:
+        found.setdefault((desc.digest, desc.media_type, desc.platform), desc)
+    return list(found.values())
+
+
+class _Walker:
+    def __init__(self, store: BlobStore) -> None:
+        self.store = store
+        self.indexes: dict[Digest, Index] = {}
+        self.blob_types: dict[Digest, str | Descriptor | Unusable] = {}
+        self.descriptors = 0
+
+    def count(self, n: int, where: str) -> None:
+        self.descriptors += n
+        if self.descriptors > MAX_DESCRIPTORS:
             raise ImageFormatError(
-                f"{store.location}: image indexes nested more than {_MAX_INDEX_DEPTH} deep"
+                f"{self.store.location}: {where}: the layout's indexes list more than "
+                f"{MAX_DESCRIPTORS} descriptors in all"
             )
-        data = read_blob_json(store, desc, "image index")
-        what = f"{store.location}: image index {desc.digest}"
-        index = parse_index(load_json(data, what), what)
-        for child in index.manifests:
-            _expand(
-                store,
-                desc=child,
-                platform=child.platform or desc.platform,
-                tags=tags,
-                found=found,
-                seen=seen | {desc.digest},
-                depth=depth + 1,
+
+    def expand(
+        self,
+        desc: Descriptor,
+        *,
+        platform: Platform | None,
+        parent: Descriptor | None,
+        siblings: tuple[Descriptor, ...],
+        depth: int,
+        path: tuple[Digest, ...],
+    ) -> list[Candidate | Unusable]:
+        if desc.annotations.get("vnd.docker.reference.type") == _ATTESTATION:
+            return []
+        media_type = desc.media_type
+        if media_type not in MANIFEST_TYPES and media_type not in INDEX_TYPES:
+            found = self._blob_type(desc)
+            if isinstance(found, Unusable):
+                return [found]
+            if isinstance(found, Descriptor):  # a descriptor blob: follow it, as umoci does
+                self._check_depth(desc, depth, path)
+                return self.expand(
+                    found,
+                    platform=found.platform or desc.platform or platform,
+                    parent=parent,
+                    siblings=siblings,
+                    depth=depth + 1,
+                    path=(*path, desc.digest),
+                )
+            media_type = found
+        if media_type in MANIFEST_TYPES:
+            return [Candidate(desc, desc.platform or platform, (), media_type, parent, siblings)]
+        self._check_depth(desc, depth, path)
+        index = self._index(desc)
+        out: list[Candidate | Unusable] = []
+        as_index = dataclasses.replace(desc, media_type=media_type)
+        for child in _distinct(index.manifests):  # an entry listed twice is one entry
+            out.extend(
+                self.expand(
+                    child,
+                    platform=child.platform or desc.platform or platform,
+                    parent=as_index,
+                    siblings=index.manifests,
+                    depth=depth + 1,
+                    path=(*path, desc.digest),
+                )
             )
+        return out
+
+    def _check_depth(self, desc: Descriptor, depth: int, path: tuple[Digest, ...]) -> None:
+        if desc.digest in path:
+            raise ImageFormatError(f"{self.store.location}: image index {desc.digest} refers back to itself")
+        if depth >= MAX_INDEX_DEPTH:
+            raise ImageFormatError(
+                f"{self.store.location}: image indexes nested more than {MAX_INDEX_DEPTH} deep"
+            )
+
+    def _index(self, desc: Descriptor) -> Index:
+        index = self.indexes.get(desc.digest)
+        if index is None:
+            data = read_blob_json(self.store, desc, "image index")
+            what = f"{self.store.location}: image index {desc.digest}"
+            index = parse_index(load_json(data, what), what)
+            self.count(len(index.manifests), f"image index {desc.digest}")
+            self.indexes[desc.digest] = index
+        return index
+
+    def _blob_type(self, desc: Descriptor) -> str | Descriptor | Unusable:
+        """What a descriptor of an unexpected media type points at, read from the blob.
+
+        umoci reads such a blob too: a descriptor blob (``application/vnd.oci.descriptor.v1+json``)
+        is followed to what it describes; unlike umoci, a blob that is itself a manifest or an index
+        is used as what it is, whatever the descriptor pointing at it says.
+        """
+        known = self.blob_types.get(desc.digest)
+        if known is None:
+            known = self._read_blob_type(desc)
+            self.blob_types[desc.digest] = known
+        return known
+
+    def _read_blob_type(self, desc: Descriptor) -> str | Descriptor | Unusable:
+        label = f"descriptor of media type {desc.media_type!r}"
+        if desc.size > MAX_MANIFEST_BYTES:
+            return Unusable(desc, (), f"{label}: its blob of {desc.size} bytes is no manifest or index")
+        try:
+            data = read_blob_json(self.store, desc, "blob")
+            doc = load_json(data, f"{self.store.location}: blob {desc.digest}")
+        except ImageNotFoundError:
+            return Unusable(desc, (), f"{label}: its blob {desc.digest} is missing")
+        except ImgtoolError as exc:
+            return Unusable(desc, (), f"{label}: {exc}")
+        if isinstance(doc, dict) and "digest" in doc and "config" not in doc and "manifests" not in doc:
+            try:  # a descriptor (only descriptors have a top-level digest)
+                return parse_descriptor(doc, f"{self.store.location}: descriptor blob {desc.digest}")
+            except ImgtoolError as exc:
+                return Unusable(desc, (), f"{label}: {exc}")
+        own = media_type_of(doc) if isinstance(doc, dict) else None
+        if own in MANIFEST_TYPES or own in INDEX_TYPES:
+            return own
+        if isinstance(doc, dict) and own is None:
+            if "config" in doc and "layers" in doc:
+                return OCI_MANIFEST
+            if "manifests" in doc:
+                return OCI_INDEX
+        what = f"media type {own!r}" if own else "no image manifest or index"
+        return Unusable(desc, (), f"{label}: its blob is {what}")
 
 
 def describe(candidate: Candidate) -> str:
@@ -110,21 +267,31 @@ def describe(candidate: Candidate) -> str:
 
 
 def choose(
-    candidates: list[Candidate], selector: str | None, platform: Platform | None, location: str
+    candidates: list[Candidate],
+    selector: str | None,
+    platform: Platform | None,
+    location: str,
+    unusable: Sequence[Unusable] = (),
 ) -> Candidate:
     """Pick the image: by ref name first, then by platform (the host's unless one is asked for)."""
     if selector is not None:
         named = [c for c in candidates if selector in c.tags]
         if not named:
+            for item in unusable:
+                if selector in item.tags:
+                    raise MediaTypeError(f"{location}: ref {selector!r} leads to no image: {item.reason}")
             refs = sorted({t for c in candidates for t in c.tags})
-            listing = ", ".join(refs) if refs else "none"
+            listing = some(refs) if refs else "none"
             raise ImageNotFoundError(f"{location}: no image named {selector!r}; refs present: {listing}")
         candidates = named
     if not candidates:
+        if unusable:
+            raise MediaTypeError(f"{location}: the layout holds no image manifest: {unusable[0].reason}")
         raise ImageNotFoundError(f"{location}: the layout holds no image manifest")
     groups = {c.tags for c in candidates}
     if len(groups) > 1:
-        listing = "; ".join(sorted(", ".join(g) or "(unnamed)" for g in groups))
+        names = sorted(", ".join(g) or "(unnamed)" for g in groups)
+        listing = "; ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         raise AmbiguousImageError(f"{location}: holds several images, name one of: {listing}")
     if len(candidates) == 1:
         only = candidates[0]
@@ -135,16 +302,16 @@ def choose(
         return only
     wanted = platform or Platform.host()
     if all(c.platform is None for c in candidates):
-        listing = "; ".join(str(c.descriptor.digest) for c in candidates)
+        listing = some([str(c.descriptor.digest) for c in candidates])
         raise AmbiguousImageError(f"{location}: holds several images without platforms: {listing}")
     matching = [c for c in candidates if c.platform is not None and wanted.matches(c.platform)]
     if not matching:
-        present = ", ".join(sorted({str(c.platform) for c in candidates if c.platform}))
+        present = some(sorted({str(c.platform) for c in candidates if c.platform}))
         raise ImageNotFoundError(f"{location}: no image for platform {wanted}; platforms present: {present}")
     exact = [c for c in matching if c.platform == wanted]
     best = exact or matching
     if len({c.descriptor.digest for c in best}) > 1:
-        listing = ", ".join(sorted(str(c.descriptor.digest) for c in best))
+        listing = some(sorted({str(c.descriptor.digest) for c in best}))
         raise AmbiguousImageError(f"{location}: several images match, for platform {wanted}: {listing}")
     return best[0]
 
@@ -153,10 +320,9 @@ def open_layout(
     *, store: BlobStore, reference: str, transport: str, selector: str | None, platform: Platform | None
 ) -> Image:
     check_layout(store)
-    chosen = choose(list_candidates(store), selector, platform, store.location)
+    listing = list_layout(store)
+    chosen = choose(listing.candidates, selector, platform, store.location, listing.unusable)
     desc = chosen.descriptor
-    if desc.media_type not in MANIFEST_TYPES:
-        raise MediaTypeError(f"{store.location}: unsupported manifest media type {desc.media_type!r}")
     manifest_bytes = read_blob_json(store, desc, "manifest")
 
     return build_image(
@@ -164,7 +330,26 @@ def open_layout(
         reference=reference,
         transport=transport,
         manifest_digest=desc.digest,
-        manifest_media_type=desc.media_type,
+        manifest_media_type=chosen.media_type,
         manifest_bytes=manifest_bytes,
         tags=list(chosen.tags),
+        index=_index_info(chosen),
     )
+
+
+def _index_info(chosen: Candidate) -> IndexInfo | None:
+    """The image index the manifest was chosen from, with every image it lists."""
+    if chosen.parent is None:
+        return None
+    entries = tuple(
+        IndexEntry(
+            digest=d.digest,
+            media_type=d.media_type,
+            size=d.size,
+            platform=d.platform,
+            chosen=(d.digest, d.platform) == (chosen.descriptor.digest, chosen.descriptor.platform),
+            attestation=d.annotations.get("vnd.docker.reference.type") == _ATTESTATION,
+        )
+        for d in _distinct(chosen.siblings)
+    )
+    return IndexInfo(chosen.parent.digest, chosen.parent.media_type, entries)

@@ -6,19 +6,27 @@ VerifyingReader with the digest they expect.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import stat
 import tempfile
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 from imgtool.compression import CHUNK, Compression, open_decompressed, sniff
-from imgtool.digest import Digest
-from imgtool.errors import ImageFormatError, ImageNotFoundError, LayerError, UnsafePathError
+from imgtool.digest import Digest, content_hasher
+from imgtool.errors import ImageFormatError, ImageNotFoundError, LayerError, OutputError, UnsafePathError
 from imgtool.paths import clean_path
+from imgtool.readable import Readable
 from imgtool.tarreader import DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarReader
 
 _MAX_LINK_HOPS: Final = 40
+# Reading a compressed archive as a stream: members kept whole in memory, in all, and the bytes
+# kept of every other member (enough to sniff a layer's compression).
+KEEP_MEMBER_BYTES: Final = 4 << 20
+KEEP_TOTAL_BYTES: Final = 64 << 20
+HEAD_BYTES: Final = 512
 
 
 class RawStream(Protocol):
@@ -37,6 +45,21 @@ class BlobStore(Protocol):
     def exists(self, path: str) -> bool: ...
     def size(self, path: str) -> int: ...
     def close(self) -> None: ...
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, for messages."""
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symlink"),
+    ):
+        if test(mode):
+            return name
+    return "of an unknown type"
 
 
 def blob_path(digest: Digest) -> str:
@@ -107,7 +130,8 @@ class DirStore:
                 raise UnsafePathError(f"{self.location}: {'/'.join(parts[:-1])} is not a directory")
         full = os.path.join(self._root, path)
         try:
-            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+            fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             raise ImageNotFoundError(f"{self.location}: {path} not found") from None
         except OSError as exc:
@@ -116,9 +140,10 @@ class DirStore:
                     f"{self.location}: {path} is a symlink; blobs must be regular files"
                 ) from None
             raise ImageFormatError(f"{self.location}: cannot open {path}: {exc.strerror}") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
             os.close(fd)
-            raise ImageFormatError(f"{self.location}: {path} is not a regular file")
+            raise ImageFormatError(f"{self.location}: {path} is not a regular file ({file_kind(mode)})")
         return fd
 
     def open(self, path: str) -> RawStream:
@@ -145,13 +170,54 @@ class _Member:
     size: int
     typeflag: bytes
     linkname: bytes
+    head: bytes = b""  # of a compressed archive: the first bytes of the data (all of a small member)
+    content: bytes = b""  # of a compressed archive: the content digest of the data, to compare duplicates
+
+
+class _StreamedMember:
+    """A member of a compressed archive: served from what the scan kept, else from the spool."""
+
+    def __init__(self, store: TarStore, member: _Member) -> None:
+        self._store = store
+        self._member = member
+        self._pos = 0
+        self._slice: FileSlice | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        member = self._member
+        left = member.size - self._pos
+        if n < 0 or n > left:
+            n = left
+        if n <= 0:
+            return b""
+        if self._slice is None and self._pos + n <= len(member.head):
+            data = member.head[self._pos : self._pos + n]
+        else:
+            if self._slice is None:
+                self._slice = FileSlice(self._store.spooled_fd(), member.offset, member.size)
+                self._slice.seek(self._pos)
+            data = self._slice.read(n)
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _StreamedMember:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class TarStore:
     """The members of a tar archive, read in place.
 
-    A compressed archive (``docker save | gzip``) is first decompressed into an
-    anonymous temporary file, since its members must be read at random.
+    A compressed archive (``docker save | gzip``) is read as a stream: the scan keeps small
+    members (manifest.json, configs, index.json) and the first bytes of the others in memory,
+    so that inspecting the image needs no temporary file. Only reading further into a big
+    member (a layer) decompresses the archive into an anonymous temporary file in ``$TMPDIR``,
+    once, after checking there is room for it.
     Symlinks and hardlinks between members (skopeo's docker-archive writes
     ``<id>/layer.tar -> ../<digest>.tar``) are followed inside the archive only.
     """
@@ -159,45 +225,49 @@ class TarStore:
     def __init__(self, path: str) -> None:
         self.location = path
         try:
-            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)  # a FIFO must not block
         except FileNotFoundError:
             raise ImageNotFoundError(f"{path}: no such file") from None
         except OSError as exc:
             raise ImageNotFoundError(f"{path}: cannot open: {exc.strerror}") from None
+        mode = os.fstat(self._fd).st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+            os.close(self._fd)
+            raise ImageFormatError(f"{path}: not a regular file ({file_kind(mode)}): cannot read an archive")
+        self._spool_fd = -1
+        self._stream_size = 0
         try:
-            self.compression = self._decompress_if_needed()
+            self.compression = sniff(os.pread(self._fd, 6, 0))
             self._members = self._scan()
         except BaseException:
             os.close(self._fd)
             raise
 
-    def _decompress_if_needed(self) -> Compression:
-        kind = sniff(os.pread(self._fd, 6, 0))
-        if kind is Compression.NONE:
-            return kind
-        source = FileSlice(self._fd, 0, os.fstat(self._fd).st_size)
-        _, stream = open_decompressed(source, self.location)
-        spool = tempfile.TemporaryFile(prefix="imgtool-")  # noqa: SIM115 - lives as long as the store
-        try:
-            while chunk := stream.read(CHUNK):
-                spool.write(chunk)
-            spool.flush()
-            fd = os.dup(spool.fileno())
-        finally:
-            spool.close()
-        os.close(self._fd)
-        self._fd = fd
-        return kind
+    @property
+    def streamed(self) -> bool:
+        return self.compression is not Compression.NONE
 
     def _scan(self) -> dict[str, _Member]:
         size = os.fstat(self._fd).st_size
         source = FileSlice(self._fd, 0, size)
-        reader = TarReader(source, self.location, seek=source.seek)
+        counted = _Counted(source)
+        if self.streamed:
+            _, stream = open_decompressed(source, self.location)
+            counted = _Counted(stream)
+            reader = TarReader(counted, self.location)
+        else:
+            reader = TarReader(source, self.location, seek=source.seek)
         members: dict[str, _Member] = {}
+        kept = 0
         try:
             for header in reader:
                 name = clean_path(header.name).decode("utf-8", "surrogateescape")
                 member = _Member(header.data_offset, header.size, header.typeflag, header.linkname)
+                if self.streamed and header.typeflag == REGULAR:
+                    whole = header.size <= KEEP_MEMBER_BYTES and kept + header.size <= KEEP_TOTAL_BYTES
+                    head, digest = _read_streamed(reader, header.size if whole else HEAD_BYTES)
+                    kept += len(head)
+                    member = dataclasses.replace(member, head=head, content=digest)
                 earlier = members.get(name)
                 if earlier is not None and not self._same(earlier, member):
                     # Tools disagree on which copy counts (skopeo reads the first, tar keeps the last).
@@ -205,6 +275,9 @@ class TarStore:
                         f"{self.location}: ambiguous: the archive holds two different members named {name!r}"
                     )
                 members.setdefault(name, member)
+            if self.streamed:
+                reader.drain()
+            self._stream_size = counted.count if self.streamed else size
         except UnsafePathError as exc:
             raise ImageFormatError(f"{self.location}: not a usable image archive: {exc}") from None
         except LayerError as exc:
@@ -215,11 +288,45 @@ class TarStore:
             raise ImageFormatError(f"{self.location}: not an image archive (empty tar)")
         return members
 
+    def spooled_fd(self) -> int:
+        """The decompressed archive in a temporary file, written the first time it is needed."""
+        if self._spool_fd >= 0:
+            return self._spool_fd
+        where = tempfile.gettempdir()
+        free = shutil.disk_usage(where).free
+        if free < self._stream_size:
+            raise OutputError(
+                f"{self.location}: decompressing the archive needs {self._stream_size} bytes in {where}, "
+                f"which has {free} free (set TMPDIR to another directory)"
+            )
+        spool = tempfile.TemporaryFile(prefix="imgtool-")  # noqa: SIM115 - lives as long as the store
+        try:
+            source = FileSlice(self._fd, 0, os.fstat(self._fd).st_size)
+            _, stream = open_decompressed(source, self.location)
+            written = 0
+            while chunk := stream.read(CHUNK):
+                written += len(chunk)
+                if written > self._stream_size:
+                    raise ImageFormatError(f"{self.location}: the archive changed while being read")
+                spool.write(chunk)
+            spool.flush()
+            self._spool_fd = os.dup(spool.fileno())
+        except OSError as exc:
+            raise OutputError(
+                f"{self.location}: cannot decompress the archive into a temporary file in {where}: "
+                f"{exc.strerror or exc} (set TMPDIR to another directory)"
+            ) from exc
+        finally:
+            spool.close()
+        return self._spool_fd
+
     def _same(self, a: _Member, b: _Member) -> bool:
         if (a.typeflag, a.size, a.linkname) != (b.typeflag, b.size, b.linkname):
             return False
         if a.typeflag != REGULAR:
             return True
+        if self.streamed:
+            return a.content == b.content
         first, second = FileSlice(self._fd, a.offset, a.size), FileSlice(self._fd, b.offset, b.size)
         while chunk := first.read(CHUNK):
             if chunk != second.read(len(chunk)):
@@ -253,6 +360,8 @@ class TarStore:
 
     def open(self, path: str) -> RawStream:
         member = self._resolve(path)
+        if self.streamed:
+            return _StreamedMember(self, member)
         return FileSlice(self._fd, member.offset, member.size)
 
     def exists(self, path: str) -> bool:
@@ -272,3 +381,31 @@ class TarStore:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._spool_fd >= 0:
+            os.close(self._spool_fd)
+            self._spool_fd = -1
+
+
+class _Counted:
+    def __init__(self, raw: Readable) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.count += len(data)
+        return data
+
+
+def _read_streamed(reader: TarReader, keep: int) -> tuple[bytes, bytes]:
+    """The member's first ``keep`` bytes and the content digest of all its data, read to its end."""
+    hasher = content_hasher()
+    head: list[bytes] = []
+    have = 0
+    while chunk := reader.read_data():
+        hasher.update(chunk)
+        if have < keep:
+            piece = bytes(chunk[: keep - have])
+            head.append(piece)
+            have += len(piece)
+    return b"".join(head), hasher.digest()
