@@ -107,14 +107,15 @@ def read_entries(store: TarStore) -> list[ArchiveEntry]:
 
 
 def describe(entry: ArchiveEntry) -> str:
-    return ", ".join(entry.repo_tags) if entry.repo_tags else f"@{entry.position}"
+    return oci_layout.some(list(entry.repo_tags)) if entry.repo_tags else f"@{entry.position}"
 
 
 def choose(entries: list[ArchiveEntry], selector: str | None, location: str) -> ArchiveEntry:
     if selector is None:
         if len(entries) == 1:
             return entries[0]
-        listing = "; ".join(f"@{e.position}" + (f" {describe(e)}" if e.repo_tags else "") for e in entries)
+        shown = [f"@{e.position}" + (f" {describe(e)}" if e.repo_tags else "") for e in entries[:5]]
+        listing = "; ".join(shown) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
         raise AmbiguousImageError(f"{location}: holds {len(entries)} images, name one of: {listing}")
     if selector.startswith("@"):
         try:
@@ -130,7 +131,7 @@ def choose(entries: list[ArchiveEntry], selector: str | None, location: str) -> 
             return entry
     tags = sorted({t for e in entries for t in e.repo_tags})
     raise ImageNotFoundError(
-        f"{location}: no image tagged {selector!r}; tags present: {', '.join(tags) if tags else 'none'}"
+        f"{location}: no image tagged {selector!r}; tags present: {oci_layout.some(tags) if tags else 'none'}"
     )
 
 

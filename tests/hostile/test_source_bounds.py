@@ -260,6 +260,17 @@ def test_a_long_choice_is_listed_in_short(tmp_path: Path) -> None:
     assert len(message) < 500
 
 
+def test_long_lists_of_archive_images_and_tags_are_short(tmp_path: Path) -> None:
+    images = [(ImageSpec([make_layer([File("a", b"%d" % i)])]), [f"x{i}:1", f"y{i}:1"]) for i in range(40)]
+    save = write_docker_archive(tmp_path / "save.tar", images)
+    child = run(["inspect", save.path], tmp_path)
+    shown = "; ".join(f"@{i} x{i}:1, y{i}:1" for i in range(5))
+    refused(child, re.escape(f"{save.path}: holds 40 images, name one of: {shown} and 35 more"))
+    child = run(["inspect", f"docker-archive:{save.path}:z:1"], tmp_path)
+    present = ", ".join(sorted(tag for _, tags in images for tag in tags)[:5])
+    refused(child, re.escape(f"{save.path}: no image tagged 'z:1'; tags present: {present} and 75 more"))
+
+
 # -- descriptors of an unexpected media type -----------------------------------------------------------------
 
 ODD_TYPE: Final = "application/vnd.oci.descriptor.v1+json"
@@ -441,7 +452,7 @@ SOURCE_ROWS: Final = [
     "| a FIFO as `index.json`, `oci-layout`, a blob, or the archive itself |",
     "| index fan-out: 7 levels of nested indexes, each listing the next 12 times |",
     "| index.json listing more than 4096 descriptors; indexes nested more than 8 deep |",
-    "| 40 images without platforms and no ref names |",
+    "| 40 images without platforms and no ref names; a docker-save of 40 images with 80 tags |",
     "| descriptors typed `application/vnd.oci.descriptor.v1+json` (as in go-containerregistry's tests) |",
     "| a 4 MB gzip-compressed docker-save holding a 1 GiB layer: `inspect` |",
     "| the same archive, `flatten`, with a `TMPDIR` too small for it |",
