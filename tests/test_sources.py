@@ -20,6 +20,8 @@ from imgtool.errors import (
     MediaTypeError,
 )
 from imgtool.index import build_layer_index
+from imgtool.sources.stores import KEEP_MEMBER_BYTES
+from tests.conftest import CliRunner
 from tests.imagefactory import (
     MISSING,
     TAMPERED,
@@ -36,6 +38,7 @@ from tests.imagefactory import (
     Platform,
     Whiteout,
     compress,
+    incompressible,
     make_layer,
     write_docker_archive,
     write_oci_archive,
@@ -325,3 +328,29 @@ def test_gzip_compressed_docker_save(tmp_path: Path) -> None:
     with imgtool.open_image(str(tmp_path / "d.tar.gz")) as img:
         assert paths_of(img)[2] == ["etc/c"]
     assert compress(b"x", "gzip")
+
+
+@pytest.mark.parametrize("outer", ["gzip", "zstd"])
+def test_a_compressed_archive_with_big_layers_reads_as_the_plain_one(
+    tmp_path: Path, outer: Compression, imgtool_cli: CliRunner
+) -> None:
+    """Layers too big to be kept in memory while streaming come from one temporary file, read by two
+    threads at once; every byte is the plain archive's."""
+    big = [File(f"f{i}", incompressible(KEEP_MEMBER_BYTES + 4096, b"%d" % i)) for i in range(2)]
+    image = ImageSpec([make_layer([member]) for member in big])
+    for name, method in (("plain.tar", "none"), ("packed.tar", outer)):
+        write_docker_archive(tmp_path / name, [(image, ["app:1"])], outer=method)  # type: ignore[arg-type]
+    outputs = []
+    for name in ("plain.tar", "packed.tar"):
+        run = imgtool_cli(
+            "flatten", str(tmp_path / name), "-o", str(tmp_path / f"{name}.out.tar"), "--no-cache"
+        )
+        assert (run.code, run.stderr) == (0, "")
+        outputs.append((tmp_path / f"{name}.out.tar").read_bytes())
+        assert imgtool_cli("verify", str(tmp_path / name)).code == 0
+    assert outputs[0] == outputs[1]
+    with tarfile.open(tmp_path / "packed.tar.out.tar") as tar:
+        assert {m.name: m.size for m in tar if m.isfile()} == {
+            "f0": KEEP_MEMBER_BYTES + 4096,
+            "f1": KEEP_MEMBER_BYTES + 4096,
+        }

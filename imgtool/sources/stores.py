@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import tempfile
+import threading
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -235,6 +236,7 @@ class TarStore:
             os.close(self._fd)
             raise ImageFormatError(f"{path}: not a regular file ({file_kind(mode)}): cannot read an archive")
         self._spool_fd = -1
+        self._spool_lock = threading.Lock()
         self._stream_size = 0
         try:
             self.compression = sniff(os.pread(self._fd, 6, 0))
@@ -289,9 +291,16 @@ class TarStore:
         return members
 
     def spooled_fd(self) -> int:
-        """The decompressed archive in a temporary file, written the first time it is needed."""
-        if self._spool_fd >= 0:
+        """The decompressed archive in a temporary file, written the first time it is needed.
+
+        Layers are read by several threads at once: one of them writes the file, the others wait.
+        """
+        with self._spool_lock:
+            if self._spool_fd < 0:
+                self._spool()
             return self._spool_fd
+
+    def _spool(self) -> None:
         where = tempfile.gettempdir()
         free = shutil.disk_usage(where).free
         if free < self._stream_size:
@@ -318,7 +327,6 @@ class TarStore:
             ) from exc
         finally:
             spool.close()
-        return self._spool_fd
 
     def _same(self, a: _Member, b: _Member) -> bool:
         if (a.typeflag, a.size, a.linkname) != (b.typeflag, b.size, b.linkname):

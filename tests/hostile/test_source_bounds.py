@@ -43,6 +43,7 @@ from tests.imagefactory import (
     make_layer,
     sha256_digest,
     write_docker_archive,
+    write_oci_archive,
     write_oci_layout,
 )
 
@@ -209,17 +210,22 @@ def test_an_archive_that_is_a_fifo_is_refused(tmp_path: Path) -> None:
 # -- index fan-out -----------------------------------------------------------------------------------------
 
 
-def fan_out(where: Path, levels: int, width: int = 12) -> str:
+def fan_out(where: Path, levels: int, width: int = 12, archive: bool = False) -> str:
     """``levels`` nested indexes, each listing the next ``width`` times; the innermost lists one image."""
     level: ImageSpec | IndexSpec = image()
     for depth in range(levels):
         level = IndexSpec([level] * width, name=f"level{depth}")
+    if archive:
+        result = write_oci_archive(where.with_suffix(".tar"), [Entry(level, ref="v1")])
+        assert Path(result.path).stat().st_size < 64 << 10
+        return result.reference("v1")
     return write_oci_layout(where, [Entry(level, ref="v1")]).reference("v1")
 
 
+@pytest.mark.parametrize("archive", [False, True], ids=["oci", "oci-archive"])
 @pytest.mark.parametrize("levels", [5, 7])
-def test_index_fan_out_reads_each_index_once(levels: int, tmp_path: Path) -> None:
-    ref = fan_out(tmp_path / "oci", levels)
+def test_index_fan_out_reads_each_index_once(levels: int, archive: bool, tmp_path: Path) -> None:
+    ref = fan_out(tmp_path / "oci", levels, archive=archive)
     out = tmp_path / "out.json"
     child = run(["inspect", ref, "--json"], tmp_path, stdout=out)
     assert (child.code, child.stderr) == (0, "")
