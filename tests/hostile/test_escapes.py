@@ -11,7 +11,6 @@ strings are shown escaped as file names are (``\\x1b``, ``\\r``, ...).
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pytest
 
 from tests.conftest import CliRunner, Run
 from tests.hostile.harness import error_message
+from tests.hostile.terminal import raw_controls
 from tests.imagefactory import (
     File,
     ImageSpec,
@@ -38,13 +38,6 @@ NAME: Final = "m\x1b]0;title\x07\x9b\x7f\r\b"
 NAME_SHOWN: Final = "m\\x1b]0;title\\x07\\x9b\\x7f\\r\\x08"
 # created_by is shown on one line, whitespace runs (the carriage return too) as one space
 SHOWN_ONE_LINE: Final = SHOWN.replace("\\r", " ")
-# What must never be written: C0 controls but newline, DEL, C1 controls (U+0080-U+009F in UTF-8), and
-# lone surrogates in UTF-8 form (ED A0-BF xx).
-RAW_CONTROL: Final = re.compile(rb"[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xed[\xa0-\xbf]")
-
-
-def raw_controls(data: bytes) -> list[bytes]:
-    return sorted({match.group() for match in RAW_CONTROL.finditer(data)})
 
 
 def assert_clean(run: Run, *, binary_stdout: bool = False) -> None:
