@@ -162,11 +162,11 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
         ("Config", doc["config_digest"]),
         ("Platform", escape_text(doc["platform"])),
         ("Created", escape_text(doc["created"] or "-")),
-        ("Tags", ", ".join(escape_text(tag) for tag in doc["tags"]) or "-"),
+        ("Tags", ", ".join(escape_text(str(tag)) for tag in doc["tags"]) or "-"),
         ("Entrypoint", _command_text(doc["entrypoint"])),
         ("Cmd", _command_text(doc["cmd"])),
-        ("WorkingDir", escape_text(doc["working_dir"] or "-")),
-        ("User", escape_text(doc["user"] or "-")),
+        ("WorkingDir", escape_text(str(doc["working_dir"] or "-"))),
+        ("User", escape_text(str(doc["user"] or "-"))),
         ("Env", "\n".join(escape_text(str(var)) for var in doc["env"]) or "-"),
     ]
     for name, value in fields:
