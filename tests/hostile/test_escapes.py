@@ -313,3 +313,36 @@ def test_through_a_real_pipe(args: list[str], shown: str, tmp_path: Path, images
     else:
         assert proc.returncode == 0
         assert shown.encode() in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        pytest.param(
+            RuntimeError(f"boom {HOSTILE}"),
+            f"internal error: RuntimeError: boom {SHOWN} (a bug in imgtool; --debug shows where)",
+            id="bug",
+        ),
+        pytest.param(
+            OSError(5, "Input/output error", f"/x\udcff{HOSTILE}".encode("utf-8", "surrogateescape")),
+            f"/x\\xff{SHOWN}: Input/output error",
+            id="oserror-bytes-name",
+        ),
+    ],
+)
+def test_an_unexpected_exception_is_one_escaped_line(
+    error: Exception, message: str, images: Images, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever escapes the library, the user gets one line, and --debug the traceback."""
+    import imgtool.summary
+
+    def broken(_image: object) -> None:
+        raise error
+
+    monkeypatch.setattr(imgtool.summary, "describe_image", broken)
+    run = imgtool_cli("inspect", images.docker)
+    assert raw_controls(run.stderr.encode("utf-8", "surrogateescape")) == []
+    assert (run.code, run.stderr, run.stdout_bytes) == (1, f"imgtool: error: {message}\n", b"")
+    debug = imgtool_cli("--debug", "inspect", images.docker)
+    assert "Traceback (most recent call last)" in debug.stderr
+    assert debug.stderr.endswith(f"imgtool: error: {message}\n")
