@@ -24,6 +24,8 @@ from imgtool.output import (
     TABLE_FORMATS,
     TerminalProgress,
     change_word,
+    clean,
+    escape_text,
     human_size,
     style,
     table,
@@ -44,11 +46,14 @@ _debug = False
 
 
 def warn(message: str) -> None:
-    click.echo(f"imgtool: warning: {message}", err=True)
+    click.echo(f"imgtool: warning: {clean(message)}", err=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"imgtool: error: {message}", err=True)
+    """The one error line. Messages quote the image's strings as they are (file names already escaped
+    by paths.escape): the whole line goes through clean(), which escapes what a terminal would act on
+    and leaves the backslashes of escaped names alone."""
+    click.echo(f"imgtool: error: {clean(message)}", err=True)
     sys.exit(code)
 
 
@@ -155,17 +160,17 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
             + (", derived from manifest.json as skopeo derives it)" if doc["manifest_synthesized"] else ")"),
         ),
         ("Config", doc["config_digest"]),
-        ("Platform", doc["platform"]),
-        ("Created", doc["created"] or "-"),
-        ("Tags", ", ".join(doc["tags"]) or "-"),
+        ("Platform", escape_text(doc["platform"])),
+        ("Created", escape_text(doc["created"] or "-")),
+        ("Tags", ", ".join(escape_text(str(tag)) for tag in doc["tags"]) or "-"),
         ("Entrypoint", _command_text(doc["entrypoint"])),
         ("Cmd", _command_text(doc["cmd"])),
-        ("WorkingDir", doc["working_dir"] or "-"),
-        ("User", doc["user"] or "-"),
-        ("Env", "\n".join(doc["env"]) or "-"),
+        ("WorkingDir", escape_text(str(doc["working_dir"] or "-"))),
+        ("User", escape_text(str(doc["user"] or "-"))),
+        ("Env", "\n".join(escape_text(str(var)) for var in doc["env"]) or "-"),
     ]
     for name, value in fields:
-        lines = str(value).splitlines() or [""]
+        lines = [clean(line) for line in str(value).split("\n")]
         click.echo(f"{name + ':':<12} {lines[0]}")
         for line in lines[1:]:
             click.echo(f"{'':<12} {line}")
@@ -191,14 +196,16 @@ def _command_text(value: Any) -> str:
     if not value:
         return "-"
     if isinstance(value, list):
-        return " ".join(str(v) for v in value)
-    return str(value)
+        return " ".join(escape_text(str(v)) for v in value)
+    return escape_text(str(value))
 
 
 def _one_line(text: str | None, limit: int | None) -> str:
+    """``text`` (a layer's created_by) on one line: whitespace runs as one space, the rest escaped as
+    file names are, cut to ``limit`` characters."""
     if not text:
         return "-"
-    flat = " ".join(text.split())
+    flat = escape_text(" ".join(text.split()))
     if limit is not None and len(flat) > limit:
         return flat[: limit - 3] + "..."
     return flat
@@ -390,7 +397,7 @@ def _render_answer(img: Image, item: Any, table_format: str) -> None:
     from imgtool.paths import display, escape
 
     if item.unmatched_pattern:
-        click.echo(f"{item.asked}: no path in the image matches")
+        click.echo(f"{escape_text(item.asked)}: no path in the image matches")
         return
     name = display(item.path)
     node = item.node
@@ -819,7 +826,12 @@ def _main(args: list[str]) -> NoReturn:
     except OSError as exc:
         if _debug:
             traceback.print_exc()
-        fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", 1)
+        name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else exc.filename
+        fail(f"{f'{name}: ' if name else ''}{exc.strerror or exc}", 1)
+    except Exception as exc:  # a bug; the user still gets one line, and --debug the traceback
+        if _debug:
+            traceback.print_exc()
+        fail(f"internal error: {type(exc).__name__}: {exc} (a bug in imgtool; --debug shows where)", 1)
     sys.exit(result if isinstance(result, int) else 0)
 
 
