@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -190,6 +190,14 @@ def test_an_interrupt_while_removing_the_old_tree_says_the_output_is_written(
     assert _listing(work) == ["dest", "second"]
 
 
+@pytest.fixture
+def deep_dirs(tmp_path: Path) -> Iterator[Path]:
+    """``tmp_path``, emptied afterwards with GNU rm whatever the test left: pytest's own clean-up
+    (shutil.rmtree on 3.11) cannot remove a tree this deep."""
+    yield tmp_path
+    subprocess.run(["rm", "-rf", "--one-file-system", *map(str, tmp_path.iterdir())], check=True)
+
+
 def _deep_tree(root: Path, depth: int) -> None:
     """``root/d/d/.../d/leaf`` ``depth`` levels deep (beyond PATH_MAX), made relative to open directories."""
     root.mkdir()
@@ -206,7 +214,8 @@ def _deep_tree(root: Path, depth: int) -> None:
         os.close(fd)
 
 
-def test_replacing_a_very_deep_old_tree(small_image: str, tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_replacing_a_very_deep_old_tree(small_image: str, deep_dirs: Path, imgtool_cli: CliRunner) -> None:
+    tmp_path = deep_dirs
     dest = tmp_path / "dest"
     _deep_tree(dest, 2500)
     run = imgtool_cli("flatten", small_image, "-o", str(dest), "--force", "-q")
@@ -215,7 +224,8 @@ def test_replacing_a_very_deep_old_tree(small_image: str, tmp_path: Path, imgtoo
     assert _listing(dest) == ["new"]
 
 
-def test_remove_tree_is_iterative_and_needs_no_write_permission(tmp_path: Path) -> None:
+def test_remove_tree_is_iterative_and_needs_no_write_permission(deep_dirs: Path) -> None:
+    tmp_path = deep_dirs
     _deep_tree(tmp_path / "t", 3000)
     (tmp_path / "keep").write_bytes(b"")
     (tmp_path / "t" / "link").symlink_to(tmp_path / "keep")
