@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, BinaryIO, Final
 
-from imgtool.errors import LayerError, OutputError
+from imgtool.errors import InterruptedAfterOutputError, LayerError, OutputError
 from imgtool.index import check_indexed
 from imgtool.overlay import Node
 from imgtool.plan import InodeKey, WritePlan, make_plan
@@ -231,14 +231,21 @@ def flatten_to_tar_file(
         fd, staging, claim = make_file(directory, os.path.basename(target))
     except OSError as exc:
         raise OutputError(f"{dest}: cannot write there: {exc.strerror or exc}") from exc
+    placed = False
     try:
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
                 written = write_tar(view, handle, progress, max_size)
             with signals_deferred():
                 os.replace(staging, target)
+                placed = True
                 if then is not None:
                     then()
+        except KeyboardInterrupt as exc:
+            if not placed:
+                os.unlink(staging)
+                raise
+            raise InterruptedAfterOutputError(f"interrupted: output written to {dest}") from exc
         except OSError as exc:
             os.unlink(staging)
             full = no_space(exc, directory, f"writing {os.path.basename(target)}", "choose another -o")

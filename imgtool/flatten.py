@@ -12,14 +12,14 @@ from typing import BinaryIO
 from imgtool.export import check_tar_destination, flatten_to_tar_file, write_tar
 from imgtool.image import Image
 from imgtool.index import IndexCache
-from imgtool.plan import make_plan
+from imgtool.plan import WritePlan, make_plan
 from imgtool.progress import Progress
 from imgtool.provenance import StagedProvenance, check_provenance_destination
 from imgtool.rootfs import WriteStats, flatten_to_dir, prepare_destination
 from imgtool.safe import SafeStats, make_safe
 from imgtool.spool import Spool, worth_spooling
-from imgtool.staging import sweep
-from imgtool.view import merged_view
+from imgtool.staging import no_space, sweep
+from imgtool.view import MergedView, merged_view
 
 
 @contextlib.contextmanager
@@ -50,6 +50,18 @@ def default_max_size(output: str) -> int | None:
     except OSError:
         return None
     return st.f_bavail * st.f_frsize
+
+
+def _write_stream(
+    view: MergedView, out: BinaryIO, progress: Progress | None, max_size: int | None, plan: WritePlan
+) -> None:
+    try:
+        write_tar(view, out, progress, max_size, plan)
+    except OSError as exc:
+        full = no_space(exc, "standard output", "writing the tar stream", "redirect it to another place")
+        if full is None:
+            raise
+        raise full from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +126,7 @@ def flatten(
                     # Bytes sent down a stream cannot be taken back: verify every layer before any is sent.
                     for number in plan.layers_to_read():
                         spool.fill(image.layers[number], max_size)
-                write_tar(view, output, progress, max_size, plan)
+                _write_stream(view, output, progress, max_size, plan)
                 if commit is not None:
                     commit()
                 stats = WriteStats()

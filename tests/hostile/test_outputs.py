@@ -25,8 +25,14 @@ from typing import Final
 
 import pytest
 
+from imgtool.errors import InterruptedAfterOutputError
+from imgtool.export import flatten_to_tar_file
+from imgtool.rootfs import flatten_to_dir
+from imgtool.sources import open_image
 from imgtool.spool import Spool
-from imgtool.staging import owner_pid, remove_tree
+from imgtool.staging import no_space, owner_pid, remove_tree
+from imgtool.view import merged_view
+from tests.childproc import run_child
 from tests.conftest import CliRunner
 from tests.hostile.harness import Workspace, error_message
 from tests.hostile.test_limits import oci_image, tmpfs, zero_files_layer
@@ -549,8 +555,6 @@ def test_a_full_output_disk_names_the_directory(output: str, tmp_path: Path, img
 
 def test_the_spool_is_bounded_by_its_room(tmp_path: Path) -> None:
     ref = oci_image(tmp_path / "oci", [zero_files_layer([("z", 4 * MiB)]), make_layer([File("a", b"a")])])
-    from imgtool.sources import open_image
-
     with open_image(ref, None) as image, Spool(str(tmp_path), room=2 * MiB) as spool:
         spool.fill(image.layers[0])  # 4 MiB: does not fit, and is given back
         assert spool.open(0) is None
@@ -563,8 +567,43 @@ def test_the_spool_is_bounded_by_its_room(tmp_path: Path) -> None:
 
 
 def test_errno_of_a_full_disk_is_named() -> None:
-    from imgtool.staging import no_space
-
     full = no_space(OSError(errno.EDQUOT, os.strerror(errno.EDQUOT)), "/d", "writing x", "choose another -o")
     assert str(full) == f"/d: {os.strerror(errno.EDQUOT)} (writing x); choose another -o"
     assert no_space(OSError(errno.EIO, "I/O error"), "/d", "writing x", "hint") is None
+
+
+def test_a_full_disk_under_stdout_is_named(tmp_path: Path) -> None:
+    ref = oci_image(tmp_path / "oci", [make_layer([File("big", os.urandom(3_000_000))])])
+    small = tmp_path / "small"
+    with tmpfs(small, "2m") as mounted:
+        if not mounted:
+            pytest.skip("mounting a tmpfs is not permitted here")
+        run = run_child(
+            ["flatten", ref, "-o", "-", "--max-size", "100000000"], tmp_path, stdout=small / "out.tar"
+        )
+        message = error_message(run.stderr)
+        assert message == (
+            "standard output: No space left on device (writing the tar stream); redirect it to another place"
+        )
+        assert run.code == 1
+
+
+@pytest.mark.parametrize("output", ["dir", "tar"])
+def test_an_interrupt_as_the_output_goes_into_place_says_it_is_written(
+    output: str, small_image: str, tmp_path: Path
+) -> None:
+    # The signal comes while the renames hold signals back: it is delivered once the output is in place.
+    dest = tmp_path / ("out" if output == "dir" else "out.tar")
+
+    def then() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with open_image(small_image, None) as image:
+        view = merged_view(image, for_writing=True)
+        with pytest.raises(InterruptedAfterOutputError) as caught:
+            if output == "dir":
+                flatten_to_dir(view, str(dest), then=then)
+            else:
+                flatten_to_tar_file(view, str(dest), then=then)
+    assert (str(caught.value), caught.value.exit_code) == (f"interrupted: output written to {dest}", 130)
+    assert _listing(tmp_path) == [dest.name]
