@@ -44,8 +44,8 @@ def spool_directory(output: str | BinaryIO) -> str:
 def default_max_size(output: str) -> int | None:
     """The default limit on a layer's uncompressed size: the free space where the output goes,
     or for ``-`` (a stream) where its temporary files go (TMPDIR)."""
-    directory = tempfile.gettempdir() if output == "-" else os.path.dirname(os.path.abspath(output)) or "."
     try:
+        directory = tempfile.gettempdir() if output == "-" else os.path.dirname(os.path.abspath(output))
         st = os.statvfs(directory)
     except OSError:
         return None
@@ -93,7 +93,9 @@ def flatten(
     nodes, setuid/setgid bits and all but ``user.*`` xattrs are left out (:mod:`imgtool.safe`).
     The provenance file goes into place with the output, or not at all.
     """
-    places = [tempfile.gettempdir()]
+    places = []
+    with contextlib.suppress(OSError):  # no usable temporary directory: nothing to sweep there
+        places.append(tempfile.gettempdir())
     if isinstance(output, str):  # refuse a bad destination before any layer is read
         if as_tar:
             places.append(os.path.dirname(check_tar_destination(output, force)))
