@@ -256,24 +256,33 @@ def verify(image: str, platform: str | None, quiet: bool, as_json: bool, table_f
     "--output",
     required=True,
     metavar="DIR|FILE.tar|-",
-    help="A directory (must not exist or be empty), a .tar file, or - for a tar stream on stdout.",
+    help="A directory (must not exist or be empty), a .tar file, or - for a tar stream on stdout. "
+    "A symlink there is refused, never followed.",
 )
 @click.option(
     "--tar", "force_tar", is_flag=True, help="Write a tar file even if the name does not end in .tar."
 )
 @click.option("--force", is_flag=True, help="Replace a non-empty output directory or an existing tar file.")
+@click.option(
+    "--safe",
+    is_flag=True,
+    help="Leave out device nodes, setuid/setgid bits and all but user.* xattrs (to look at files, "
+    "not to run them).",
+)
 @click.option("--layers", "upto", type=int, metavar="N", help="Stop after layer N (0 is the bottom layer).")
 @click.option(
     "--provenance",
     type=click.Path(dir_okay=False, writable=True),
     metavar="FILE",
-    help="Also write which layer supplied each path (TSV, or JSON if FILE ends in .json).",
+    help="Also write which layer supplied each path (TSV, or JSON if FILE ends in .json); it goes "
+    "into place with the output. A symlink there is refused.",
 )
 @click.option(
     "--max-size",
     type=int,
     metavar="BYTES",
-    help="Refuse a layer whose uncompressed tar exceeds BYTES (default: the free space at the output).",
+    help="Refuse a layer whose uncompressed tar exceeds BYTES (default: the free space at the output; "
+    "for -o -, in TMPDIR).",
 )
 @platform_option
 @no_cache_option
@@ -283,6 +292,7 @@ def flatten(
     output: str,
     force_tar: bool,
     force: bool,
+    safe: bool,
     upto: int | None,
     provenance: str | None,
     max_size: int | None,
@@ -295,7 +305,14 @@ def flatten(
     The layers are applied in order, as a container would see them: whiteouts
     (.wh.NAME, .wh..wh..opq and their overlayfs forms) as docker, containerd
     and umoci apply them. Nothing is written outside the output, and a
-    directory output appears only once it is complete.
+    directory output appears only once it is complete (its root 0700 until then).
+
+    The output is exact by default: run as root, device nodes, setuid files and
+    security xattrs are created as the image says. --safe leaves them out.
+
+    While it works, flatten keeps .NAME.imgtool-PID-* beside the output and
+    .imgtool-spool-PID-* there or in TMPDIR; if it is killed, the next flatten
+    in the same place removes those of a PID that is gone.
 
     \b
     Examples:
@@ -318,8 +335,17 @@ def flatten(
             progress=progress_for(quiet),
             max_size=max_size if max_size is not None else default_max_size(output),
             provenance=provenance,
+            safe=safe,
             warn=warn,
         )
+    if result.safe is not None and not quiet:
+        changed = [
+            f"left out {result.safe.devices} device nodes" if result.safe.devices else "",
+            f"cleared setuid/setgid bits of {result.safe.setid} entries" if result.safe.setid else "",
+            f"dropped {result.safe.xattrs} extended attributes" if result.safe.xattrs else "",
+        ]
+        if any(changed):
+            click.echo("imgtool: --safe: " + ", ".join(word for word in changed if word), err=True)
     if output == "-":
         sys.stdout.buffer.flush()
     elif not quiet and not as_tar:
