@@ -30,7 +30,16 @@ from imgtool.paths import display
 from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import copy_range, release_range
-from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, FIFO_KIND, FILE, SYMLINK_KIND, Entry
+from imgtool.tarstream import (
+    BLOCKDEV_KIND,
+    CHARDEV,
+    FIFO_KIND,
+    FILE,
+    SYMLINK_KIND,
+    Entry,
+    stored_regions,
+    stored_size,
+)
 from imgtool.view import LayerData, MergedView, trim_spool
 
 Warn = Callable[[str], None]
@@ -284,8 +293,14 @@ def _write_from_spool(
 
 
 def _copy_into(spool_fd: int, entry: Entry, fd: int) -> None:
-    copy_range(spool_fd, entry.offset, fd, entry.size)
-    release_range(spool_fd, entry.offset, entry.size)  # each entry is written once; links follow
+    if entry.sparse is None:
+        copy_range(spool_fd, entry.offset, fd, entry.size)
+    else:  # a sparse file keeps its holes: each stored region at its place, then the size
+        for at, offset, length in stored_regions(entry):
+            os.lseek(fd, at, os.SEEK_SET)
+            copy_range(spool_fd, offset, fd, length)
+        os.ftruncate(fd, entry.size)
+    release_range(spool_fd, entry.offset, stored_size(entry))  # each entry is written once; links follow
 
 
 def _offset(node: Node) -> int:

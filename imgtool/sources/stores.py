@@ -197,6 +197,8 @@ class TarStore:
         try:
             for header in reader:
                 name = clean_path(header.name).decode("utf-8", "surrogateescape")
+                if header.sparse is not None:  # its data is not one range of the archive
+                    raise ImageFormatError(f"{self.location}: member {name!r} is a sparse file")
                 member = _Member(header.data_offset, header.size, header.typeflag, header.linkname)
                 earlier = members.get(name)
                 if earlier is not None and not self._same(earlier, member):

@@ -170,11 +170,259 @@ def test_old_style_regular_with_slash_is_a_directory() -> None:
     assert found[0][0].typeflag == DIRECTORY
 
 
-def test_sparse_files_are_refused_by_name() -> None:
-    member, data = info("sparse", b"")
-    member.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
-    with pytest.raises(LayerError, match="'sparse': GNU sparse files are not supported"):
-        read_all(build([(member, data)]))
+# -- GNU sparse members ------------------------------------------------------------------------
+
+SPARSE_SIZE = 20_000
+SPARSE_REGIONS = [(1000, 5), (4096, 600), (15_000, 3)]  # (offset, length): the data, holes between
+SPARSE_FILE = bytearray(SPARSE_SIZE)
+for _start, _length in SPARSE_REGIONS:
+    SPARSE_FILE[_start : _start + _length] = bytes((_start + i) % 251 + 1 for i in range(_length))
+STORED = b"".join(bytes(SPARSE_FILE[s : s + n]) for s, n in SPARSE_REGIONS)
+
+
+def pax_sparse(
+    records: dict[str, str], data: bytes, name: str = "./GNUSparseFile.1/f", kind: bytes = tarfile.REGTYPE
+) -> bytes:
+    member, _ = info(name, data, kind)
+    member.pax_headers = records
+    return build([(member, data), info("after", b"next")])
+
+
+def sparse_0x1(regions: list[tuple[int, int]], size: int = SPARSE_SIZE, data: bytes = STORED) -> bytes:
+    numbers = ",".join(f"{s},{n}" for s, n in regions)
+    records = {
+        "GNU.sparse.size": str(size),
+        "GNU.sparse.numblocks": str(len(regions)),
+        "GNU.sparse.name": "f",
+    }
+    return pax_sparse({**records, "GNU.sparse.map": numbers}, data)
+
+
+def sparse_0x0(regions: list[tuple[int, int]]) -> bytes:
+    """Format 0.0 repeats GNU.sparse.offset and numbytes: PAX records tarfile cannot repeat."""
+    records = [f"GNU.sparse.size={SPARSE_SIZE}", f"GNU.sparse.numblocks={len(regions)}"]
+    for start, length in regions:
+        records += [f"GNU.sparse.offset={start}", f"GNU.sparse.numbytes={length}"]
+    return raw_pax_member(records, "f", STORED)
+
+
+def raw_pax_member(records: list[str], name: str, data: bytes) -> bytes:
+    body = b"".join(pax_record(text) for text in records)
+    header, _ = info("PaxHeaders/" + name, body, b"x")
+    member, _ = info(name, data)
+    head = header.tobuf(tarfile.USTAR_FORMAT) + body + bytes(-len(body) % BLOCK)
+    return head + build([(member, data), info("after", b"next")], tarfile.USTAR_FORMAT)
+
+
+def pax_record(text: str) -> bytes:
+    payload = text.encode() + b"\n"
+    length = len(payload) + 2
+    while len(f"{length} ".encode()) + len(payload) != length:
+        length += 1
+    return f"{length} ".encode() + payload
+
+
+def sparse_1x0(map_text: bytes, size: int = SPARSE_SIZE, data: bytes = STORED) -> bytes:
+    records = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "f"}
+    records["GNU.sparse.realsize"] = str(size)
+    return pax_sparse(records, map_text + bytes(-len(map_text) % BLOCK) + data)
+
+
+def map_1x0(regions: list[tuple[int, int]]) -> bytes:
+    return b"".join(b"%d\n" % n for n in [len(regions), *(x for r in regions for x in r)])
+
+
+def old_gnu_sparse(regions: list[tuple[int, int]], size: int = SPARSE_SIZE, data: bytes = STORED) -> bytes:
+    """An old-GNU ``S`` header: four regions in the header, 21 in each extension block after it."""
+    member, _ = info("f", data)
+    header = bytearray(member.tobuf(tarfile.GNU_FORMAT))
+    header[156:157] = b"S"
+    fields = [b"%011o\x00%011o\x00" % region for region in regions]
+    header[386:482] = b"".join(fields[:4]).ljust(96, b"\x00")
+    header[482] = len(fields) > 4
+    header[483:495] = b"%011o\x00" % size
+    header[148:156] = b" " * 8
+    header[148:156] = b"%06o\x00 " % sum(header)
+    rest = fields[4:]
+    extensions = b""
+    while rest:
+        block = bytearray(b"".join(rest[:21]).ljust(512, b"\x00"))
+        rest = rest[21:]
+        block[504] = bool(rest)
+        extensions += bytes(block)
+    padded = data + bytes(-len(data) % BLOCK)
+    return bytes(header) + extensions + padded + build([info("after", b"next")], tarfile.GNU_FORMAT)
+
+
+MANY_REGIONS = [(100 * i, 7) for i in range(30)]  # more than the header and one extension block hold
+MANY_FILE = bytearray(3000)
+for _start, _length in MANY_REGIONS:
+    MANY_FILE[_start : _start + _length] = b"%07d" % _start
+
+
+@pytest.mark.parametrize(
+    "archive",
+    [
+        pytest.param(sparse_0x0(SPARSE_REGIONS), id="pax-0.0"),
+        pytest.param(sparse_0x1(SPARSE_REGIONS), id="pax-0.1"),
+        pytest.param(sparse_1x0(map_1x0(SPARSE_REGIONS)), id="pax-1.0"),
+        pytest.param(old_gnu_sparse(SPARSE_REGIONS), id="old-gnu"),
+    ],
+)
+def test_sparse_members_read_expanded(archive: bytes) -> None:
+    found, warnings = read_all(archive)
+    assert warnings == []
+    assert [(h.name, h.typeflag, h.size, d) for h, d in found] == [
+        (b"f", REGULAR, SPARSE_SIZE, bytes(SPARSE_FILE)),
+        (b"after", REGULAR, 4, b"next"),
+    ]
+    header = found[0][0]
+    assert header.sparse == (1000, 5, 4096, 600, 15_000, 3)
+    assert archive[header.data_offset : header.data_offset + len(STORED)] == STORED
+
+
+def test_old_gnu_sparse_extension_blocks() -> None:
+    stored = b"".join(bytes(MANY_FILE[s : s + n]) for s, n in MANY_REGIONS)
+    found, _ = read_all(old_gnu_sparse(MANY_REGIONS, len(MANY_FILE), stored))
+    assert [(h.name, h.size, d) for h, d in found] == [(b"f", 3000, bytes(MANY_FILE)), (b"after", 4, b"next")]
+    assert found[0][0].data_offset == 3 * BLOCK  # the header and two extension blocks
+
+
+def test_skipping_a_sparse_member_reads_on_at_the_next() -> None:
+    reader = TarReader(io.BytesIO(sparse_1x0(map_1x0(SPARSE_REGIONS))), "test.tar")
+    first = next(reader)
+    assert bytes(reader.read_data(1500)) == bytes(1000)  # the hole, then the region: never both at once
+    assert bytes(reader.read_data(1500)) == bytes(SPARSE_FILE[1000:1005])
+    second = next(reader)
+    assert (first.name, second.name, b"".join(reader.iter_data())) == (b"f", b"after", b"next")
+
+
+def test_a_sparse_file_of_holes_only() -> None:
+    found, _ = read_all(sparse_0x1([(SPARSE_SIZE, 0)], data=b""))
+    assert [(h.size, h.sparse, d) for h, d in found[:1]] == [(SPARSE_SIZE, (), bytes(SPARSE_SIZE))]
+
+
+_BAD = "test.tar: entry 'f': bad sparse map: "
+
+
+@pytest.mark.parametrize(
+    ("archive", "message"),
+    [
+        pytest.param(
+            sparse_0x1([(1000, 5), (1003, 600), (15_000, 3)]),
+            _BAD + "region 1003+600 overlaps or precedes the one before",
+            id="overlapping",
+        ),
+        pytest.param(
+            sparse_0x1([(4096, 600), (1000, 5), (15_000, 3)]),
+            _BAD + "region 1000+5 overlaps or precedes the one before",
+            id="out-of-order",
+        ),
+        pytest.param(
+            sparse_0x1([(1000, 5), (4096, 600), (19_999, 3)]),
+            _BAD + "region 19999+3 runs past the file's 20000 bytes",
+            id="past-the-size",
+        ),
+        pytest.param(
+            sparse_0x1([(1000, 5), (4096, 600), (15_000, 4)], data=STORED + b"x"),
+            "",
+            id="consistent-control",
+        ),
+        pytest.param(
+            sparse_0x1([(1000, 5), (4096, 600)]),
+            _BAD + "the regions hold 605 bytes, the entry 608",
+            id="unreferenced-data",
+        ),
+        pytest.param(
+            sparse_0x1([(1000, 5), (4096, 600), (15_000, 30)]),
+            _BAD + "the regions hold 635 bytes, the entry 608",
+            id="missing-data",
+        ),
+        pytest.param(
+            pax_sparse({"GNU.sparse.numblocks": str(10**18), "GNU.sparse.map": "0,1"}, b"x"),
+            "test.tar: entry './GNUSparseFile.1/f': bad sparse map: 1000000000000000000 regions "
+            "(the limit is 131072)",
+            id="absurd-count-0.1",
+        ),
+        pytest.param(
+            pax_sparse({"GNU.sparse.numblocks": "3", "GNU.sparse.map": "0,1"}, b"x"),
+            "test.tar: entry './GNUSparseFile.1/f': bad sparse map: 2 numbers for 3 regions",
+            id="count-mismatch-0.1",
+        ),
+        pytest.param(
+            pax_sparse({"GNU.sparse.map": "0,1"}, b"x"),
+            "test.tar: entry './GNUSparseFile.1/f': bad sparse map: GNU.sparse.numblocks is None",
+            id="no-count-0.1",
+        ),
+        pytest.param(
+            pax_sparse({"GNU.sparse.numblocks": "1", "GNU.sparse.map": "-1,1"}, b"x"),
+            "test.tar: entry './GNUSparseFile.1/f': bad sparse map: b'-1' is not a number",
+            id="negative-0.1",
+        ),
+        pytest.param(
+            sparse_1x0(b"99999999999\n"),
+            _BAD + "99999999999 regions (the limit is 131072)",
+            id="absurd-count-1.0",
+        ),
+        pytest.param(
+            sparse_1x0(b"3\n1000\n5\n", data=b""),
+            _BAD + "the map runs past the entry's data",
+            id="map-past-the-data-1.0",
+        ),
+        pytest.param(
+            sparse_1x0(b"2" * 1200 + b"\n"),
+            _BAD + "the map is longer than its numbers need",
+            id="endless-count-1.0",
+        ),
+        pytest.param(
+            sparse_1x0(b"1\n" + b"7" * 2000 + b"\n1\n"),
+            _BAD + "the map is longer than its numbers need",
+            id="endless-number-1.0",
+        ),
+        pytest.param(
+            sparse_1x0(b"1\n0x10\n5\n"),
+            _BAD + "b'0x10' is not a number",
+            id="not-decimal-1.0",
+        ),
+        pytest.param(
+            sparse_1x0(b"2" * 30 + b"\n"),
+            _BAD + "region count b'222222222222222222222222'",
+            id="long-count-1.0",
+        ),
+        pytest.param(
+            sparse_0x1(SPARSE_REGIONS, size=10**18),
+            _BAD + "a file of 1000000000000000000 bytes (the limit is 17179869184)",
+            id="absurd-size",
+        ),
+        pytest.param(
+            old_gnu_sparse([(1000, 5), (900, 600), (15_000, 3)]),
+            "test.tar: entry 'f': bad sparse map: region 900+600 overlaps or precedes the one before",
+            id="overlapping-old-gnu",
+        ),
+        pytest.param(
+            old_gnu_sparse(SPARSE_REGIONS, size=5000),
+            "test.tar: entry 'f': bad sparse map: region 15000+3 runs past the file's 5000 bytes",
+            id="past-the-size-old-gnu",
+        ),
+        pytest.param(
+            pax_sparse({"GNU.sparse.major": "2", "GNU.sparse.minor": "0"}, b"x"),
+            "test.tar: tar header at offset 1024: unknown GNU sparse format b'2'.b'0'",
+            id="unknown-version",
+        ),
+        pytest.param(
+            pax_sparse({"GNU.sparse.numblocks": "0"}, b"", kind=tarfile.DIRTYPE, name="d/"),
+            "test.tar: entry 'd/': sparse map on an entry that is no file",
+            id="sparse-directory",
+        ),
+    ],
+)
+def test_bad_sparse_maps_are_named_errors(archive: bytes, message: str) -> None:
+    if not message:  # the table's control: the same shape, consistent, reads
+        assert read_all(archive)[0][0][0].size == SPARSE_SIZE
+        return
+    with pytest.raises(LayerError) as caught:
+        read_all(archive)
+    assert str(caught.value) == message
 
 
 def test_trailing_data_is_drained_and_counted() -> None:
