@@ -201,6 +201,7 @@ class TarReader:
         self._padding = 0
         self._ended = False
         self.member_count = 0
+        self.header_count = 0  # valid header blocks read, extended headers included
         # The current member's expansion, when it is sparse: its regions, the position in the
         # expanded data, the index in _sparse of the next region, and the expanded size.
         self._sparse: tuple[int, ...] | None = None
@@ -403,6 +404,7 @@ class TarReader:
             valid = False
         if not valid:
             raise LayerError(f"{self._what}: invalid tar header (bad checksum) at offset {start}")
+        self.header_count += 1
         return block
 
     def _read_meta(self, size: int) -> bytes:

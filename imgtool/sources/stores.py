@@ -210,7 +210,7 @@ class TarStore:
         except UnsafePathError as exc:
             raise ImageFormatError(f"{self.location}: not a usable image archive: {exc}") from None
         except LayerError as exc:
-            if reader.member_count == 0:
+            if reader.header_count == 0:
                 raise ImageFormatError(f"{self.location}: not an image archive (not a tar file)") from None
             raise ImageFormatError(str(exc)) from None
         if not members:

@@ -446,3 +446,114 @@ def test_trailing_data_is_drained_and_counted() -> None:
 def test_block_sum_is_the_sum_of_the_bytes(block: bytes) -> None:
     assert block_sum(block) == sum(block)
     assert block_sum(bytearray(block)) == sum(block)
+
+
+# -- bounds on one member's headers ------------------------------------------------------------
+
+
+def with_pax(
+    records: dict[str, str], name: str = "f", kind: bytes = tarfile.REGTYPE, **fields: object
+) -> bytes:
+    member, data = info(name, b"", kind, **fields)
+    member.pax_headers = records
+    return build([(member, data)])
+
+
+def pax_block(records: str) -> bytes:
+    body = b"".join(pax_record(line) for line in records.split("\n"))
+    header, _ = info("PaxHeaders/f", body, b"x")
+    return header.tobuf(tarfile.USTAR_FORMAT) + body + bytes(-len(body) % BLOCK)
+
+
+def xattrs(count: int, name_length: int, value_length: int) -> dict[str, str]:
+    return {
+        f"SCHILY.xattr.user.{i:04d}".ljust(13 + name_length, "n"): "v" * value_length for i in range(count)
+    }
+
+
+@pytest.mark.parametrize(
+    ("archive", "message"),
+    [
+        pytest.param(
+            b"".join(pax_block(f"k{i}=" + "v" * 600_000) for i in range(2)) + build([info("f")]),
+            "test.tar: tar header at offset 600576: more than 1048576 bytes of PAX records for one entry",
+            id="pax-bytes-in-total",
+        ),
+        pytest.param(
+            raw_pax_member([f"k{i}=" for i in range(70_000)], "f", b""),
+            "test.tar: tar header at offset 0: more than 65536 PAX records for one entry",
+            id="pax-records",
+        ),
+        pytest.param(
+            b"".join(pax_block("\n".join(f"k{j}{i}=" for i in range(40_000))) for j in range(2))
+            + build([info("f")]),
+            "test.tar: tar header at offset 468480: more than 65536 PAX records for one entry",
+            id="pax-records-in-total",
+        ),
+        pytest.param(
+            with_pax(xattrs(1, 256, 1)),
+            "test.tar: entry 'f': extended attribute 'user.0000" + "n" * 55 + "' has a name of 256 bytes "
+            "(the limit is 255, XATTR_NAME_MAX)",
+            id="xattr-name",
+        ),
+        pytest.param(
+            with_pax(xattrs(1, 4, 65_537)),
+            "test.tar: entry 'f': extended attribute 'user.0000' has a value of 65537 bytes "
+            "(the limit is 65536, XATTR_SIZE_MAX)",
+            id="xattr-value",
+        ),
+        pytest.param(
+            with_pax(xattrs(300, 250, 0)),
+            "test.tar: entry 'f': extended attribute 'user.0261" + "n" * 55 + "' makes the names exceed "
+            "65536 bytes (XATTR_LIST_MAX)",
+            id="xattr-names-in-total",
+        ),
+        pytest.param(
+            with_pax(xattrs(3, 4, 30_000)),
+            "test.tar: entry 'f': extended attribute 'user.0002' makes the values exceed 65536 bytes "
+            "together",
+            id="xattr-values-in-total",
+        ),
+        pytest.param(
+            with_pax({"linkpath": "x" * 4096}, "l", tarfile.SYMTYPE),
+            "test.tar: entry 'l': symlink target of 4096 bytes (the limit is 4095, the kernel's PATH_MAX)",
+            id="symlink-target",
+        ),
+        pytest.param(
+            with_pax({"linkpath": "x" * 16_385}, "h", tarfile.LNKTYPE),
+            "test.tar: entry 'h': link target of 16385 bytes (the limit is 16384)",
+            id="hardlink-target",
+        ),
+        pytest.param(
+            with_pax({"path": "n" * 16_385}),
+            "test.tar: entry '"
+            + "n" * 200
+            + "...' at offset 17408: name of 16385 bytes (the limit is 16384)",
+            id="name",
+        ),
+    ],
+)
+def test_header_bounds_are_named_errors(archive: bytes, message: str) -> None:
+    with pytest.raises(LayerError) as caught:
+        read_all(archive)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "archive",
+    [
+        pytest.param(with_pax(xattrs(1, 255, 65_536)), id="xattr-at-the-limits"),
+        pytest.param(with_pax(xattrs(256, 250, 0)), id="xattr-names-at-the-limit"),
+        pytest.param(
+            with_pax({"linkpath": "x" * 4095}, "f", tarfile.SYMTYPE), id="symlink-target-at-the-limit"
+        ),
+        pytest.param(with_pax({"path": "n" * 16_384}, "f"), id="name-at-the-limit"),
+        pytest.param(
+            pax_block("a=" + "v" * 500_000) + pax_block("b=" + "v" * 500_000) + build([info("f")]),
+            id="two-pax-headers-within-the-total",
+        ),
+    ],
+)
+def test_headers_at_the_bounds_are_read(archive: bytes) -> None:
+    found, _ = read_all(archive)
+    assert len(found) == 1
