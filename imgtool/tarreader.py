@@ -57,6 +57,9 @@ MAX_SYMLINK_TARGET: Final = 4095  # the kernel's PATH_MAX, counting its NUL: sym
 XATTR_NAME_MAX: Final = 255  # the kernel's limits (linux/limits.h)
 XATTR_SIZE_MAX: Final = 1 << 16  # one value; also the bound on all of one member's values together
 XATTR_LIST_MAX: Final = 1 << 16  # all of one member's names, each with its NUL
+# Equal xattr names and values are kept once per archive (labels and capabilities repeat from file to
+# file, and the index cache then stores each once too); the distinct ones together are bounded.
+MAX_XATTR_BYTES: Final = 1 << 26
 # Sparse members: the number of regions a map may declare, and the size a sparse file may expand to
 # (its holes cost time for everything that reads it expanded: hashing, a tar written out).
 MAX_SPARSE_REGIONS: Final = 1 << 17
@@ -202,6 +205,9 @@ class TarReader:
         self._ended = False
         self.member_count = 0
         self.header_count = 0  # valid header blocks read, extended headers included
+        self._xattr_names: dict[str, str] = {}
+        self._xattr_values: dict[bytes, bytes] = {}
+        self._xattr_bytes = 0  # of the distinct names and values above
         # The current member's expansion, when it is sparse: its regions, the position in the
         # expanded data, the index in _sparse of the next region, and the expanded size.
         self._sparse: tuple[int, ...] | None = None
@@ -540,8 +546,27 @@ class TarReader:
                     f"{self._what}: entry '{_shown(name)}': extended attribute '{shown}' {problem}"
                 )
             xattrs = xattrs or {}
-            xattrs[xattr] = value
+            xattrs[self._pooled_name(xattr, length)] = self._pooled_value(value)
+        if self._xattr_bytes > MAX_XATTR_BYTES:
+            raise LayerError(
+                f"{self._what}: entry '{_shown(name)}': more than {MAX_XATTR_BYTES} bytes of distinct "
+                "extended attributes in the archive"
+            )
         return xattrs
+
+    def _pooled_name(self, xattr: str, length: int) -> str:
+        known = self._xattr_names.get(xattr)
+        if known is None:
+            self._xattr_names[xattr] = known = xattr
+            self._xattr_bytes += length
+        return known
+
+    def _pooled_value(self, value: bytes) -> bytes:
+        known = self._xattr_values.get(value)
+        if known is None:
+            self._xattr_values[value] = known = value
+            self._xattr_bytes += len(value)
+        return known
 
     # -- sparse members -------------------------------------------------------------------------
 

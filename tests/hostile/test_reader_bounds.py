@@ -19,6 +19,7 @@ from typing import Final
 
 import pytest
 
+from imgtool.tarreader import XATTR_SIZE_MAX
 from tests.childproc import run_child
 from tests.hostile.cases import layer_re
 from tests.hostile.harness import error_message
@@ -149,6 +150,38 @@ def test_big_xattrs_are_refused_at_the_kernels_limit(tmp_path: Path) -> None:
     )
     assert re.fullmatch(layer_re(0) + re.escape(expected), message), message
     assert not list((tmp_path / "cache").rglob("sha256/*"))  # nothing cached for a refused layer
+
+
+def xattrs_at_the_limit(count: int, distinct: bool) -> Iterator[bytes]:
+    """``count`` files with one 64 KiB ``user.*`` xattr each: all different, or all the same."""
+    for i in range(count):
+        value = (f"{i:08d}" if distinct else "same    ") + "a" * (XATTR_SIZE_MAX - 8)
+        yield member(f"f{i:05d}", b"x", {"SCHILY.xattr.user.tag": value})
+    yield bytes(1024)
+
+
+def test_distinct_xattrs_are_bounded_per_layer(tmp_path: Path) -> None:
+    """1,100 files each with a different 64 KiB value (each within the kernel's limits): 69 MiB in all."""
+    ref = oci_ref(tmp_path, [gzip_layer(xattrs_at_the_limit(1100, distinct=True))])
+    message = run_bounded(["ls", ref, "/", "-R"], tmp_path)
+    expected = ": entry 'f01023': more than 67108864 bytes of distinct extended attributes in the archive"
+    assert re.fullmatch(layer_re(0) + re.escape(expected), message), message
+
+
+def test_repeated_xattrs_are_kept_once_in_memory_and_in_the_cache(tmp_path: Path) -> None:
+    """4,000 files with the same 64 KiB value (250 MiB if each kept its own copy)."""
+    ref = oci_ref(tmp_path, [gzip_layer(xattrs_at_the_limit(4000, distinct=False))])
+    run = run_child(["ls", ref, "/"], tmp_path, stdout=tmp_path / "out")
+    assert (run.code, run.stderr) == (0, "")
+    assert run.max_rss < 128 * MiB, f"peak RSS {run.max_rss >> 20} MiB"
+    assert len(re.findall(r" /f\d{5}$", (tmp_path / "out").read_text(), re.MULTILINE)) == 4000
+    [cached] = (tmp_path / "cache").rglob("sha256/*")
+    assert cached.stat().st_size < MiB
+    flat = run_child(["flatten", ref, "-o", str(tmp_path / "rootfs.tar")], tmp_path)
+    assert (flat.code, flat.stderr) == (0, "")
+    with tarfile.open(tmp_path / "rootfs.tar") as tar:
+        last = tar.getmember("f03999")
+        assert last.pax_headers["SCHILY.xattr.user.tag"] == "same    " + "a" * (XATTR_SIZE_MAX - 8)
 
 
 def test_a_long_symlink_target_is_refused_when_read(tmp_path: Path) -> None:
