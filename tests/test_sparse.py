@@ -151,6 +151,28 @@ def test_flatten_to_a_tar_gives_a_plain_file_with_and_without_the_spool(
         assert extracted.read() == content
 
 
+def test_flatten_from_the_cli_and_from_the_cache(
+    sparse_image: tuple[str, Path, bytes], tmp_path: Path, imgtool_cli: CliRunner, private_cache: Path
+) -> None:
+    """The second run takes the entries (and their sparse regions) from the index cache."""
+    ref, _, content = sparse_image
+    tars = []
+    for run_number in range(2):
+        out = tmp_path / f"rootfs-{run_number}"
+        run = imgtool_cli("flatten", ref, "-o", str(out), "--quiet")
+        assert run.code == 0, run.stderr
+        assert (out / "var" / "log" / "lastlog").read_bytes() == content
+        tar = tmp_path / f"rootfs-{run_number}.tar"
+        assert imgtool_cli("flatten", ref, "-o", str(tar), "--quiet").code == 0
+        tars.append(tar.read_bytes())
+    assert list(private_cache.rglob("index-v4/sha256/*"))
+    assert tars[0] == tars[1]
+    with tarfile.open(fileobj=io.BytesIO(tars[0])) as archive:
+        extracted = archive.extractfile("var/log/lastlog")
+        assert extracted is not None
+        assert extracted.read() == content
+
+
 @requires("umoci")
 def test_umoci_reads_the_same_file(
     sparse_image: tuple[str, Path, bytes], tmp_path: Path, request: pytest.FixtureRequest
