@@ -30,6 +30,7 @@ from imgtool.paths import display
 from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import copy_range, release_range
+from imgtool.tarreader import is_hole
 from imgtool.tarstream import (
     BLOCKDEV_KIND,
     CHARDEV,
@@ -312,14 +313,21 @@ def _offset(node: Node) -> int:
 def _from_stream(chunks: Callable[[], bytes | memoryview], size: int, path: bytes) -> Callable[[int], None]:
     def fill(fd: int) -> None:
         remaining = size
+        holes = False
         while remaining > 0:
             data = chunks()
             if not data:
                 raise LayerError(f"entry {display(path)}: data ended early")
+            remaining -= len(data)
+            if is_hole(data):  # a sparse file's hole stays a hole
+                os.lseek(fd, len(data), os.SEEK_CUR)
+                holes = True
+                continue
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            remaining -= len(data)
+        if holes:
+            os.ftruncate(fd, size)
 
     return fill
 

@@ -688,6 +688,11 @@ class TarReader:
         return extra
 
 
+def is_hole(chunk: bytes | memoryview) -> bool:
+    """Whether ``read_data`` returned this chunk for a sparse member's hole (it is then all zeros)."""
+    return isinstance(chunk, memoryview) and chunk.obj is _ZEROS
+
+
 def zero_chunks(size: int) -> Iterator[memoryview]:
     """``size`` zero bytes, in pieces of at most CHUNK (a sparse file's holes, written out)."""
     while size > 0:
