@@ -23,9 +23,20 @@ from imgtool.overlay import Node
 from imgtool.plan import InodeKey, WritePlan, make_plan
 from imgtool.progress import NoProgress, Progress
 from imgtool.spool import release_range
+from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK, zero_chunks
+from imgtool.tarstream import (
+    BLOCKDEV_KIND,
+    CHARDEV,
+    DIR,
+    FIFO_KIND,
+    FILE,
+    IMPLIED_DIR,
+    SYMLINK_KIND,
+    Entry,
+    stored_regions,
+    stored_size,
+)
 from imgtool.staging import make_file, no_space, output_path, signals_deferred
-from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK
-from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, DIR, FIFO_KIND, FILE, IMPLIED_DIR, SYMLINK_KIND, Entry
 from imgtool.tarwriter import TarWriter
 from imgtool.view import LayerData, MergedView, trim_spool
 
@@ -84,8 +95,15 @@ class _LayerCursor:
         """Write the data of the entry with this ordinal (which must still be wanted) into the tar."""
         if self._data.spool_fd is not None:
             self._wanted.discard(entry.ordinal)
-            tar.write_from(self._data.spool_fd, entry.offset, entry.size)
-            release_range(self._data.spool_fd, entry.offset, entry.size)  # each entry is copied once
+            at = 0  # a sparse file's holes become zeros: the tar holds a plain file
+            for start, offset, length in stored_regions(entry):
+                for zeros in zero_chunks(start - at):
+                    tar.write_data(zeros)
+                tar.write_from(self._data.spool_fd, offset, length)
+                at = start + length
+            for zeros in zero_chunks(entry.size - at):
+                tar.write_data(zeros)
+            release_range(self._data.spool_fd, entry.offset, stored_size(entry))  # each entry is copied once
             return
         written = 0
         for chunk in self.data(entry):

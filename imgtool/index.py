@@ -25,7 +25,7 @@ from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import Spool, Tee
 from imgtool.tarstream import ENTRY_FIELDS, Entry, LayerReader
 
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 DEFAULT_WORKERS: Final = 2
 
 
@@ -43,7 +43,7 @@ def default_cache_dir() -> Path:
 
 
 class IndexCache:
-    """Layer indexes on disk under ``<cache dir>/index-v3/<algorithm>/<hex>``, one column per field.
+    """Layer indexes on disk under ``<cache dir>/index-v4/<algorithm>/<hex>``, one column per field.
 
     flatten needs no content digests and stores indexes without them; the commands that
     compare contents ask for digests, and an index without them (or with digests of another

@@ -28,8 +28,18 @@ from imgtool.paths import display
 from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import copy_range, release_range
+from imgtool.tarreader import is_hole
+from imgtool.tarstream import (
+    BLOCKDEV_KIND,
+    CHARDEV,
+    FIFO_KIND,
+    FILE,
+    SYMLINK_KIND,
+    Entry,
+    stored_regions,
+    stored_size,
+)
 from imgtool.staging import Claim, make_dir, no_space, output_path, remove_tree, signals_deferred
-from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, FIFO_KIND, FILE, SYMLINK_KIND, Entry
 from imgtool.view import LayerData, MergedView, trim_spool
 
 Warn = Callable[[str], None]
@@ -293,8 +303,14 @@ def _write_from_spool(
 
 
 def _copy_into(spool_fd: int, entry: Entry, fd: int) -> None:
-    copy_range(spool_fd, entry.offset, fd, entry.size)
-    release_range(spool_fd, entry.offset, entry.size)  # each entry is written once; links follow
+    if entry.sparse is None:
+        copy_range(spool_fd, entry.offset, fd, entry.size)
+    else:  # a sparse file keeps its holes: each stored region at its place, then the size
+        for at, offset, length in stored_regions(entry):
+            os.lseek(fd, at, os.SEEK_SET)
+            copy_range(spool_fd, offset, fd, length)
+        os.ftruncate(fd, entry.size)
+    release_range(spool_fd, entry.offset, stored_size(entry))  # each entry is written once; links follow
 
 
 def _offset(node: Node) -> int:
@@ -306,14 +322,21 @@ def _offset(node: Node) -> int:
 def _from_stream(chunks: Callable[[], bytes | memoryview], size: int, path: bytes) -> Callable[[int], None]:
     def fill(fd: int) -> None:
         remaining = size
+        holes = False
         while remaining > 0:
             data = chunks()
             if not data:
                 raise LayerError(f"entry {display(path)}: data ended early")
+            remaining -= len(data)
+            if is_hole(data):  # a sparse file's hole stays a hole
+                os.lseek(fd, len(data), os.SEEK_CUR)
+                holes = True
+                continue
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            remaining -= len(data)
+        if holes:
+            os.ftruncate(fd, size)
 
     return fill
 

@@ -197,6 +197,8 @@ class TarStore:
         try:
             for header in reader:
                 name = clean_path(header.name).decode("utf-8", "surrogateescape")
+                if header.sparse is not None:  # its data is not one range of the archive
+                    raise ImageFormatError(f"{self.location}: member {name!r} is a sparse file")
                 member = _Member(header.data_offset, header.size, header.typeflag, header.linkname)
                 earlier = members.get(name)
                 if earlier is not None and not self._same(earlier, member):
@@ -208,7 +210,7 @@ class TarStore:
         except UnsafePathError as exc:
             raise ImageFormatError(f"{self.location}: not a usable image archive: {exc}") from None
         except LayerError as exc:
-            if reader.member_count == 0:
+            if reader.header_count == 0:
                 raise ImageFormatError(f"{self.location}: not an image archive (not a tar file)") from None
             raise ImageFormatError(str(exc)) from None
         if not members:

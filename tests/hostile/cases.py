@@ -328,6 +328,18 @@ def raw(
     return Raw(info, data)
 
 
+def _sparse_1x0(name: str, regions: Sequence[tuple[int, bytes]], size: int) -> Raw:
+    """A member as GNU tar writes a sparse file in PAX format 1.0: the map, then the regions' data."""
+    numbers = [len(regions), *(n for start, data in regions for n in (start, len(data)))]
+    text = b"".join(b"%d\n" % n for n in numbers)
+    data = text + bytes(-len(text) % 512) + b"".join(data for _, data in regions)
+    pax = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name}
+    return raw(f"GNUSparseFile.0/{name}", data=data, pax={**pax, "GNU.sparse.realsize": str(size)})
+
+
+_SPARSE_A: Final = bytes(1000) + b"hello" + bytes(7995) + b"end" + bytes(2997)
+
+
 def L(*members: Member, fmt: TarFormat = tarfile.PAX_FORMAT) -> bytes:
     return make_layer(members, format=fmt)
 
@@ -1408,6 +1420,42 @@ CASES: Final[tuple[Case, ...]] = (
         docker_manifest=lambda manifest: manifest[0].update(RepoTags=[f"t{TERMINAL_ESCAPES}:1"]),
         umoci=OK_UMOCI,
         gnutar=OK_TAR,
+    ),
+    Case(
+        name="sparse-file",
+        area="tar",
+        input="file `a` as GNU tar writes a sparse file (PAX sparse 1.0): 5 bytes at 1000, 3 at 9000,"
+        " of 12000",
+        imgtool="confined: `a` is the expanded file, its holes zeros (a tar output holds a plain file)",
+        layers=lambda env: [L(_sparse_1x0("a", [(1000, b"hello"), (9000, b"end")], 12_000))],
+        expect=Confined(lambda env: {"a": F(_SPARSE_A)}),
+        cat=_SPARSE_A,
+        umoci=Peer("confines"),
+        gnutar=Peer("confines"),
+    ),
+    Case(
+        name="sparse-overlap",
+        area="tar",
+        input="a sparse file (PAX sparse 1.0) whose map's regions overlap: 1000+5, then 1002+3",
+        imgtool="refused (exit 1): `… entry 'a': bad sparse map: region 1002+3 overlaps or precedes the one"
+        " before`",
+        layers=lambda env: [L(_sparse_1x0("a", [(1000, b"hello"), (1002, b"end")], 12_000))],
+        expect=Refused(
+            layer_re(0) + r": entry 'a': bad sparse map: region 1002\+3 overlaps or precedes the one"
+        ),
+        umoci=Peer("refuses", "`invalid tar header`", stderr="invalid tar header"),
+        gnutar=Peer("confines", "exits 0 with a wrong `a`: 1005 bytes (not 12000), the second region lost"),
+    ),
+    Case(
+        name="symlink-long-target",
+        area="tar",
+        input="symlink `l` whose target is 5000 bytes (beyond PATH_MAX), then file `a`",
+        imgtool="refused (exit 1): `… entry 'l': symlink target of 5000 bytes (the limit is 4095, the"
+        " kernel's PATH_MAX)`",
+        layers=lambda env: [L(Symlink("l", "x/" * 2500), File("a", b"a"))],
+        expect=Refused(layer_re(0) + r": entry 'l': symlink target of 5000 bytes \(the limit is 4095"),
+        umoci=Peer("refuses", "`file name too long`"),
+        gnutar=Peer("refuses", "`Cannot create symlink to …: File name too long`, exits 2"),
     ),
 )
 
