@@ -23,6 +23,7 @@ from imgtool.overlay import Node
 from imgtool.plan import InodeKey, WritePlan, make_plan
 from imgtool.progress import NoProgress, Progress
 from imgtool.spool import release_range
+from imgtool.staging import make_file, no_space, output_path, signals_deferred
 from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK, zero_chunks
 from imgtool.tarstream import (
     BLOCKDEV_KIND,
@@ -36,7 +37,6 @@ from imgtool.tarstream import (
     stored_regions,
     stored_size,
 )
-from imgtool.staging import make_file, no_space, output_path, signals_deferred
 from imgtool.tarwriter import TarWriter
 from imgtool.view import LayerData, MergedView, trim_spool
 

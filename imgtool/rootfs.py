@@ -28,6 +28,7 @@ from imgtool.paths import display
 from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import copy_range, release_range
+from imgtool.staging import Claim, make_dir, no_space, output_path, remove_tree, signals_deferred
 from imgtool.tarreader import is_hole
 from imgtool.tarstream import (
     BLOCKDEV_KIND,
@@ -39,7 +40,6 @@ from imgtool.tarstream import (
     stored_regions,
     stored_size,
 )
-from imgtool.staging import Claim, make_dir, no_space, output_path, remove_tree, signals_deferred
 from imgtool.view import LayerData, MergedView, trim_spool
 
 Warn = Callable[[str], None]
