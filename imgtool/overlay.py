@@ -129,11 +129,10 @@ class Tree:
         parent_raw, name = split_path(path)
         names, nodes, links = _secure_resolve(self.root, parent_raw)
         parent = nodes[-1]
-        node = (
-            parent.children.get(name)
-            if parent is not None and parent.children is not None and name
-            else parent
-        )
+        if not name:
+            node = parent
+        else:  # nothing exists below a non-directory (``/etc/passwd/x``)
+            node = parent.children.get(name) if parent is not None and parent.children is not None else None
         resolved = b"/".join([*names, name]) if name else b"/".join(names)
         return resolved, node, links
 
