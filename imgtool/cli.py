@@ -144,6 +144,8 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
 
     with open_image(image, platform) as img:
         doc = describe_image(img)
+    for message in doc["warnings"]:
+        warn(message)
     if as_json:
         click.echo(to_json(doc))
         return
