@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import marshal
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ from tests.imagefactory import (
     Opaque,
     Symlink,
     Whiteout,
+    compress,
     make_layer,
     sha256_digest,
     write_oci_layout,
@@ -422,3 +425,71 @@ def test_diff_images_says_shared_layers_once(tmp_path: Path, ref: str, imgtool_c
     assert run.stdout.endswith("; 2 layers in common, 1 of them at the base\n")
     run = imgtool_cli("diff", "images", image("one", LAYERS[1:2]), image("other", LAYERS[:1]))
     assert run.stdout.endswith("; no layers in common\n")
+
+
+AUFS = [
+    make_layer([Dir("bin/", mtime=T), File("bin/old", b"old", mtime=T)]),
+    make_layer(
+        [
+            Dir(".wh..wh.plnk/", mode=0o700, mtime=T),
+            File(".wh..wh.plnk/264.1045", b"busybox\n", mode=0o755, mtime=T + 5),
+            Dir("bin/", mtime=T),
+            Hardlink("bin/sh", ".wh..wh.plnk/264.1045", mtime=T),
+            Hardlink("bin/ls", ".wh..wh.plnk/264.1045", mtime=T),
+            File(".wh..wh.aufs", b"", mode=0o600, mtime=T),
+            Dir(".wh..wh.orph/", mode=0o700, mtime=T),
+            File(".wh..wh.orph/lost", b"x", mtime=T),
+        ]
+    ),
+]
+
+
+def test_aufs_bookkeeping_stays_out_and_its_hardlinks_resolve(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+    """As Docker applies a layer saved by its aufs driver: no .wh..wh.* in the tree, links resolved."""
+    ref = write_oci_layout(tmp_path / "aufs", [Entry(ImageSpec(AUFS), ref="v1")]).reference("v1")
+    run = imgtool_cli("ls", ref, "/", "-R", "--json")
+    assert (run.code, run.stderr) == (0, "")
+    assert [(r["path"], r["type"], r["size"], r["mode"], r["layer"]) for r in json.loads(run.stdout)] == [
+        ("/bin", "dir", 0, "0755", 1),
+        ("/bin/ls", "hardlink", 8, "0755", 1),
+        ("/bin/old", "file", 3, "0644", 0),
+        ("/bin/sh", "hardlink", 8, "0755", 1),
+    ]
+    assert imgtool_cli("cat", ref, "/bin/sh").stdout == "busybox\n"
+    run = imgtool_cli("which-layer", ref, "/.wh..wh.plnk/264.1045", "/.wh..wh.aufs")
+    assert (run.code, run.stderr) == (1, "")
+    assert run.stdout == (
+        "/.wh..wh.plnk/264.1045: not in the image: no layer ever had it\n"
+        "\n"
+        "/.wh..wh.aufs: not in the image: no layer ever had it\n"
+    )
+    run = imgtool_cli("flatten", ref, "-o", "-")
+    assert (run.code, run.stderr) == (0, "")
+    with tarfile.open(fileobj=io.BytesIO(run.stdout_bytes)) as tar:
+        members = [(m.name, m.type, m.linkname) for m in tar.getmembers()]
+    assert members == [
+        (".", tarfile.DIRTYPE, ""),
+        ("bin", tarfile.DIRTYPE, ""),
+        ("bin/ls", tarfile.REGTYPE, ""),
+        ("bin/old", tarfile.REGTYPE, ""),
+        ("bin/sh", tarfile.LNKTYPE, "bin/ls"),
+    ]
+    docs = json.loads(imgtool_cli("diff", "layers", ref, "--json").stdout)
+    assert [(c["path"], c["change"]) for c in docs[1]["changes"]] == [
+        ("/bin/ls", "added"),
+        ("/bin/sh", "added"),
+    ]
+    assert docs[1]["summary"]["bytes_added"] == 8
+
+
+def test_a_hardlink_into_plnk_needs_its_file_earlier_in_the_layer(
+    tmp_path: Path, imgtool_cli: CliRunner
+) -> None:
+    layers = [make_layer([Hardlink("sh", ".wh..wh.plnk/1.2"), File(".wh..wh.plnk/1.2", b"x")])]
+    ref = write_oci_layout(tmp_path / "aufs", [Entry(ImageSpec(layers), ref="v1")]).reference("v1")
+    run = imgtool_cli("ls", ref, "/")
+    assert (run.code, run.stdout) == (1, "")
+    assert run.stderr == (
+        f"imgtool: error: layer 0 ({sha256_digest(compress(layers[0], 'gzip'))}): entry /sh: hardlink target "
+        "/.wh..wh.plnk/1.2 is not a file this layer put in .wh..wh.plnk before it\n"
+    )

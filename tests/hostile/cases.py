@@ -1382,6 +1382,31 @@ CASES: Final[tuple[Case, ...]] = (
         umoci=Peer("refuses", "`file name too long`"),
         gnutar=Peer("refuses", "`Cannot open: File name too long`, exits 2"),
     ),
+    Case(
+        name="aufs-bookkeeping",
+        area="whiteouts",
+        input="a layer saved by Docker's aufs driver: `.wh..wh.plnk/9.9` and hardlinks `a`, `b` to it,"
+        " `.wh..wh.aufs`, `.wh..wh.orph/x`",
+        imgtool="confined, as Docker applies it: no `.wh..wh.*` in the tree; `a` and `b` are the file"
+        " `.wh..wh.plnk/9.9` holds (one inode)",
+        layers=lambda env: [
+            L(
+                Dir(".wh..wh.plnk/"),
+                File(".wh..wh.plnk/9.9", b"linked\n"),
+                Hardlink("a", ".wh..wh.plnk/9.9"),
+                Hardlink("b", ".wh..wh.plnk/9.9"),
+                File(".wh..wh.aufs", b""),
+                Dir(".wh..wh.orph/"),
+                File(".wh..wh.orph/x", b"x"),
+            )
+        ],
+        expect=Confined(
+            lambda env: {"a": F(b"linked\n"), "b": F(b"linked\n")}, links=lambda env: [["a", "b"]]
+        ),
+        cat=b"linked\n",
+        umoci=Peer("confines", "writes `.wh..wh.plnk/` and `.wh..wh.orph/` into the rootfs"),
+        gnutar=Peer("confines", "extracts the bookkeeping as ordinary files"),
+    ),
 )
 
 
