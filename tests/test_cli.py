@@ -164,6 +164,23 @@ def test_verify_ok_and_mismatch(tmp_path: Path, imgtool_cli: CliRunner) -> None:
             2,
             "imgtool: error: B = 2: the image has layers 0 to 1\n",
         ),
+        (
+            ["inspect", "oci-archive:{tmp}/oci"],
+            1,
+            "imgtool: error: {tmp}/oci: is a directory (oci-archive: expects a tar file; oci:{tmp}/oci opens"
+            " a layout)\n",
+        ),
+        (
+            ["ls", "docker://alpine"],
+            2,
+            "imgtool: error: docker://alpine: the docker:// transport is not supported yet; use skopeo copy"
+            " to make an oci: layout\n",
+        ),
+        (
+            ["cat", "{tmp}/oci", "/etc/os-release/x"],
+            1,
+            "imgtool: error: /etc/os-release/x: no such file in the image\n",
+        ),
     ],
 )
 def test_errors_are_one_line(
