@@ -15,6 +15,7 @@ import functools
 import os
 import shutil
 import stat
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -343,7 +344,10 @@ def remove_tree(path: str) -> None:
                 os.unlink(failed)
 
     if os.path.lexists(path):
-        shutil.rmtree(path, onerror=make_writable)
+        if sys.version_info >= (3, 12):  # onerror is deprecated there; onexc gets the same callback
+            shutil.rmtree(path, onexc=make_writable)
+        else:
+            shutil.rmtree(path, onerror=make_writable)
 
 
 def flatten_to_dir(
