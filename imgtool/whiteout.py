@@ -36,8 +36,10 @@ def is_aufs_meta(basename: bytes) -> bool:
 
 
 def is_aufs_bookkeeping(path: bytes) -> bool:
-    """Whether a canonical path lies in AUFS's top-level bookkeeping (``.wh..wh.plnk/...`` and the like)."""
-    return path.startswith(AUFS_META_PREFIX) and path.split(b"/", 1)[0] != OPAQUE_MARKER
+    """Whether an entry's canonical path lies in AUFS's top-level bookkeeping (``.wh..wh.plnk/...``,
+    ``.wh..wh.aufs`` and the like). Docker skips every such name; the root's opaque marker is no
+    such entry: it has become the root's OPAQUE entry, whose path is empty."""
+    return path.startswith(AUFS_META_PREFIX)
 
 
 def aufs_link_name(path: bytes) -> bytes | None:
