@@ -125,7 +125,7 @@ def build_layer_index(
         fd, path = spool.start(layer.index)
         complete = False
         try:
-            tee = Tee(stream, fd)
+            tee = Tee(stream, fd, spool.take)
             reader = LayerReader(tee, layer.what, warnings.append, hash_content=hash_content)
             entries = list(reader)
             reader.drain()

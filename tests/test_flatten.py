@@ -357,29 +357,3 @@ def test_missing_layer_blob_fails_before_writing(tmp_path: Path, imgtool_cli: Cl
     assert run.stderr.startswith("imgtool: error: layer 1 (sha256:")
     assert run.stderr.endswith("): layer blob is not present in the image\n")
     assert sorted(os.listdir(tmp_path)) == ["oci"]
-
-
-def test_removing_a_tree_uses_the_error_hook_of_this_python(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """shutil.rmtree's onerror is deprecated from Python 3.12 (onexc replaces it), absent before."""
-    import shutil
-    import sys
-    import warnings
-
-    real_rmtree = shutil.rmtree
-    hooks: list[str] = []
-
-    def recording_rmtree(path: str, *args: object, **kwargs: object) -> None:
-        hooks.extend(name for name in ("onerror", "onexc") if kwargs.get(name) is not None)
-        real_rmtree(path, *args, **kwargs)  # type: ignore[arg-type]
-
-    (tmp_path / "tree" / "ro").mkdir(parents=True)
-    (tmp_path / "tree" / "ro" / "f").write_bytes(b"x")
-    (tmp_path / "tree" / "ro").chmod(0o500)
-    monkeypatch.setattr(shutil, "rmtree", recording_rmtree)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        rootfs.remove_tree(str(tmp_path / "tree"))
-    assert hooks == (["onexc"] if sys.version_info >= (3, 12) else ["onerror"])
-    assert list(tmp_path.iterdir()) == []

@@ -441,6 +441,7 @@ def _layer_size(size: int) -> Callable[[dict[str, Any]], None]:
 
 
 ONE: Final = L(File("a", b"hello\n"))
+TERMINAL_ESCAPES: Final = "\x1b[31mred\x1b]0;title\x07\x9bC1\x7fDEL\rCR\bBS"
 
 CASES: Final[tuple[Case, ...]] = (
     # -- names ------------------------------------------------------------------------------------------
@@ -1381,6 +1382,32 @@ CASES: Final[tuple[Case, ...]] = (
         cat=b"deep",
         umoci=Peer("refuses", "`file name too long`"),
         gnutar=Peer("refuses", "`Cannot open: File name too long`, exits 2"),
+    ),
+    Case(
+        name="terminal-escapes",
+        area="encoding",
+        input="CSI `ESC [31m`, OSC `ESC ]0;title BEL`, C1 `\\x9b`, DEL, CR and backspace in a file name,"
+        " `created_by`, RepoTags, Env, Entrypoint, Cmd, WorkingDir, User, labels and os/arch",
+        imgtool="confines; every table, JSON document and message shows them escaped (`\\x1b[31m`, `\\x9b`,"
+        " `\\x7f`, `\\r`, `\\x08`; JSON `\\u001b`, `\\u009b`): nothing reaches the terminal raw",
+        layers=lambda env: [
+            Layer(L(File("a", b"hello\n"), File(f"n{TERMINAL_ESCAPES}", b"x")), created_by=TERMINAL_ESCAPES)
+        ],
+        expect=Confined(lambda env: {"a": F(b"hello\n"), f"n{TERMINAL_ESCAPES}": F(b"x")}),
+        cat=b"hello\n",
+        spec={
+            "env": [f"E={TERMINAL_ESCAPES}"],
+            "entrypoint": [TERMINAL_ESCAPES],
+            "cmd": [TERMINAL_ESCAPES],
+            "working_dir": f"/{TERMINAL_ESCAPES}",
+            "user": TERMINAL_ESCAPES,
+            "labels": {TERMINAL_ESCAPES: TERMINAL_ESCAPES},
+            "os": f"linux{TERMINAL_ESCAPES}",
+            "architecture": f"amd64{TERMINAL_ESCAPES}",
+        },
+        docker_manifest=lambda manifest: manifest[0].update(RepoTags=[f"t{TERMINAL_ESCAPES}:1"]),
+        umoci=OK_UMOCI,
+        gnutar=OK_TAR,
     ),
     Case(
         name="aufs-bookkeeping",
