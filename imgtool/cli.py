@@ -149,6 +149,8 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
 
     with open_image(image, platform) as img:
         doc = describe_image(img)
+    for message in doc["warnings"]:
+        warn(message)
     if as_json:
         click.echo(to_json(doc))
         return
@@ -491,6 +493,9 @@ def _linkname_text(entry: Any) -> str:
 @click.option(
     "--only", is_flag=True, help="With --layer: only layer N's own entries (whiteouts as deletions)."
 )
+@click.option(
+    "-L", "--dereference", is_flag=True, help="Show what each symlink points to, not the link itself."
+)
 @platform_option
 @no_cache_option
 @quiet_option
@@ -501,6 +506,7 @@ def ls(
     recursive: bool,
     layer_number: int | None,
     only: bool,
+    dereference: bool,
     platform: str | None,
     no_cache: bool,
     quiet: bool,
@@ -511,17 +517,21 @@ def ls(
 
     PATH (default /) is listed as the final image has it, or as it stood after
     layer N; with --only, layer N's own entries are listed, whiteouts included.
+    PATH may be a shell pattern ('/usr/lib/*.so*'), each match listed as if named.
+    Symlinks in PATH's parents are followed inside the image; PATH itself, if a
+    symlink, is listed as the link unless it leads to a directory (or with -L).
 
     \b
     Examples:
       imgtool ls examples/sample.tar /etc
+      imgtool ls examples/sample.tar '/usr/bin/h*'
       imgtool ls examples/sample.tar / -R --layer 3 --only
     """
     from imgtool.index import index_image
-    from imgtool.listing import list_layer, list_tree, mode_string, row_json, time_string
+    from imgtool.listing import list_layer, list_query, mode_string, row_json, time_string
+    from imgtool.lookup import normalize_query
     from imgtool.paths import display
     from imgtool.view import check_layer_number
-    from imgtool.which import normalize_query
 
     if only and layer_number is None:
         raise UsageError("--only needs --layer N")
@@ -540,7 +550,7 @@ def ls(
             rows = list_layer(indexes[layer_number], layer_number, target)
         else:
             view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, upto=layer_number)
-            rows = list_tree(view.tree, target, recursive)
+            rows = list_query(view.tree, path, recursive, dereference)
         digests = [str(layer.digest) for layer in img.layers]
     if as_json:
         click.echo(to_json([row_json(r, digests) for r in rows]))
@@ -580,8 +590,8 @@ def cat(image: str, path: str, platform: str | None, no_cache: bool) -> None:
     Example:
       imgtool cat examples/sample.tar /etc/app/app.conf
     """
+    from imgtool.lookup import normalize_query
     from imgtool.readfile import read_file
-    from imgtool.which import normalize_query
 
     with open_image(image, platform) as img:
         view = _merged(img, no_cache=no_cache, quiet=True)
@@ -627,7 +637,8 @@ def diff_layers(
 
     Without A: a summary per layer (added, modified, deleted) and the space that
     later layers made unreachable. With A: every change of layer A. With A and B:
-    the tree after layer A against the tree after layer B.
+    the tree after layer A against the tree after layer B (as git diff A B: with
+    B below A, what would undo the layers between them).
 
     \b
     Examples:
@@ -644,16 +655,17 @@ def diff_layers(
         check_layer_number(img, first, "A =")
         check_layer_number(img, second, "B =")
         if first is not None and second is not None:
-            if first >= second:
-                raise UsageError(f"A must be below B: got A={first}, B={second}")
-            view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, upto=second)
-            changes = compare_trees(apply_indexes(img, view.indexes, upto=first), view.tree)
+            view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, upto=max(first, second))
+            lower = apply_indexes(img, view.indexes, upto=min(first, second))
+            changes = compare_trees(*((lower, view.tree) if first <= second else (view.tree, lower)))
             if as_json:
                 click.echo(
                     to_json({"from": first, "to": second, "changes": [change_json(c) for c in changes]})
                 )
-            else:
+            elif changes:
                 _render_changes(changes, table_format)
+            else:
+                click.echo(f"no changes from layer {first} to layer {second}")
             return
         view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, recorder=log)
         summaries = summarize_layers(img, log)
@@ -781,10 +793,21 @@ def diff_images(
             click.echo()
         click.echo(
             f"{counts['added']} added, {counts['modified']} modified, {counts['deleted']} deleted; "
-            f"{len(shared)} layers in common ({base} shared base layers)"
+            + _shared_text(base, len(shared))
         )
     if changes:
         sys.exit(1)
+
+
+def _shared_text(base: int, shared: int) -> str:
+    """The layers two images have in common, said once when they are all the shared base."""
+
+    def layers(count: int) -> str:
+        return f"{count} layer{'' if count == 1 else 's'}"
+
+    if shared == base:
+        return f"{layers(base)} in common, all at the base" if base else "no layers in common"
+    return f"{layers(shared)} in common, {base} of them at the base"
 
 
 @cli.command("completion")

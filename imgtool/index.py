@@ -20,6 +20,7 @@ from typing import Final
 
 from imgtool.digest import CONTENT_HASH, Digest
 from imgtool.errors import LayerError
+from imgtool.findings import layer_warnings
 from imgtool.image import Image, Layer
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import Spool, Tee
@@ -180,7 +181,7 @@ def index_image(
             shown.finish()
     result = [found[layer.index] for layer in layers]
     if warn is not None:
-        for index in result:
-            for message in index.warnings:
+        for layer, index in zip(layers, result, strict=True):
+            for message in [*layer_warnings(image, layer), *index.warnings]:
                 warn(message)
     return result

@@ -14,7 +14,10 @@ from imgtool.view import MergedView
 
 
 def provenance_rows(view: MergedView) -> list[dict[str, Any]]:
-    """One row per path of the merged view: the layer that supplied it (None for the bare root)."""
+    """One row per path of the merged view: the layer that supplied it (None for the bare root).
+
+    A layer is named by its diff_id, the digest of its uncompressed tar, which is the same
+    in every format of the image (the blob digest changes with the compression)."""
     rows = []
     for path, node in view.tree.walk():
         supplied = node.layer >= 0
@@ -22,21 +25,21 @@ def provenance_rows(view: MergedView) -> list[dict[str, Any]]:
             {
                 "path": display(path),
                 "layer": node.layer if supplied else None,
-                "digest": str(view.image.layers[node.layer].digest) if supplied else None,
+                "diff_id": str(view.image.layers[node.layer].diff_id) if supplied else None,
             }
         )
     return rows
 
 
 def provenance_text(view: MergedView, dest: str) -> str:
-    """TSV (``path<TAB>layer<TAB>digest``, escaped) or, for a ``.json`` name, a JSON list."""
+    """TSV (``path<TAB>layer<TAB>diff_id``, escaped) or, for a ``.json`` name, a JSON list."""
     rows = provenance_rows(view)
     if dest.endswith(".json"):
         return json.dumps(rows, indent=1, ensure_ascii=False) + "\n"
-    lines = ["path\tlayer\tdigest"]
+    lines = ["path\tlayer\tdiff_id"]
     for row in rows:
         layer = "-" if row["layer"] is None else str(row["layer"])
-        lines.append(f"{row['path']}\t{layer}\t{row['digest'] or '-'}")
+        lines.append(f"{row['path']}\t{layer}\t{row['diff_id'] or '-'}")
     return "\n".join(lines) + "\n"
 
 

@@ -273,7 +273,7 @@ def test_provenance_replaces_its_file_with_the_output(
         "flatten", small_image, "-o", str(tmp_path / "out.tar"), "--provenance", str(tmp_path / "paths.tsv")
     )
     assert (run.code, run.stderr) == (0, "")
-    assert (tmp_path / "paths.tsv").read_text().splitlines()[:2] == ["path\tlayer\tdigest", "/\t-\t-"]
+    assert (tmp_path / "paths.tsv").read_text().splitlines()[:2] == ["path\tlayer\tdiff_id", "/\t-\t-"]
     assert _listing(tmp_path) == ["out.tar", "paths.tsv"]
 
 
