@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -63,6 +64,13 @@ ROWS: Final = (
     ),
     Row("imgtool-tar", "imgtool flatten -o FILE.tar", "flatten to a tar file (empty cache)", "imgtool", True),
     Row(
+        "imgtool-pipe",
+        "imgtool flatten -o - (pipe)",
+        "flatten to stdout, read through a pipe by cat into /dev/null (empty cache)",
+        "imgtool",
+        True,
+    ),
+    Row(
         "tar-flat",
         "GNU tar -x flat.tar",
         "extract the already-flattened tree: floor for writing the result",
@@ -95,6 +103,19 @@ ROWS: Final = (
 )
 ROW_BY_KEY: Final = {row.key: row for row in ROWS}
 WARM: Final = ("which-warm", "ls-warm", "diff-warm")
+BASELINE: Final = "base:"  # key prefix of the rows that run the --baseline imgtool command
+
+
+def plain_key(key: str) -> str:
+    """The row key without the baseline prefix."""
+    return key.removeprefix(BASELINE)
+
+
+def row_for(key: str) -> Row:
+    row = ROW_BY_KEY[plain_key(key)]
+    if key.startswith(BASELINE):
+        return dataclasses.replace(row, key=key, title=f"{row.title} [baseline]")
+    return row
 
 
 @dataclass(slots=True)
@@ -394,6 +415,7 @@ class Bench:
         self.image = image
         self.workdir: Path = args.workdir
         self.imgtool: list[str] = shlex.split(args.imgtool)
+        self.baseline: list[str] = shlex.split(args.baseline) if args.baseline else []
         self.prep: Path = self.workdir / "prep" / image.manifest_digest.replace(":", "-")[:23]
         self.scratch: Path = self.workdir / "run"
         self.notes: list[str] = []
@@ -470,13 +492,15 @@ class Bench:
     # ---- one run of one row ----------------------------------------------------------------------
 
     def invocation(self, key: str, round_no: int, flat: Path | None, layers: list[Path]) -> Invocation:
-        base = self.scratch / f"{key}-{round_no}"
-        stdout = self.scratch / f"{key}.stdout"
-        img = self.imgtool
+        base = self.scratch / f"{key.replace(':', '-')}-{round_no}"
+        stdout = self.scratch / f"{key.replace(':', '-')}.stdout"
+        img = self.baseline if key.startswith(BASELINE) else self.imgtool
+        warm_cache = self.scratch / ("base-warm-cache" if key.startswith(BASELINE) else "warm-cache")
+        scratch_key, key = key.replace(":", "-"), plain_key(key)
         if key == "umoci":
             return Invocation([self.umoci_cmd(base)], self.env(None), stdout, [base])
         if key == "imgtool-dir":
-            cache = self.fresh(self.scratch / f"{key}-cache")
+            cache = self.fresh(self.scratch / f"{scratch_key}-cache")
             return Invocation(
                 [[*img, "flatten", self.image_arg, "-o", str(base), "--quiet"]],
                 self.env(cache),
@@ -484,13 +508,22 @@ class Bench:
                 [base, cache],
             )
         if key == "imgtool-tar":
-            cache = self.fresh(self.scratch / f"{key}-cache")
+            cache = self.fresh(self.scratch / f"{scratch_key}-cache")
             out = base.with_suffix(".tar")
             return Invocation(
                 [[*img, "flatten", self.image_arg, "-o", str(out), "--quiet"]],
                 self.env(cache),
                 stdout,
                 [out, cache],
+            )
+        if key == "imgtool-pipe":
+            cache = self.fresh(self.scratch / f"{scratch_key}-cache")
+            flatten = shlex.join([*img, "flatten", self.image_arg, "-o", "-", "--quiet"])
+            return Invocation(
+                [["bash", "-c", f"set -o pipefail; {flatten} | cat > /dev/null"]],
+                self.env(cache),
+                stdout,
+                [cache],
             )
         if key == "tar-flat":
             assert flat is not None
@@ -502,11 +535,10 @@ class Bench:
                 [["tar", "-C", str(base), "-xf", str(p)] for p in layers], self.env(None), stdout, [base]
             )
         if key == "which-cold":
-            cache = self.fresh(self.scratch / f"{key}-cache")
+            cache = self.fresh(self.scratch / f"{scratch_key}-cache")
             return Invocation(
                 [[*img, "which-layer", self.image_arg, self.which_path]], self.env(cache), stdout, [cache]
             )
-        warm_cache = self.scratch / "warm-cache"
         if key == "which-warm":
             return Invocation(
                 [[*img, "which-layer", self.image_arg, self.which_path]], self.env(warm_cache), stdout, []
@@ -523,8 +555,10 @@ class Bench:
         path.mkdir(parents=True)
         return path
 
-    def check_output(self, key: str, inv: Invocation) -> None:
+    def check_output(self, full_key: str, inv: Invocation) -> None:
         """First-round sanity notes, outside the timed section."""
+        title = row_for(full_key).title
+        key = plain_key(full_key)
         model = (self.image.shape or {}).get("surviving", {}).get("entries")
         if key == "umoci":
             ref, against = model, f" (generator model: {model:,})" if model is not None else ""
@@ -535,43 +569,40 @@ class Bench:
         if key in ("imgtool-dir", "umoci") and inv.cleanup and inv.cleanup[0].is_dir():
             n = count_tree(inv.cleanup[0])
             flag = "" if ref is None or n == ref else "  **MISMATCH**"
-            self.notes.append(f"{ROW_BY_KEY[key].title}: {n:,} entries in the output{against}{flag}")
+            self.notes.append(f"{title}: {n:,} entries in the output{against}{flag}")
         elif key == "imgtool-tar" and inv.cleanup and inv.cleanup[0].is_file():
             try:
                 n = count_tar(inv.cleanup[0])
             except (tarfile.TarError, OSError) as exc:
-                self.notes.append(
-                    f"imgtool flatten -o FILE.tar: output is not a readable tar ({exc})  **MISMATCH**"
-                )
+                self.notes.append(f"{title}: output is not a readable tar ({exc})  **MISMATCH**")
             else:
                 flag = "" if ref is None or n == ref else "  **MISMATCH**"
-                self.notes.append(f"imgtool flatten -o FILE.tar: {n:,} distinct members{against}{flag}")
+                self.notes.append(f"{title}: {n:,} distinct members{against}{flag}")
         elif key in ("which-cold", "which-warm"):
             text = [" ".join(ln.split()) for ln in inv.stdout.read_text(errors="replace").splitlines()]
             answer = " / ".join(ln for ln in text if ln)[:160].rstrip()
-            self.notes.append(f"{ROW_BY_KEY[key].title} {self.which_path}: `{answer}`")
+            self.notes.append(f"{title} {self.which_path}: `{answer}`")
             if key == "which-cold" and inv.cleanup:
                 size = sum(p.stat().st_size for p in inv.cleanup[0].rglob("*") if p.is_file())
-                self.notes.append(
-                    f"which-layer cold: cache directory holds {size / 1024:,.0f} KiB afterwards"
-                )
+                self.notes.append(f"{title}: cache directory holds {size / 1024:,.0f} KiB afterwards")
         elif key in ("ls-warm", "diff-warm"):
             with inv.stdout.open("rb") as f:
                 lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(CHUNK), b""))
-            self.notes.append(f"{ROW_BY_KEY[key].title}: {lines:,} lines of output")
+            self.notes.append(f"{title}: {lines:,} lines of output")
 
     # ---- the whole benchmark -----------------------------------------------------------------------
 
     def run(self, keys: list[str]) -> dict[str, Result]:
-        results = {k: Result(ROW_BY_KEY[k]) for k in keys}
+        results = {k: Result(row_for(k)) for k in keys}
         remove(self.scratch)
         self.scratch.mkdir(parents=True)
 
         have_umoci = shutil.which("umoci") is not None
         tar_path = shutil.which("tar")
         gnu_tar = tar_path is not None and "GNU tar" in quick(["tar", "--version"])[1]
-        imgtool_found = shutil.which(self.imgtool[0]) is not None if self.imgtool else False
         for key, res in results.items():
+            command = self.baseline if key.startswith(BASELINE) else self.imgtool
+            imgtool_found = shutil.which(command[0]) is not None if command else False
             tool = res.row.tool
             if tool == "umoci" and not have_umoci:
                 res.status, res.reason = "skipped", "umoci is not installed"
@@ -581,7 +612,7 @@ class Bench:
                 res.status, res.reason = "skipped", "flat.tar is built with umoci, which is not installed"
             elif tool == "imgtool" and not imgtool_found:
                 res.status = "failed"
-                res.reason = f"command not found: {self.imgtool[0] if self.imgtool else '(empty)'}"
+                res.reason = f"command not found: {command[0] if command else '(empty)'}"
             if res.status == "skipped":
                 self.log(f"note: skipping {res.row.title}: {res.reason}")
 
@@ -601,9 +632,9 @@ class Bench:
             layers = self.prepare_layer_tars()
 
         self.fresh(self.scratch / "warm-cache")
-        for key in WARM:
-            warm = results.get(key)
-            if warm is None or warm.status != "ok":
+        self.fresh(self.scratch / "base-warm-cache")
+        for key, warm in results.items():
+            if plain_key(key) not in WARM or warm.status != "ok":
                 continue
             self.log(f"prepare: priming the cache for {warm.row.title}")
             inv = self.invocation(key, 0, flat, layers)
@@ -793,6 +824,7 @@ def as_json(
             "sync": args.sync,
             "timeout": args.timeout,
             "imgtool": args.imgtool,
+            "baseline": args.baseline,
             "which_path": args.which_path,
         },
         "results": rows,
@@ -833,6 +865,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default="imgtool",
         help='the imgtool command, split like a shell would (e.g. "python -m imgtool")',
     )
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="a second imgtool command (an earlier version, say): its rows run interleaved with the "
+        "others in the same rounds, marked [baseline], for before/after figures from one run",
+    )
     p.add_argument("--only", default=None, help="comma-separated rows to run")
     p.add_argument("--skip", default=None, help="comma-separated rows to leave out")
     p.add_argument(
@@ -870,6 +908,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = parse_keys(args.only) or list(ROW_BY_KEY)
     skip = set(parse_keys(args.skip))
     keys = [k for k in ROW_BY_KEY if k in keys and k not in skip]
+    if args.baseline:
+        keys += [BASELINE + k for k in keys if ROW_BY_KEY[k].tool == "imgtool"]
     args.workdir.mkdir(parents=True, exist_ok=True)
     bench = Bench(args, image)
     if not args.which_path:

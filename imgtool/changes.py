@@ -78,7 +78,16 @@ class Change:
     kind: str
     size: int
     what: tuple[str, ...] = ()
-    unreachable: int = 0  # bytes of lower layers' files this change hides or replaces
+    unreachable: int = 0  # bytes of files this change left with no name in the tree
+    inode: tuple[int, int] | None = None  # (layer, entry ordinal) of the regular file the path now is
+
+
+def inode_key(node: Node) -> tuple[int, int] | None:
+    """Which regular file a path is, the same for all its hardlinks; None for anything else."""
+    inode = node.inode
+    if inode is None or inode[1].kind != FILE:
+        return None
+    return inode[0], inode[1].ordinal
 
 
 _Event = tuple[int, bytes, str, "Node | None", Node]
@@ -105,23 +114,40 @@ class ChangeLog(ChangeRecorder):
         self._events.append((layer, path, reason, None, node))
 
     @staticmethod
-    def _change(event: _Event) -> Change:
+    def _change(event: _Event, lost: int = 0) -> Change:
         layer, path, word, old, node = event
         if word == ADDED:
-            return Change(layer, path, ADDED, kind_name(node), file_size(node))
+            return Change(layer, path, ADDED, kind_name(node), file_size(node), inode=inode_key(node))
         if word == MODIFIED:
             assert old is not None
-            lost = file_size(old) if old.inode != node.inode else 0
+            what = differences(old, node)
             return Change(
-                layer, path, MODIFIED, kind_name(node), file_size(node), differences(old, node), lost
+                layer, path, MODIFIED, kind_name(node), file_size(node), what, lost, inode_key(node)
             )
-        size = file_size(node)
-        return Change(layer, path, word, kind_name(node), size, (), size)
+        return Change(layer, path, word, kind_name(node), file_size(node), (), lost)
 
     @property
     def changes(self) -> list[Change]:
+        """Every change; a file's bytes are unreachable at the change that removes its last name
+        (its last hardlink), as ``du`` counts a file once whatever its names."""
         if self._changes is None:
-            self._changes = [self._change(event) for event in self._events]
+            names: dict[tuple[int, int], int] = defaultdict(int)
+            changes = []
+            for event in self._events:
+                _layer, _path, word, old, node = event
+                gone: Node | None = None
+                if word == MODIFIED:
+                    assert old is not None
+                    if old.inode != node.inode:
+                        gone = old
+                        _count(names, node, 1)
+                elif word == ADDED:
+                    _count(names, node, 1)
+                else:
+                    gone = node
+                lost = file_size(gone) if gone is not None and _count(names, gone, -1) == 0 else 0
+                changes.append(self._change(event, lost))
+            self._changes = changes
         return self._changes
 
     def by_layer(self) -> dict[int, list[Change]]:
@@ -132,3 +158,12 @@ class ChangeLog(ChangeRecorder):
 
     def for_path(self, path: bytes) -> list[Change]:
         return [self._change(event) for event in self._events if event[1] == path]
+
+
+def _count(names: dict[tuple[int, int], int], node: Node, step: int) -> int | None:
+    """Add ``step`` to the number of names the file ``node`` is; the new number (None: not a file)."""
+    key = inode_key(node)
+    if key is None:
+        return None
+    names[key] += step
+    return names[key]

@@ -24,6 +24,8 @@ from imgtool.output import (
     TABLE_FORMATS,
     TerminalProgress,
     change_word,
+    clean,
+    escape_text,
     human_size,
     style,
     table,
@@ -44,11 +46,14 @@ _debug = False
 
 
 def warn(message: str) -> None:
-    click.echo(f"imgtool: warning: {message}", err=True)
+    click.echo(f"imgtool: warning: {clean(message)}", err=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"imgtool: error: {message}", err=True)
+    """The one error line. Messages quote the image's strings as they are (file names already escaped
+    by paths.escape): the whole line goes through clean(), which escapes what a terminal would act on
+    and leaves the backslashes of escaped names alone."""
+    click.echo(f"imgtool: error: {clean(message)}", err=True)
     sys.exit(code)
 
 
@@ -144,6 +149,8 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
 
     with open_image(image, platform) as img:
         doc = describe_image(img)
+    for message in doc["warnings"]:
+        warn(message)
     if as_json:
         click.echo(to_json(doc))
         return
@@ -156,17 +163,17 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
         ),
         *_index_fields(doc["index"]),
         ("Config", doc["config_digest"]),
-        ("Platform", doc["platform"]),
-        ("Created", doc["created"] or "-"),
-        ("Tags", ", ".join(doc["tags"]) or "-"),
+        ("Platform", escape_text(doc["platform"])),
+        ("Created", escape_text(doc["created"] or "-")),
+        ("Tags", ", ".join(escape_text(str(tag)) for tag in doc["tags"]) or "-"),
         ("Entrypoint", _command_text(doc["entrypoint"])),
         ("Cmd", _command_text(doc["cmd"])),
-        ("WorkingDir", doc["working_dir"] or "-"),
-        ("User", doc["user"] or "-"),
-        ("Env", "\n".join(doc["env"]) or "-"),
+        ("WorkingDir", escape_text(str(doc["working_dir"] or "-"))),
+        ("User", escape_text(str(doc["user"] or "-"))),
+        ("Env", "\n".join(escape_text(str(var)) for var in doc["env"]) or "-"),
     ]
     for name, value in fields:
-        lines = str(value).splitlines() or [""]
+        lines = [clean(line) for line in str(value).split("\n")]
         click.echo(f"{name + ':':<12} {lines[0]}")
         for line in lines[1:]:
             click.echo(f"{'':<12} {line}")
@@ -206,14 +213,16 @@ def _command_text(value: Any) -> str:
     if not value:
         return "-"
     if isinstance(value, list):
-        return " ".join(str(v) for v in value)
-    return str(value)
+        return " ".join(escape_text(str(v)) for v in value)
+    return escape_text(str(value))
 
 
 def _one_line(text: str | None, limit: int | None) -> str:
+    """``text`` (a layer's created_by) on one line: whitespace runs as one space, the rest escaped as
+    file names are, cut to ``limit`` characters."""
     if not text:
         return "-"
-    flat = " ".join(text.split())
+    flat = escape_text(" ".join(text.split()))
     if limit is not None and len(flat) > limit:
         return flat[: limit - 3] + "..."
     return flat
@@ -264,24 +273,33 @@ def verify(image: str, platform: str | None, quiet: bool, as_json: bool, table_f
     "--output",
     required=True,
     metavar="DIR|FILE.tar|-",
-    help="A directory (must not exist or be empty), a .tar file, or - for a tar stream on stdout.",
+    help="A directory (must not exist or be empty), a .tar file, or - for a tar stream on stdout. "
+    "A symlink there is refused, never followed.",
 )
 @click.option(
     "--tar", "force_tar", is_flag=True, help="Write a tar file even if the name does not end in .tar."
 )
 @click.option("--force", is_flag=True, help="Replace a non-empty output directory or an existing tar file.")
+@click.option(
+    "--safe",
+    is_flag=True,
+    help="Leave out device nodes, setuid/setgid bits and all but user.* xattrs (to look at files, "
+    "not to run them).",
+)
 @click.option("--layers", "upto", type=int, metavar="N", help="Stop after layer N (0 is the bottom layer).")
 @click.option(
     "--provenance",
     type=click.Path(dir_okay=False, writable=True),
     metavar="FILE",
-    help="Also write which layer supplied each path (TSV, or JSON if FILE ends in .json).",
+    help="Also write which layer supplied each path (TSV, or JSON if FILE ends in .json); it goes "
+    "into place with the output. A symlink there is refused.",
 )
 @click.option(
     "--max-size",
     type=int,
     metavar="BYTES",
-    help="Refuse a layer whose uncompressed tar exceeds BYTES (default: the free space at the output).",
+    help="Refuse a layer whose uncompressed tar exceeds BYTES (default: the free space at the output; "
+    "for -o -, in TMPDIR).",
 )
 @platform_option
 @no_cache_option
@@ -291,6 +309,7 @@ def flatten(
     output: str,
     force_tar: bool,
     force: bool,
+    safe: bool,
     upto: int | None,
     provenance: str | None,
     max_size: int | None,
@@ -303,7 +322,14 @@ def flatten(
     The layers are applied in order, as a container would see them: whiteouts
     (.wh.NAME, .wh..wh..opq and their overlayfs forms) as docker, containerd
     and umoci apply them. Nothing is written outside the output, and a
-    directory output appears only once it is complete.
+    directory output appears only once it is complete (its root 0700 until then).
+
+    The output is exact by default: run as root, device nodes, setuid files and
+    security xattrs are created as the image says. --safe leaves them out.
+
+    While it works, flatten keeps .NAME.imgtool-PID-* beside the output and
+    .imgtool-spool-PID-* there or in TMPDIR; if it is killed, the next flatten
+    in the same place removes those of a PID that is gone.
 
     \b
     Examples:
@@ -326,8 +352,17 @@ def flatten(
             progress=progress_for(quiet),
             max_size=max_size if max_size is not None else default_max_size(output),
             provenance=provenance,
+            safe=safe,
             warn=warn,
         )
+    if result.safe is not None and not quiet:
+        changed = [
+            f"left out {result.safe.devices} device nodes" if result.safe.devices else "",
+            f"cleared setuid/setgid bits of {result.safe.setid} entries" if result.safe.setid else "",
+            f"dropped {result.safe.xattrs} extended attributes" if result.safe.xattrs else "",
+        ]
+        if any(changed):
+            click.echo("imgtool: --safe: " + ", ".join(word for word in changed if word), err=True)
     if output == "-":
         sys.stdout.buffer.flush()
     elif not quiet and not as_tar:
@@ -405,7 +440,7 @@ def _render_answer(img: Image, item: Any, table_format: str) -> None:
     from imgtool.paths import display, escape
 
     if item.unmatched_pattern:
-        click.echo(f"{item.asked}: no path in the image matches")
+        click.echo(f"{escape_text(item.asked)}: no path in the image matches")
         return
     name = display(item.path)
     node = item.node
@@ -473,6 +508,9 @@ def _linkname_text(entry: Any) -> str:
 @click.option(
     "--only", is_flag=True, help="With --layer: only layer N's own entries (whiteouts as deletions)."
 )
+@click.option(
+    "-L", "--dereference", is_flag=True, help="Show what each symlink points to, not the link itself."
+)
 @platform_option
 @no_cache_option
 @quiet_option
@@ -483,6 +521,7 @@ def ls(
     recursive: bool,
     layer_number: int | None,
     only: bool,
+    dereference: bool,
     platform: str | None,
     no_cache: bool,
     quiet: bool,
@@ -493,17 +532,21 @@ def ls(
 
     PATH (default /) is listed as the final image has it, or as it stood after
     layer N; with --only, layer N's own entries are listed, whiteouts included.
+    PATH may be a shell pattern ('/usr/lib/*.so*'), each match listed as if named.
+    Symlinks in PATH's parents are followed inside the image; PATH itself, if a
+    symlink, is listed as the link unless it leads to a directory (or with -L).
 
     \b
     Examples:
       imgtool ls examples/sample.tar /etc
+      imgtool ls examples/sample.tar '/usr/bin/h*'
       imgtool ls examples/sample.tar / -R --layer 3 --only
     """
     from imgtool.index import index_image
-    from imgtool.listing import list_layer, list_tree, mode_string, row_json, time_string
+    from imgtool.listing import list_layer, list_query, mode_string, row_json, time_string
+    from imgtool.lookup import normalize_query
     from imgtool.paths import display
     from imgtool.view import check_layer_number
-    from imgtool.which import normalize_query
 
     if only and layer_number is None:
         raise UsageError("--only needs --layer N")
@@ -522,7 +565,7 @@ def ls(
             rows = list_layer(indexes[layer_number], layer_number, target)
         else:
             view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, upto=layer_number)
-            rows = list_tree(view.tree, target, recursive)
+            rows = list_query(view.tree, path, recursive, dereference)
         digests = [str(layer.digest) for layer in img.layers]
     if as_json:
         click.echo(to_json([row_json(r, digests) for r in rows]))
@@ -562,8 +605,8 @@ def cat(image: str, path: str, platform: str | None, no_cache: bool) -> None:
     Example:
       imgtool cat examples/sample.tar /etc/app/app.conf
     """
+    from imgtool.lookup import normalize_query
     from imgtool.readfile import read_file
-    from imgtool.which import normalize_query
 
     with open_image(image, platform) as img:
         view = _merged(img, no_cache=no_cache, quiet=True)
@@ -609,7 +652,8 @@ def diff_layers(
 
     Without A: a summary per layer (added, modified, deleted) and the space that
     later layers made unreachable. With A: every change of layer A. With A and B:
-    the tree after layer A against the tree after layer B.
+    the tree after layer A against the tree after layer B (as git diff A B: with
+    B below A, what would undo the layers between them).
 
     \b
     Examples:
@@ -626,16 +670,17 @@ def diff_layers(
         check_layer_number(img, first, "A =")
         check_layer_number(img, second, "B =")
         if first is not None and second is not None:
-            if first >= second:
-                raise UsageError(f"A must be below B: got A={first}, B={second}")
-            view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, upto=second)
-            changes = compare_trees(apply_indexes(img, view.indexes, upto=first), view.tree)
+            view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, upto=max(first, second))
+            lower = apply_indexes(img, view.indexes, upto=min(first, second))
+            changes = compare_trees(*((lower, view.tree) if first <= second else (view.tree, lower)))
             if as_json:
                 click.echo(
                     to_json({"from": first, "to": second, "changes": [change_json(c) for c in changes]})
                 )
-            else:
+            elif changes:
                 _render_changes(changes, table_format)
+            else:
+                click.echo(f"no changes from layer {first} to layer {second}")
             return
         view = _merged(img, no_cache=no_cache, quiet=quiet or as_json, recorder=log)
         summaries = summarize_layers(img, log)
@@ -763,10 +808,21 @@ def diff_images(
             click.echo()
         click.echo(
             f"{counts['added']} added, {counts['modified']} modified, {counts['deleted']} deleted; "
-            f"{len(shared)} layers in common ({base} shared base layers)"
+            + _shared_text(base, len(shared))
         )
     if changes:
         sys.exit(1)
+
+
+def _shared_text(base: int, shared: int) -> str:
+    """The layers two images have in common, said once when they are all the shared base."""
+
+    def layers(count: int) -> str:
+        return f"{count} layer{'' if count == 1 else 's'}"
+
+    if shared == base:
+        return f"{layers(base)} in common, all at the base" if base else "no layers in common"
+    return f"{layers(shared)} in common, {base} of them at the base"
 
 
 @cli.command("completion")
@@ -834,7 +890,12 @@ def _main(args: list[str]) -> NoReturn:
     except OSError as exc:
         if _debug:
             traceback.print_exc()
-        fail(f"{exc.filename + ': ' if exc.filename else ''}{exc.strerror or exc}", 1)
+        name = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else exc.filename
+        fail(f"{f'{name}: ' if name else ''}{exc.strerror or exc}", 1)
+    except Exception as exc:  # a bug; the user still gets one line, and --debug the traceback
+        if _debug:
+            traceback.print_exc()
+        fail(f"internal error: {type(exc).__name__}: {exc} (a bug in imgtool; --debug shows where)", 1)
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -104,6 +104,7 @@ def summarize_layers(image: Image, log: ChangeLog, upto: int | None = None) -> l
     summaries = []
     for layer in image.layers[:count]:
         summary = LayerSummary(layer.index, str(layer.digest), layer.created_by)
+        stored: set[tuple[int, int]] = set()  # files counted: one file, many hardlinks, counts once
         for change in by_layer.get(layer.index, []):
             if change.change == MODIFIED and not change.what:
                 continue  # listed again without any change: not a change of this layer
@@ -112,11 +113,11 @@ def summarize_layers(image: Image, log: ChangeLog, upto: int | None = None) -> l
             summary.bytes_unreachable += change.unreachable
             if item.change == ADDED:
                 summary.added += 1
-                summary.bytes_added += change.size
+                summary.bytes_added += _new_data(layer.index, change, stored)
             elif item.change == MODIFIED:
                 summary.modified += 1
                 if "content" in change.what or "type" in change.what:
-                    summary.bytes_added += change.size
+                    summary.bytes_added += _new_data(layer.index, change, stored)
                 elif is_metadata_only(change.what):
                     summary.metadata_only += 1
             else:
@@ -124,6 +125,15 @@ def summarize_layers(image: Image, log: ChangeLog, upto: int | None = None) -> l
         summary.changes.sort(key=lambda c: c.path)
         summaries.append(summary)
     return summaries
+
+
+def _new_data(layer: int, change: Change, stored: set[tuple[int, int]]) -> int:
+    """The bytes a change stores: a file this layer holds the data of, counted once whatever its
+    names (a hardlink to a lower layer's file stores none)."""
+    if change.inode is None or change.inode[0] != layer or change.inode in stored:
+        return 0
+    stored.add(change.inode)
+    return change.size
 
 
 @dataclass(slots=True)

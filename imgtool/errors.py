@@ -61,3 +61,9 @@ class LimitExceededError(ImgtoolError):
 
 class OutputError(ImgtoolError):
     """The output location cannot be written (exists, read-only, disk full)."""
+
+
+class InterruptedAfterOutputError(ImgtoolError):
+    """Interrupted once the output was already in place; the message says what is left, and where."""
+
+    exit_code = 130

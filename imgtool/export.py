@@ -10,20 +10,33 @@ kept aside (small ones in memory, large ones in a temporary file) until then.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, BinaryIO, Final
 
-from imgtool.errors import LayerError, OutputError
+from imgtool.errors import InterruptedAfterOutputError, LayerError, OutputError
 from imgtool.index import check_indexed
 from imgtool.overlay import Node
 from imgtool.plan import InodeKey, WritePlan, make_plan
 from imgtool.progress import NoProgress, Progress
 from imgtool.spool import release_range
-from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK
-from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, DIR, FIFO_KIND, FILE, IMPLIED_DIR, SYMLINK_KIND, Entry
+from imgtool.staging import make_file, no_space, output_path, signals_deferred
+from imgtool.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK, zero_chunks
+from imgtool.tarstream import (
+    BLOCKDEV_KIND,
+    CHARDEV,
+    DIR,
+    FIFO_KIND,
+    FILE,
+    IMPLIED_DIR,
+    SYMLINK_KIND,
+    Entry,
+    stored_regions,
+    stored_size,
+)
 from imgtool.tarwriter import TarWriter
 from imgtool.view import LayerData, MergedView, trim_spool
 
@@ -82,8 +95,15 @@ class _LayerCursor:
         """Write the data of the entry with this ordinal (which must still be wanted) into the tar."""
         if self._data.spool_fd is not None:
             self._wanted.discard(entry.ordinal)
-            tar.write_from(self._data.spool_fd, entry.offset, entry.size)
-            release_range(self._data.spool_fd, entry.offset, entry.size)  # each entry is copied once
+            at = 0  # a sparse file's holes become zeros: the tar holds a plain file
+            for start, offset, length in stored_regions(entry):
+                for zeros in zero_chunks(start - at):
+                    tar.write_data(zeros)
+                tar.write_from(self._data.spool_fd, offset, length)
+                at = start + length
+            for zeros in zero_chunks(entry.size - at):
+                tar.write_data(zeros)
+            release_range(self._data.spool_fd, entry.offset, stored_size(entry))  # each entry is copied once
             return
         written = 0
         for chunk in self.data(entry):
@@ -117,11 +137,22 @@ class _LayerCursor:
         in_memory = (
             found.size <= _MEMORY_HOLD_ENTRY and self._held_in_memory + found.size <= _MEMORY_HOLD_TOTAL
         )
-        holder: IO[bytes] = io.BytesIO() if in_memory else tempfile.TemporaryFile(prefix="imgtool-")  # noqa: SIM115
-        if in_memory:
-            self._held_in_memory += found.size
-        while chunk := self._reader.read_data(_CHUNK):
-            holder.write(chunk)
+        try:
+            holder: IO[bytes] = io.BytesIO() if in_memory else tempfile.TemporaryFile(prefix="imgtool-")  # noqa: SIM115
+            if in_memory:
+                self._held_in_memory += found.size
+            try:
+                while chunk := self._reader.read_data(_CHUNK):
+                    holder.write(chunk)
+            except BaseException:
+                holder.close()
+                raise
+        except OSError as exc:
+            where = f"holding {found.size} bytes of {self.what} aside for the tar"
+            full = no_space(exc, tempfile.gettempdir(), where, "set TMPDIR to a larger directory")
+            if full is None:
+                raise
+            raise full from exc
         self._held[found.ordinal] = holder
 
     @property
@@ -190,11 +221,8 @@ def write_tar(
 
 
 def check_tar_destination(dest: str, force: bool) -> str:
-    """Check a tar file may be written at DEST; returns its absolute path."""
-    target = os.path.abspath(dest)
-    directory = os.path.dirname(target)
-    if not os.path.isdir(directory):
-        raise OutputError(f"{dest}: parent directory {directory} does not exist")
+    """Check a tar file may be written at DEST; returns its path (parent resolved, DEST not a symlink)."""
+    target = output_path(dest)
     if os.path.isdir(target):
         raise OutputError(f"{dest}: is a directory")
     if os.path.lexists(target) and not force:
@@ -208,22 +236,42 @@ def flatten_to_tar_file(
     progress: Progress | None = None,
     max_size: int | None = None,
     force: bool = False,
+    *,
+    then: Callable[[], None] | None = None,
 ) -> int:
-    """Write the tar to a file, atomically: a temporary sibling renamed into place at the end."""
+    """Write the tar to a file, atomically: a claimed temporary sibling renamed into place at the end.
+
+    ``then`` runs right after the rename, with interrupts held back until both are done.
+    """
     target = check_tar_destination(dest, force)
     directory = os.path.dirname(target)
     try:
-        fd, staging = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.imgtool-", dir=directory)
+        fd, staging, claim = make_file(directory, os.path.basename(target))
     except OSError as exc:
         raise OutputError(f"{dest}: cannot write there: {exc.strerror or exc}") from exc
+    placed = False
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
-            written = write_tar(view, handle, progress, max_size)
-        os.replace(staging, target)
-    except OSError as exc:
-        os.unlink(staging)
-        raise OutputError(f"cannot write {dest}: {exc.strerror or exc}") from exc
-    except BaseException:
-        os.unlink(staging)
-        raise
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
+                written = write_tar(view, handle, progress, max_size)
+            with signals_deferred():
+                os.replace(staging, target)
+                placed = True
+                if then is not None:
+                    then()
+        except KeyboardInterrupt as exc:
+            if not placed:
+                os.unlink(staging)
+                raise
+            raise InterruptedAfterOutputError(f"interrupted: output written to {dest}") from exc
+        except OSError as exc:
+            os.unlink(staging)
+            full = no_space(exc, directory, f"writing {os.path.basename(target)}", "choose another -o")
+            raise full or OutputError(f"cannot write {dest}: {exc.strerror or exc}") from exc
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):  # gone if ``then`` failed after the rename
+                os.unlink(staging)
+            raise
+    finally:
+        claim.release()
     return written

@@ -12,12 +12,14 @@ from typing import BinaryIO
 from imgtool.export import check_tar_destination, flatten_to_tar_file, write_tar
 from imgtool.image import Image
 from imgtool.index import IndexCache
-from imgtool.plan import make_plan
+from imgtool.plan import WritePlan, make_plan
 from imgtool.progress import Progress
-from imgtool.provenance import write_provenance
+from imgtool.provenance import StagedProvenance, check_provenance_destination
 from imgtool.rootfs import WriteStats, flatten_to_dir, prepare_destination
+from imgtool.safe import SafeStats, make_safe
 from imgtool.spool import Spool, worth_spooling
-from imgtool.view import merged_view
+from imgtool.staging import no_space, sweep
+from imgtool.view import MergedView, merged_view
 
 
 @contextlib.contextmanager
@@ -34,21 +36,39 @@ def _spool_if_worth_it(directory: str, compressed_bytes: int) -> Iterator[Spool 
             spool.close()
 
 
+def spool_directory(output: str | BinaryIO) -> str:
+    """Where temporary copies of layers go: beside a file or directory output, else in TMPDIR."""
+    return os.path.dirname(os.path.abspath(output)) if isinstance(output, str) else tempfile.gettempdir()
+
+
 def default_max_size(output: str) -> int | None:
-    """The default limit on a layer's uncompressed size: the free space where the output goes."""
-    if output == "-":
-        return None
+    """The default limit on a layer's uncompressed size: the free space where the output goes,
+    or for ``-`` (a stream) where its temporary files go (TMPDIR)."""
     try:
-        st = os.statvfs(os.path.dirname(os.path.abspath(output)) or ".")
+        directory = tempfile.gettempdir() if output == "-" else os.path.dirname(os.path.abspath(output))
+        st = os.statvfs(directory)
     except OSError:
         return None
     return st.f_bavail * st.f_frsize
+
+
+def _write_stream(
+    view: MergedView, out: BinaryIO, progress: Progress | None, max_size: int | None, plan: WritePlan
+) -> None:
+    try:
+        write_tar(view, out, progress, max_size, plan)
+    except OSError as exc:
+        full = no_space(exc, "standard output", "writing the tar stream", "redirect it to another place")
+        if full is None:
+            raise
+        raise full from exc
 
 
 @dataclass(frozen=True, slots=True)
 class FlattenResult:
     paths: int
     data_bytes: int
+    safe: SafeStats | None = None  # what --safe left out or changed
 
 
 def flatten(
@@ -62,23 +82,31 @@ def flatten(
     progress: Progress | None = None,
     max_size: int | None = None,
     provenance: str | None = None,
+    safe: bool = False,
     warn: Callable[[str], None] | None = None,
 ) -> FlattenResult:
     """Write the image's root filesystem to ``output``.
 
     ``output`` is a directory path (it must not exist or be empty; ``force`` replaces a
-    non-empty one), a tar file path (with ``as_tar``), or a binary stream for a tar.
+    non-empty one), a tar file path (with ``as_tar``), or a binary stream for a tar. A
+    symlink at ``output`` or ``provenance`` is refused, never followed. With ``safe``, device
+    nodes, setuid/setgid bits and all but ``user.*`` xattrs are left out (:mod:`imgtool.safe`).
+    The provenance file goes into place with the output, or not at all.
     """
+    places = []
+    with contextlib.suppress(OSError):  # no usable temporary directory: nothing to sweep there
+        places.append(tempfile.gettempdir())
     if isinstance(output, str):  # refuse a bad destination before any layer is read
         if as_tar:
-            check_tar_destination(output, force)
+            places.append(os.path.dirname(check_tar_destination(output, force)))
         else:
-            prepare_destination(output, force)
-    spool_dir = (
-        tempfile.gettempdir() if not isinstance(output, str) else os.path.dirname(os.path.abspath(output))
-    )
+            places.append(os.path.dirname(prepare_destination(output, force)[0]))
+    if provenance:
+        places.append(os.path.dirname(check_provenance_destination(provenance)))
+    for directory in dict.fromkeys(places):
+        sweep(directory)  # what killed runs left there
     layers = image.layers if upto is None else image.layers[: upto + 1]
-    with _spool_if_worth_it(spool_dir, sum(layer.size for layer in layers)) as spool:
+    with _spool_if_worth_it(spool_directory(output), sum(layer.size for layer in layers)) as spool:
         view = merged_view(
             image,
             upto=upto,
@@ -89,19 +117,29 @@ def flatten(
             spool=spool,
             for_writing=True,
         )
-        if not isinstance(output, str):
-            plan = make_plan(view.tree)
-            if spool is not None:
-                # Bytes sent down a stream cannot be taken back: verify every layer before any is sent.
-                for number in plan.layers_to_read():
-                    spool.fill(image.layers[number], max_size)
-            write_tar(view, output, progress, max_size, plan)
-            stats = WriteStats()
-        elif as_tar:
-            flatten_to_tar_file(view, output, progress, max_size, force)
-            stats = WriteStats()
-        else:
-            stats = flatten_to_dir(view, output, force=force, progress=progress, max_size=max_size, warn=warn)
-    if provenance:
-        write_provenance(view, provenance)
-    return FlattenResult(stats.paths, stats.data_bytes)
+        safe_stats = make_safe(view.tree) if safe else None
+        staged = StagedProvenance(view, provenance) if provenance else None
+        written = output if isinstance(output, str) else None
+        commit = (lambda: staged.commit(written)) if staged is not None else None
+        try:
+            if not isinstance(output, str):
+                plan = make_plan(view.tree)
+                if spool is not None:
+                    # Bytes sent down a stream cannot be taken back: verify every layer before any is sent.
+                    for number in plan.layers_to_read():
+                        spool.fill(image.layers[number], max_size)
+                _write_stream(view, output, progress, max_size, plan)
+                if commit is not None:
+                    commit()
+                stats = WriteStats()
+            elif as_tar:
+                flatten_to_tar_file(view, output, progress, max_size, force, then=commit)
+                stats = WriteStats()
+            else:
+                stats = flatten_to_dir(
+                    view, output, force=force, progress=progress, max_size=max_size, warn=warn, then=commit
+                )
+        finally:
+            if staged is not None:
+                staged.discard()
+    return FlattenResult(stats.paths, stats.data_bytes, safe_stats)

@@ -20,12 +20,13 @@ from typing import Final
 
 from imgtool.digest import CONTENT_HASH, Digest
 from imgtool.errors import LayerError
+from imgtool.findings import layer_warnings
 from imgtool.image import Image, Layer
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import Spool, Tee
 from imgtool.tarstream import ENTRY_FIELDS, Entry, LayerReader
 
-FORMAT_VERSION: Final = 3
+FORMAT_VERSION: Final = 4
 DEFAULT_WORKERS: Final = 2
 
 
@@ -43,7 +44,7 @@ def default_cache_dir() -> Path:
 
 
 class IndexCache:
-    """Layer indexes on disk under ``<cache dir>/index-v3/<algorithm>/<hex>``, one column per field.
+    """Layer indexes on disk under ``<cache dir>/index-v4/<algorithm>/<hex>``, one column per field.
 
     flatten needs no content digests and stores indexes without them; the commands that
     compare contents ask for digests, and an index without them (or with digests of another
@@ -124,7 +125,7 @@ def build_layer_index(
         fd, path = spool.start(layer.index)
         complete = False
         try:
-            tee = Tee(stream, fd)
+            tee = Tee(stream, fd, spool.take)
             reader = LayerReader(tee, layer.what, warnings.append, hash_content=hash_content)
             entries = list(reader)
             reader.drain()
@@ -180,7 +181,7 @@ def index_image(
             shown.finish()
     result = [found[layer.index] for layer in layers]
     if warn is not None:
-        for index in result:
-            for message in index.warnings:
+        for layer, index in zip(layers, result, strict=True):
+            for message in [*layer_warnings(image, layer), *index.warnings]:
                 warn(message)
     return result

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from imgtool.errors import ImageNotFoundError
 from imgtool.index import LayerIndex
+from imgtool.lookup import find, no_match, queries
 from imgtool.overlay import Node, Tree
-from imgtool.paths import display, escape
+from imgtool.paths import display, escape, join_path
 from imgtool.tarstream import (
     BLOCKDEV_KIND,
     CHARDEV,
@@ -26,6 +27,7 @@ from imgtool.tarstream import (
     Entry,
 )
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TYPE_CHARS: Final = {
     FILE: "-",
     DIR: "d",
@@ -72,7 +74,24 @@ def time_string(mtime_ns: int) -> str:
         return f"@{mtime_ns // 1_000_000_000}"
 
 
-def _node_row(path: bytes, node: Node) -> Row:
+def rfc3339(mtime_ns: int) -> str | None:
+    """The time as RFC 3339 in UTC (as inspect shows times), nanoseconds kept; None outside years 1-9999."""
+    seconds, nanos = divmod(mtime_ns, 1_000_000_000)
+    try:
+        when = _EPOCH + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+    fraction = f".{nanos:09d}".rstrip("0") if nanos else ""
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+def _node_row(path: bytes, node: Node, tree: Tree | None = None) -> Row:
+    """The row of one path; with ``tree``, a symlink shows what it resolves to (``ls -L``): the
+    metadata and layer of its target, under the link's own name."""
+    if tree is not None and node.entry is not None and (node.content or IMPLIED_DIR).kind == SYMLINK_KIND:
+        resolved = find(tree, path, follow_last=True).node
+        if resolved is not None:  # a dangling symlink is shown as itself, as ls -L shows it
+            node = resolved
     content = node.content or IMPLIED_DIR
     entry = node.entry
     target = None
@@ -84,20 +103,43 @@ def _node_row(path: bytes, node: Node) -> Row:
     return Row(path, content, node.layer if node.layer >= 0 else None, kind, target)
 
 
-def list_tree(tree: Tree, path: bytes, recursive: bool) -> list[Row]:
-    """Like ``ls -l PATH`` (``-R``: everything below it), following symlinks in PATH."""
-    resolved, node, _ = tree.resolve(path, follow_last=True)
-    if node is None:
+def list_tree(tree: Tree, path: bytes, recursive: bool, dereference: bool = False) -> list[Row]:
+    """Like ``ls -l PATH`` (``-R``: everything below it).
+
+    Symlinks in PATH's parents are followed inside the image. PATH itself, when a symlink, is
+    listed as the link (as ``ls -l`` lists it), unless it leads to a directory, which is then
+    listed through (as ``ls`` lists ``/bin``); with ``dereference`` (``ls -L``) every symlink
+    shown, PATH or listed, shows what it resolves to.
+    """
+    found = find(tree, path, follow_last=False)
+    if found.node is None:
         raise ImageNotFoundError(f"{display(path)}: no such file or directory in the image")
+    if found.is_symlink:
+        target = find(tree, path, follow_last=True)
+        if target.node is not None and target.node.is_dir:
+            found = target
+    resolved, node = found.path, found.node
+    assert node is not None
+    shown = tree if dereference else None
     if not node.is_dir:
-        return [_node_row(resolved, node)]
+        return [_node_row(resolved, node, shown)]
     if recursive:
-        return [_node_row(p, n) for p, n in tree.walk(resolved) if p != resolved]
+        return [_node_row(p, n, shown) for p, n in tree.walk(resolved) if p != resolved]
     assert node.children is not None
     return [
-        _node_row(resolved + b"/" + name if resolved else name, node.children[name])
-        for name in sorted(node.children)
+        _node_row(join_path(resolved, name), node.children[name], shown) for name in sorted(node.children)
     ]
+
+
+def list_query(tree: Tree, text: str, recursive: bool, dereference: bool = False) -> list[Row]:
+    """``ls`` of a typed PATH or a shell pattern: each match is listed as if it had been named alone."""
+    paths = queries(tree, text)
+    if paths is None:
+        raise no_match(text)
+    rows: list[Row] = []
+    for path in paths:
+        rows.extend(list_tree(tree, path, recursive, dereference))
+    return rows
 
 
 def list_layer(index: LayerIndex, layer: int, path: bytes) -> list[Row]:
@@ -125,7 +167,7 @@ def row_json(row: Row, digests: list[str]) -> dict[str, Any]:
         "uid": entry.uid,
         "gid": entry.gid,
         "size": entry.size if entry.kind == FILE else 0,
-        "mtime": time_string(entry.mtime_ns),
+        "mtime": rfc3339(entry.mtime_ns),
         "linkname": row.target,
         "layer": row.layer,
         "layer_digest": digests[row.layer] if row.layer is not None else None,

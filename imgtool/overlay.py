@@ -23,9 +23,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Final
 
+from imgtool import whiteout
 from imgtool.errors import ImageFormatError, LimitExceededError
 from imgtool.paths import display, split_path
-from imgtool.tarstream import DIR, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
+from imgtool.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
 
 MAX_LINK_HOPS: Final = 255
 ROOT_LAYER: Final = -1
@@ -129,11 +130,10 @@ class Tree:
         parent_raw, name = split_path(path)
         names, nodes, links = _secure_resolve(self.root, parent_raw)
         parent = nodes[-1]
-        node = (
-            parent.children.get(name)
-            if parent is not None and parent.children is not None and name
-            else parent
-        )
+        if not name:
+            node = parent
+        else:  # nothing exists below a non-directory (``/etc/passwd/x``)
+            node = parent.children.get(name) if parent is not None and parent.children is not None else None
         resolved = b"/".join([*names, name]) if name else b"/".join(names)
         return resolved, node, links
 
@@ -213,8 +213,14 @@ class _LayerApplier:
         self.layer = layer
         self.recorder = recorder
         self._parents: dict[bytes, tuple[bytes, Node]] = {}
+        self._aufs_links: dict[bytes, Entry] = {}  # the files of this layer's .wh..wh.plnk/, by name
 
     def apply(self, entry: Entry) -> None:
+        if whiteout.is_aufs_bookkeeping(entry.path):  # never content; its link targets are kept aside
+            name = whiteout.aufs_link_name(entry.path)
+            if name is not None and entry.kind == FILE:
+                self._aufs_links[name] = entry
+            return
         if entry.kind in (WHITEOUT, OPAQUE):
             self._apply_marker(entry)
             return
@@ -287,6 +293,15 @@ class _LayerApplier:
         return result
 
     def _link_source(self, entry: Entry) -> tuple[int, Entry]:
+        aufs_name = whiteout.aufs_link_name(entry.link)
+        if aufs_name is not None:
+            stashed = self._aufs_links.get(aufs_name)
+            if stashed is None:
+                raise ImageFormatError(
+                    f"entry {display(entry.path)}: hardlink target {display(entry.link)} is not a file "
+                    "this layer put in .wh..wh.plnk before it"
+                )
+            return self.layer, stashed
         parent_raw, name = split_path(entry.link)
         parent = _secure_resolve(self.tree.root, parent_raw)[1][-1]
         target = parent.children.get(name) if parent is not None and parent.children is not None else None

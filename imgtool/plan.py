@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from imgtool.overlay import Node, Tree
-from imgtool.tarstream import FILE
+from imgtool.tarstream import FILE, stored_size
 
 InodeKey = tuple[int, int]  # (layer, ordinal of the entry that created the inode)
 
@@ -33,7 +33,7 @@ class WritePlan:
     def data_ranges(self, layer: int) -> list[tuple[int, int]]:
         """(offset, size) in the layer's uncompressed tar of each file's data that is written."""
         entries = (node.content for _, node in self.data.get(layer, {}).values())
-        return [(entry.offset, entry.size) for entry in entries if entry is not None]
+        return [(entry.offset, stored_size(entry)) for entry in entries if entry is not None]
 
 
 def shared_inodes(tree: Tree) -> set[InodeKey]:

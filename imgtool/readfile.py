@@ -5,14 +5,19 @@ from __future__ import annotations
 import tempfile
 from typing import BinaryIO, Final
 
-from imgtool.errors import ImageNotFoundError, LayerError, UsageError
+from imgtool.errors import ImageNotFoundError, ImgtoolError, LayerError
 from imgtool.image import Image
 from imgtool.index import check_indexed
+from imgtool.lookup import find
 from imgtool.overlay import Tree
 from imgtool.paths import display
 from imgtool.tarstream import DIR, FILE, LayerReader
 
 _IN_MEMORY: Final = 8 << 20
+
+
+class NotAFileError(ImgtoolError):
+    """The path exists but is no regular file: a negative answer about the image, not a usage error."""
 
 
 def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: int | None = None) -> int:
@@ -21,14 +26,15 @@ def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: in
     The content is held aside (in memory, or a temporary file when large) until its layer
     has been read to the end and verified: nothing unverified ever reaches ``out``.
     """
-    resolved, node, _ = tree.resolve(path, follow_last=True)
+    found = find(tree, path, follow_last=True)
+    resolved, node = found.path, found.node
     if node is None:
         raise ImageNotFoundError(f"{display(path)}: no such file in the image")
     content = node.content
     if node.is_dir or content is None or content.kind == DIR:
-        raise UsageError(f"{display(path)}: is a directory")
+        raise NotAFileError(f"{display(path)}: is a directory")
     if content.kind != FILE:
-        raise UsageError(f"{display(path)}: is not a regular file ({content.kind_name})")
+        raise NotAFileError(f"{display(path)}: is not a regular file ({content.kind_name})")
     inode = node.inode
     assert inode is not None
     layer = image.layers[inode[0]]

@@ -13,16 +13,14 @@ import contextlib
 import errno
 import functools
 import os
-import shutil
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Final
 
-from imgtool.errors import LayerError, OutputError
+from imgtool.errors import ImgtoolError, InterruptedAfterOutputError, LayerError, OutputError
 from imgtool.image import Image
 from imgtool.index import check_indexed
 from imgtool.overlay import Node
@@ -30,7 +28,18 @@ from imgtool.paths import display
 from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import copy_range, release_range
-from imgtool.tarstream import BLOCKDEV_KIND, CHARDEV, FIFO_KIND, FILE, SYMLINK_KIND, Entry
+from imgtool.staging import Claim, make_dir, no_space, output_path, remove_tree, signals_deferred
+from imgtool.tarreader import is_hole
+from imgtool.tarstream import (
+    BLOCKDEV_KIND,
+    CHARDEV,
+    FIFO_KIND,
+    FILE,
+    SYMLINK_KIND,
+    Entry,
+    stored_regions,
+    stored_size,
+)
 from imgtool.view import LayerData, MergedView, trim_spool
 
 Warn = Callable[[str], None]
@@ -54,10 +63,15 @@ class WriteStats:
 
 
 @contextlib.contextmanager
-def _output_errors(path: bytes) -> Iterator[None]:
+def _output_errors(path: bytes, directory: str = "") -> Iterator[None]:
+    """Errors writing ``path`` of the rootfs; a full disk names the ``directory`` that filled."""
     try:
         yield
     except OSError as exc:
+        what = f"writing {display(path)} of the output"
+        full = no_space(exc, directory, what, "choose another -o") if directory else None
+        if full is not None:
+            raise full from exc
         reason = exc.strerror or str(exc)
         raise OutputError(f"cannot write {display(path)}: {reason}") from exc
     except (OverflowError, ValueError) as exc:  # a time, owner or device number the system cannot hold
@@ -69,6 +83,8 @@ class RootfsWriter:
 
     def __init__(self, root: str, warn: Warn) -> None:
         self.root = os.fsencode(root)
+        self.directory = os.path.dirname(root)
+        self.root_mode = _DEFAULT_DIR_MODE  # given to the root once the rootfs is in place
         self.warn = warn
         self.privileged = os.geteuid() == 0
         self.stats = WriteStats()
@@ -131,7 +147,7 @@ class RootfsWriter:
     def make_dirs(self, dirs: list[tuple[bytes, Node]]) -> None:
         for path, _node in dirs:
             if path:
-                with _output_errors(path):
+                with _output_errors(path, self.directory):
                     os.mkdir(self._full(path), 0o700)
 
     def make_special(self, path: bytes, node: Node) -> bool:
@@ -139,7 +155,7 @@ class RootfsWriter:
         entry = node.content
         assert entry is not None
         full = self._full(path)
-        with _output_errors(path):
+        with _output_errors(path, self.directory):
             if entry.kind == SYMLINK_KIND:
                 os.symlink(entry.link, full)
             elif entry.kind in (CHARDEV, BLOCKDEV_KIND):
@@ -160,7 +176,7 @@ class RootfsWriter:
         if self.cancelled.is_set():
             raise _CancelledError
         full = self._full(path)
-        with _output_errors(path):
+        with _output_errors(path, self.directory):
             fd = os.open(full, _OPEN_FLAGS, 0o600)
             try:
                 fill(fd)
@@ -171,14 +187,17 @@ class RootfsWriter:
 
     def link(self, first: bytes, others: list[bytes]) -> None:
         for other in others:
-            with _output_errors(other):
+            with _output_errors(other, self.directory):
                 os.link(self._full(first), self._full(other), follow_symlinks=False)
 
     def finish_dirs(self, dirs: list[tuple[bytes, Node]]) -> None:
         """Directory metadata last, deepest first, so writing children cannot disturb it."""
         for path, node in reversed(dirs):
-            with _output_errors(path):
+            with _output_errors(path, self.directory):
                 self._apply(self._full(path), node.entry, node.kind)
+                if not path:  # the root stays private until the whole rootfs is in place
+                    self.root_mode = node.entry.mode if node.entry is not None else _DEFAULT_DIR_MODE
+                    os.chmod(self.root, 0o700)
 
     def report(self) -> None:
         skipped = []
@@ -284,8 +303,14 @@ def _write_from_spool(
 
 
 def _copy_into(spool_fd: int, entry: Entry, fd: int) -> None:
-    copy_range(spool_fd, entry.offset, fd, entry.size)
-    release_range(spool_fd, entry.offset, entry.size)  # each entry is written once; links follow
+    if entry.sparse is None:
+        copy_range(spool_fd, entry.offset, fd, entry.size)
+    else:  # a sparse file keeps its holes: each stored region at its place, then the size
+        for at, offset, length in stored_regions(entry):
+            os.lseek(fd, at, os.SEEK_SET)
+            copy_range(spool_fd, offset, fd, length)
+        os.ftruncate(fd, entry.size)
+    release_range(spool_fd, entry.offset, stored_size(entry))  # each entry is written once; links follow
 
 
 def _offset(node: Node) -> int:
@@ -297,14 +322,21 @@ def _offset(node: Node) -> int:
 def _from_stream(chunks: Callable[[], bytes | memoryview], size: int, path: bytes) -> Callable[[int], None]:
     def fill(fd: int) -> None:
         remaining = size
+        holes = False
         while remaining > 0:
             data = chunks()
             if not data:
                 raise LayerError(f"entry {display(path)}: data ended early")
+            remaining -= len(data)
+            if is_hole(data):  # a sparse file's hole stays a hole
+                os.lseek(fd, len(data), os.SEEK_CUR)
+                holes = True
+                continue
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
-            remaining -= len(data)
+        if holes:
+            os.ftruncate(fd, size)
 
     return fill
 
@@ -313,37 +345,15 @@ def _from_stream(chunks: Callable[[], bytes | memoryview], size: int, path: byte
 
 
 def prepare_destination(dest: str, force: bool) -> tuple[str, bool]:
-    """Check DEST may be written; returns its absolute path and whether it must be replaced."""
-    path = os.path.abspath(dest)
-    parent = os.path.dirname(path)
-    if not os.path.isdir(parent):
-        raise OutputError(f"{dest}: parent directory {parent} does not exist")
-    if os.path.islink(path) and not os.path.isdir(path):
-        raise OutputError(f"{dest}: is a symlink to something that is not a directory")
+    """Check DEST may be written; returns its path (parent resolved) and whether it must be replaced."""
+    path = output_path(dest)
     if not os.path.lexists(path):
         return path, False
     if not os.path.isdir(path):
         raise OutputError(f"{dest}: exists and is not a directory")
     if os.listdir(path) and not force:
         raise OutputError(f"{dest}: directory is not empty (use --force to replace it)")
-    return os.path.realpath(path), True
-
-
-def remove_tree(path: str) -> None:
-    """Remove a tree imgtool wrote, even where it set directories read-only."""
-
-    def make_writable(_func: object, failed: str, _exc: object) -> None:
-        parent = os.path.dirname(failed)
-        with contextlib.suppress(OSError):
-            os.chmod(parent, 0o700)
-            if os.path.isdir(failed) and not os.path.islink(failed):
-                os.chmod(failed, 0o700)
-                shutil.rmtree(failed, ignore_errors=True)
-            else:
-                os.unlink(failed)
-
-    if os.path.lexists(path):
-        shutil.rmtree(path, onerror=make_writable)
+    return path, True
 
 
 def flatten_to_dir(
@@ -354,17 +364,24 @@ def flatten_to_dir(
     progress: Progress | None = None,
     max_size: int | None = None,
     warn: Warn | None = None,
+    then: Callable[[], None] | None = None,
 ) -> WriteStats:
-    """Write the merged view to ``dest``; on failure ``dest`` is left as it was."""
+    """Write the merged view to ``dest``; on failure ``dest`` is left as it was.
+
+    The rootfs is built in a claimed staging sibling whose root stays 0700 until it is in
+    place. ``then`` runs right after it is (provenance goes into place there); a replaced
+    old tree is removed last.
+    """
+    warn = warn or (lambda _m: None)
     target, replace = prepare_destination(dest, force)
     plan = make_plan(view.tree)
     parent = os.path.dirname(target)
     _check_space(parent, plan)
     try:
-        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.imgtool-", dir=parent)
+        staging, claim = make_dir(parent, os.path.basename(target))
     except OSError as exc:
         raise OutputError(f"{dest}: cannot write there: {exc.strerror or exc}") from exc
-    writer = RootfsWriter(staging, warn or (lambda _m: None))
+    writer = RootfsWriter(staging, warn)
     try:
         write_plan(
             image=view.image,
@@ -374,12 +391,68 @@ def flatten_to_dir(
             progress=progress or NoProgress(),
             max_size=max_size,
         )
-        _move_into_place(staging, target, replace)
+        _finish(dest, staging, target, replace, writer.root_mode, then, warn)
     except BaseException:
-        remove_tree(staging)
+        with contextlib.suppress(OSError):
+            remove_tree(staging)  # already gone if the rootfs was put in place
         raise
+    finally:
+        claim.release()
     writer.report()
     return writer.stats
+
+
+def _finish(  # noqa: PLR0917 - one private step of flatten_to_dir, called once
+    dest: str,
+    staging: str,
+    target: str,
+    replace: bool,
+    root_mode: int,
+    then: Callable[[], None] | None,
+    warn: Warn,
+) -> None:
+    """Put the rootfs in place, give its root its mode, run ``then``, remove any old tree.
+
+    Interrupts wait until the rootfs and what ``then`` places are in place; one that comes
+    while the old tree is removed says so, and where the rest of it is.
+    """
+    old: tuple[str, Claim] | None = None
+    failure: ImgtoolError | None = None
+    placed = False
+    try:
+        with signals_deferred():
+            old = _move_into_place(staging, target, replace)
+            placed = True
+            os.chmod(target, root_mode)
+            if then is not None:
+                try:
+                    then()
+                except ImgtoolError as exc:
+                    failure = exc
+        if old is not None:
+            _remove_old(dest, old, warn)
+    except KeyboardInterrupt as exc:
+        if not placed:  # came just before the signals were held: nothing has moved
+            raise
+        if old is not None and os.path.lexists(old[0]):
+            raise InterruptedAfterOutputError(
+                f"interrupted: output written to {dest}; removing the old tree was interrupted, "
+                f"left at {old[0]} (the next flatten there removes it)"
+            ) from exc
+        raise InterruptedAfterOutputError(f"interrupted: output written to {dest}") from exc
+    if failure is not None:
+        raise failure
+
+
+def _remove_old(dest: str, old: tuple[str, Claim], warn: Warn) -> None:
+    path, claim = old
+    try:
+        remove_tree(path)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        warn(f"output written to {dest}, but the old tree could not be removed ({reason}): left at {path}")
+    finally:
+        claim.release()
 
 
 def _check_space(directory: str, plan: WritePlan) -> None:
@@ -391,22 +464,26 @@ def _check_space(directory: str, plan: WritePlan) -> None:
         )
 
 
-def _move_into_place(staging: str, target: str, replace: bool) -> None:
-    if not replace:
-        os.rename(staging, target)
-        return
+def _move_into_place(staging: str, target: str, replace: bool) -> tuple[str, Claim] | None:
+    """Rename the staging tree to ``target``; a replaced non-empty tree is moved aside and returned."""
     try:
         os.rename(staging, target)  # replaces an empty directory atomically
     except OSError as exc:
-        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+        if not replace or exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise OutputError(f"cannot move the rootfs into {target}: {exc.strerror}") from exc
     else:
-        return
-    old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.imgtool-old-", dir=os.path.dirname(target))
-    os.rename(target, os.path.join(old, "tree"))
+        return None
+    old, claim = make_dir(os.path.dirname(target), os.path.basename(target), "old")
     try:
-        os.rename(staging, target)
+        os.rename(target, os.path.join(old, "tree"))
+        try:
+            os.rename(staging, target)
+        except BaseException:
+            os.rename(os.path.join(old, "tree"), target)
+            raise
     except BaseException:
-        os.rename(os.path.join(old, "tree"), target)
+        with contextlib.suppress(OSError):
+            os.rmdir(old)
+        claim.release()
         raise
-    remove_tree(old)
+    return old, claim

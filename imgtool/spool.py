@@ -13,9 +13,8 @@ import contextlib
 import errno
 import os
 import shutil
-import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Final
 
@@ -24,6 +23,7 @@ from imgtool.image import Layer
 from imgtool.libc import punch_hole
 from imgtool.readable import Readable
 from imgtool.sources.stores import FileSlice
+from imgtool.staging import make_dir
 
 # Spool only where the layers fit many times over: the rootfs itself still has to be written.
 SPACE_FACTOR: Final = 6
@@ -39,15 +39,27 @@ def worth_spooling(directory: str, compressed_bytes: int) -> bool:
 
 
 class Tee:
-    """Passes a stream through, copying it to a spool file; copying stops quietly on a write error."""
+    """Passes a stream through, copying it to a spool file; copying stops quietly on a write error,
+    or when ``take`` (the spool's budget) refuses more bytes, and what was copied is given back."""
 
-    def __init__(self, source: Readable, fd: int) -> None:
+    def __init__(self, source: Readable, fd: int, take: Callable[[int], bool] | None = None) -> None:
         self._source = source
         self._fd: int | None = fd
+        self._take = take
+        self._taken = 0
         self.failed = False
 
     def read(self, n: int = -1) -> bytes:
         data = self._source.read(n)
+        if data and self._fd is not None and self._take is not None:
+            if self._take(len(data)):
+                self._taken += len(data)
+            else:  # the spool is full: this copy is dropped, its bytes given back now
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, 0)
+                    self._take(-self._taken)
+                self.failed = True
+                self._fd = None
         if data and self._fd is not None:
             try:
                 view = memoryview(data)
@@ -117,10 +129,25 @@ class Spool:
     them (:func:`release_range`), and :meth:`keep_only` gives back what no output reads.
     """
 
-    def __init__(self, directory: str) -> None:
-        self.directory = tempfile.mkdtemp(prefix=".imgtool-spool-", dir=directory)
+    def __init__(self, directory: str, room: int | None = None) -> None:
+        """A spool in ``directory`` holding at most ``room`` bytes (default: what leaves RESERVE free)."""
+        if room is None:
+            st = os.statvfs(directory)
+            room = st.f_bavail * st.f_frsize - RESERVE
+        self.directory, self._claim = make_dir(directory, "", "spool")
+        self._room = room
+        self._room_lock = threading.Lock()
         self._ready: dict[int, str] = {}
         self._trimmer: threading.Thread | None = None
+
+    def take(self, size: int) -> bool:
+        """Count ``size`` more bytes against the spool's room; False (and nothing counted) if full.
+        A negative ``size`` gives bytes back."""
+        with self._room_lock:
+            if size > self._room:
+                return False
+            self._room -= size
+            return True
 
     def start(self, layer: int) -> tuple[int, str]:
         path = os.path.join(self.directory, str(layer))
@@ -128,6 +155,9 @@ class Spool:
 
     def finish(self, layer: int, fd: int, path: str, complete: bool) -> None:
         """Keep the copy only if the whole stream was copied and verified."""
+        if not complete:
+            with contextlib.suppress(OSError), self._room_lock:
+                self._room += os.fstat(fd).st_size
         os.close(fd)
         if complete:
             self._ready[layer] = path
@@ -143,7 +173,7 @@ class Spool:
         complete = False
         try:
             with layer.open(max_size) as stream:
-                tee = Tee(stream, fd)
+                tee = Tee(stream, fd, self.take)
                 while tee.read(CHUNK):
                     pass
                 stream.finish()
@@ -185,6 +215,7 @@ class Spool:
         if self._trimmer is not None:
             self._trimmer.join()
         shutil.rmtree(self.directory, ignore_errors=True)
+        self._claim.release()
         self._ready.clear()
 
     def __enter__(self) -> Spool:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from imgtool.compression import sniff
+from imgtool.compression import Compression, sniff
 from imgtool.errors import ImgtoolError
+from imgtool.findings import compression_mismatch
 from imgtool.image import Image, Layer
 from imgtool.model import IndexInfo
 
@@ -46,6 +47,12 @@ def describe_index(index: IndexInfo | None) -> dict[str, Any] | None:
 def describe_image(image: Image) -> dict[str, Any]:
     """The inspect document: one JSON-ready dict (schema in docs/json.md)."""
     config = image.config
+    compressions = [layer_compression(layer) for layer in image.layers]
+    warnings = [
+        message
+        for layer, found in zip(image.layers, compressions, strict=True)
+        if found != "absent" and (message := compression_mismatch(image, layer, Compression(found)))
+    ]
     return {
         "reference": image.reference,
         "transport": image.transport,
@@ -70,10 +77,10 @@ def describe_image(image: Image) -> dict[str, Any]:
                 "diff_id": str(layer.diff_id),
                 "size": layer.size,
                 "media_type": layer.media_type,
-                "compression": layer_compression(layer),
+                "compression": compression,
                 "created_by": layer.created_by,
             }
-            for layer in image.layers
+            for layer, compression in zip(image.layers, compressions, strict=True)
         ],
         "history": [
             {
@@ -84,4 +91,5 @@ def describe_image(image: Image) -> dict[str, Any]:
             }
             for h in image.config.history
         ],
+        "warnings": warnings,
     }

@@ -71,7 +71,9 @@ class Entry:
     is what is deleted; for OPAQUE, the directory whose lower contents are hidden.
     ``digest`` is the digest of a regular file's content (with
     :data:`imgtool.digest.CONTENT_HASH`), when it was computed; ``offset`` is
-    where its data starts in the layer's uncompressed tar.
+    where its data starts in the layer's uncompressed tar. A sparse file's data is
+    not one range there: ``sparse`` holds its stored regions (see :func:`stored_regions`),
+    ``size`` is its expanded size.
     """
 
     path: bytes
@@ -88,6 +90,7 @@ class Entry:
     digest: bytes | None
     ordinal: int
     offset: int = 0
+    sparse: tuple[int, ...] | None = None
 
     @property
     def kind_name(self) -> str:
@@ -161,10 +164,30 @@ def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entr
         None,
         ordinal,
         header.data_offset,
+        header.sparse,
     )
     if opaque:
         return [entry, _marker(OPAQUE, path, header, ordinal)]
     return [entry]
+
+
+def stored_size(entry: Entry) -> int:
+    """How many bytes of the layer's tar hold the entry's data (fewer than its size when sparse)."""
+    return entry.size if entry.sparse is None else sum(entry.sparse[1::2])
+
+
+def stored_regions(entry: Entry) -> Iterator[tuple[int, int, int]]:
+    """(offset in the file, offset in the layer's tar, length) of each stored piece of a file's data.
+
+    One piece for an ordinary file; a sparse file's holes lie between its pieces and after the last.
+    """
+    if entry.sparse is None:
+        yield 0, entry.offset, entry.size
+        return
+    at = entry.offset
+    for i in range(0, len(entry.sparse), 2):
+        yield entry.sparse[i], at, entry.sparse[i + 1]
+        at += entry.sparse[i + 1]
 
 
 def _refused(header: TarHeader, what: str, reason: str) -> UnsafePathError:

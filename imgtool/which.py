@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from typing import Any
 
 from imgtool.changes import REMOVALS, Change, ChangeLog, kind_name
-from imgtool.errors import UnsafePathError, UsageError
 from imgtool.image import Image
+from imgtool.lookup import find, queries
 from imgtool.overlay import Node, Tree
-from imgtool.paths import clean_path, display, escape, join_path
+from imgtool.paths import display, escape
 from imgtool.tarstream import FILE, SYMLINK_KIND
-
-GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(slots=True)
@@ -45,57 +42,25 @@ class Answer:
         return None
 
 
-def has_glob(text: str) -> bool:
-    return any(c in GLOB_CHARS for c in text)
-
-
-def normalize_query(text: str) -> bytes:
-    try:
-        return clean_path(text.encode("utf-8", "surrogateescape"))
-    except UnsafePathError as exc:
-        raise UsageError(f"invalid path {text!r}: {exc}") from None
-
-
-def glob_paths(tree: Tree, pattern: str) -> list[bytes]:
-    """Paths of the final tree matching a shell pattern; ``*`` does not cross ``/``."""
-    parts = [p for p in pattern.encode("utf-8", "surrogateescape").split(b"/") if p not in (b"", b".")]
-    level: list[tuple[bytes, Node]] = [(b"", tree.root)]
-    for part in parts:
-        next_level: list[tuple[bytes, Node]] = []
-        for path, node in level:
-            if not node.children:
-                continue
-            if any(c in part for c in (b"*", b"?", b"[")):
-                names = [n for n in node.children if fnmatch.fnmatchcase(n, part)]
-            else:
-                names = [part] if part in node.children else []
-            next_level.extend((join_path(path, n), node.children[n]) for n in sorted(names))
-        level = next_level
-    return [path for path, _ in level]
-
-
 def answer(tree: Tree, log: ChangeLog, asked: str, path: bytes) -> Answer:
-    resolved, node, links = tree.resolve(path, follow_last=False)
+    found = find(tree, path, follow_last=False)
     via = []
-    for link_path in links:
-        link_node = tree.lookup(link_path)
-        content = link_node.content if link_node is not None else None
-        if link_node is not None and content is not None and content.kind == SYMLINK_KIND:
-            via.append(LinkStep(link_path, content.link, link_node.layer))
-    return Answer(asked, resolved, node, log.for_path(resolved), via)
+    for link_path in found.links:
+        link = find(tree, link_path, follow_last=False)
+        content = link.node.content if link.node is not None else None
+        if link.node is not None and content is not None and content.kind == SYMLINK_KIND:
+            via.append(LinkStep(link_path, content.link, link.node.layer))
+    return Answer(asked, found.path, found.node, log.for_path(found.path), via)
 
 
-def answers_for(tree: Tree, log: ChangeLog, queries: list[str]) -> list[Answer]:
+def answers_for(tree: Tree, log: ChangeLog, texts: list[str]) -> list[Answer]:
     result: list[Answer] = []
-    for query in queries:
-        if has_glob(query):
-            matched = glob_paths(tree, query)
-            if not matched:
-                result.append(Answer(query, b"", None, unmatched_pattern=True))
-                continue
-            result.extend(answer(tree, log, query, path) for path in matched)
-        else:
-            result.append(answer(tree, log, query, normalize_query(query)))
+    for text in texts:
+        paths = queries(tree, text)
+        if paths is None:
+            result.append(Answer(text, b"", None, unmatched_pattern=True))
+            continue
+        result.extend(answer(tree, log, text, path) for path in paths)
     return result
 
 

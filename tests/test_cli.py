@@ -11,12 +11,16 @@ from tests.conftest import CliRunner
 from tests.imagefactory import (
     Dir,
     Entry,
+    Fault,
     File,
     ImageSpec,
     Layer,
     Symlink,
     Whiteout,
+    compress,
     make_layer,
+    sha256_digest,
+    tamper,
     write_docker_archive,
     write_oci_layout,
 )
@@ -153,9 +157,30 @@ def test_verify_ok_and_mismatch(tmp_path: Path, imgtool_cli: CliRunner) -> None:
         (["nosuch"], 2, "imgtool: error: No such command 'nosuch'. (see 'imgtool --help')\n"),
         (["ls", "{tmp}/oci", "--only"], 2, "imgtool: error: --only needs --layer N\n"),
         (["ls", "{tmp}/oci", "--layer", "7"], 2, "imgtool: error: --layer 7: the image has layers 0 to 1\n"),
-        (["cat", "{tmp}/oci", "/etc"], 2, "imgtool: error: /etc: is a directory\n"),
+        (["cat", "{tmp}/oci", "/etc"], 1, "imgtool: error: /etc: is a directory\n"),
         (["cat", "{tmp}/oci", "/nope"], 1, "imgtool: error: /nope: no such file in the image\n"),
-        (["diff", "layers", "{tmp}/oci", "1", "0"], 2, "imgtool: error: A must be below B: got A=1, B=0\n"),
+        (
+            ["diff", "layers", "{tmp}/oci", "1", "2"],
+            2,
+            "imgtool: error: B = 2: the image has layers 0 to 1\n",
+        ),
+        (
+            ["inspect", "oci-archive:{tmp}/oci"],
+            1,
+            "imgtool: error: {tmp}/oci: is a directory (oci-archive: expects a tar file; oci:{tmp}/oci opens"
+            " a layout)\n",
+        ),
+        (
+            ["ls", "docker://alpine"],
+            2,
+            "imgtool: error: docker://alpine: the docker:// transport is not supported yet; use skopeo copy"
+            " to make an oci: layout\n",
+        ),
+        (
+            ["cat", "{tmp}/oci", "/etc/os-release/x"],
+            1,
+            "imgtool: error: /etc/os-release/x: no such file in the image\n",
+        ),
     ],
 )
 def test_errors_are_one_line(
@@ -191,3 +216,98 @@ def test_docker_archive_with_two_images_lists_choices(tmp_path: Path, imgtool_cl
     run = imgtool_cli("inspect", str(tmp_path / "d.tar"))
     assert run.code == 1
     assert run.stderr == f"imgtool: error: {tmp_path}/d.tar: holds 2 images, name one of: @0 a:1; @1 b:2\n"
+
+
+def _verify_rows(run_stdout: str) -> list[tuple[str, str, str]]:
+    """(blob, kind, status) of each row of verify's JSON."""
+    return [(f["blob"], f["kind"], f["status"]) for f in json.loads(run_stdout)]
+
+
+def test_verify_fails_both_digests_of_a_changed_uncompressed_layer(
+    tmp_path: Path, imgtool_cli: CliRunner
+) -> None:
+    """An uncompressed layer's blob and tar are the same bytes: one changed byte fails both checks."""
+    spec = ImageSpec([Layer(BASE, compression="none", fault=Fault(tamper=True)), APP])
+    ref = write_oci_layout(tmp_path / "oci", [Entry(spec, ref="v1")]).reference("v1")
+    run = imgtool_cli("verify", ref, "--json")
+    assert (run.code, run.stderr) == (1, "")
+    findings = json.loads(run.stdout)
+    assert _verify_rows(run.stdout) == [
+        ("manifest", "application/vnd.oci.image.manifest.v1+json", "ok"),
+        ("config", "application/vnd.oci.image.config.v1+json", "ok"),
+        ("layer 0", "blob", "mismatch"),
+        ("layer 0", "diff_id", "mismatch"),
+        ("layer 1", "blob", "ok"),
+        ("layer 1", "diff_id", "ok"),
+    ]
+    assert findings[2]["expected"] == findings[3]["expected"] != findings[2]["detail"]
+    assert findings[2]["detail"] == findings[3]["detail"] == sha256_digest(tamper(BASE))
+
+
+MISLABELLED = "application/vnd.oci.image.layer.v1.tar+gzip"
+
+
+def test_a_layer_not_compressed_as_its_media_type_says_is_one_warning_everywhere(
+    tmp_path: Path, imgtool_cli: CliRunner
+) -> None:
+    spec = ImageSpec([BASE, Layer(APP, compression="none", media_type=MISLABELLED)])
+    ref = write_oci_layout(tmp_path / "oci", [Entry(spec, ref="v1")]).reference("v1")
+    what = f"layer 1 ({sha256_digest(APP)})"
+    message = f"{what}: media type {MISLABELLED} says gzip, but the blob is not compressed"
+    run = imgtool_cli("verify", ref, "--json")
+    assert (run.code, run.stderr) == (0, "")
+    assert json.loads(run.stdout)[-1] == {
+        "blob": "layer 1",
+        "kind": "media type",
+        "expected": MISLABELLED,
+        "status": "warning",
+        "detail": message,
+    }
+    assert _verify_rows(run.stdout)[2:-1] == [
+        ("layer 0", "blob", "ok"),
+        ("layer 0", "diff_id", "ok"),
+        ("layer 1", "blob", "ok"),
+        ("layer 1", "diff_id", "ok"),
+    ]
+    run = imgtool_cli("inspect", ref, "--json")
+    assert (run.code, run.stderr) == (0, f"imgtool: warning: {message}\n")
+    doc = json.loads(run.stdout)
+    assert (doc["warnings"], doc["layers"][1]["compression"]) == ([message], "none")
+    assert imgtool_cli("inspect", ref).stderr == f"imgtool: warning: {message}\n"
+    run = imgtool_cli("flatten", ref, "-o", str(tmp_path / "out"), "-q")
+    assert (run.code, run.stdout, run.stderr) == (0, "", f"imgtool: warning: {message}\n")
+    assert (tmp_path / "out" / "etc" / "app.conf").read_bytes() == b"x=1\n"
+    # A docker-save archive states no media types: the ones imgtool derives are not held against it.
+    write_docker_archive(tmp_path / "d.tar", [(ImageSpec([BASE, APP], compression="none"), ["a:1"])])
+    assert imgtool_cli("inspect", str(tmp_path / "d.tar")).stderr == ""
+
+
+def test_a_tar_without_end_blocks_is_one_warning_everywhere(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+    short = make_layer([Dir("etc/"), File("etc/x", b"x")], end_blocks=False)
+    ref = write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([short]), ref="v1")]).reference("v1")
+    message = (
+        f"layer 0 ({sha256_digest(compress(short, 'gzip'))}): tar archive ends without end-of-archive blocks"
+    )
+    run = imgtool_cli("verify", ref, "--json")
+    assert (run.code, run.stderr) == (0, "")
+    assert json.loads(run.stdout)[2:] == [
+        {
+            "blob": "layer 0",
+            "kind": "blob",
+            "expected": sha256_digest(compress(short, "gzip")),
+            "status": "ok",
+            "detail": "",
+        },
+        {
+            "blob": "layer 0",
+            "kind": "diff_id",
+            "expected": sha256_digest(short),
+            "status": "ok",
+            "detail": "",
+        },
+        {"blob": "layer 0", "kind": "tar", "expected": "", "status": "warning", "detail": message},
+    ]
+    run = imgtool_cli("flatten", ref, "-o", str(tmp_path / "out"), "-q")
+    assert (run.code, run.stdout, run.stderr) == (0, "", f"imgtool: warning: {message}\n")
+    run = imgtool_cli("ls", ref, "/etc", "--no-cache")
+    assert (run.code, run.stderr) == (0, f"imgtool: warning: {message}\n")

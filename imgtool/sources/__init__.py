@@ -31,6 +31,10 @@ def _open_store(ref: Reference) -> tuple[str, BlobStore]:
         if not store.exists("oci-layout"):
             raise ImageFormatError(f"{ref.path}: not an OCI image layout (no oci-layout file)")
         return OCI, store
+    if os.path.isdir(ref.path):
+        raise ImageFormatError(
+            f"{ref.path}: is a directory ({ref.transport}: expects a tar file; oci:{ref.path} opens a layout)"
+        )
     tar = TarStore(ref.path)
     try:
         if ref.transport == DOCKER_ARCHIVE or (ref.transport is None and tar.exists("manifest.json")):

@@ -12,6 +12,15 @@ OCI: Final = "oci"
 OCI_ARCHIVE: Final = "oci-archive"
 DOCKER_ARCHIVE: Final = "docker-archive"
 TRANSPORTS: Final = (OCI, OCI_ARCHIVE, DOCKER_ARCHIVE)
+# skopeo's other transports, which imgtool does not read (yet): named, not taken for paths.
+UNSUPPORTED_TRANSPORTS: Final = (
+    "docker://",
+    "docker-daemon:",
+    "containers-storage:",
+    "dir:",
+    "ostree:",
+    "sif:",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +46,12 @@ def parse_reference(text: str) -> Reference:
     """
     if not text:
         raise UsageError("empty image reference")
+    for prefix in UNSUPPORTED_TRANSPORTS:
+        if text.startswith(prefix) and not os.path.lexists(text):
+            raise UsageError(
+                f"{text}: the {prefix.rstrip(':')} transport is not supported yet; "
+                "use skopeo copy to make an oci: layout"
+            )
     for transport in TRANSPORTS:
         prefix = transport + ":"
         if text.startswith(prefix):

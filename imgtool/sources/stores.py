@@ -20,6 +20,7 @@ from imgtool.digest import Digest, content_hasher
 from imgtool.errors import ImageFormatError, ImageNotFoundError, LayerError, OutputError, UnsafePathError
 from imgtool.paths import clean_path
 from imgtool.readable import Readable
+from imgtool.staging import no_space
 from imgtool.tarreader import DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarReader
 
 _MAX_LINK_HOPS: Final = 40
@@ -264,6 +265,8 @@ class TarStore:
         try:
             for header in reader:
                 name = clean_path(header.name).decode("utf-8", "surrogateescape")
+                if header.sparse is not None:  # its data is not one range of the archive
+                    raise ImageFormatError(f"{self.location}: member {name!r} is a sparse file")
                 member = _Member(header.data_offset, header.size, header.typeflag, header.linkname)
                 if self.streamed and header.typeflag == REGULAR:
                     whole = header.size <= KEEP_MEMBER_BYTES and kept + header.size <= KEEP_TOTAL_BYTES
@@ -283,7 +286,7 @@ class TarStore:
         except UnsafePathError as exc:
             raise ImageFormatError(f"{self.location}: not a usable image archive: {exc}") from None
         except LayerError as exc:
-            if reader.member_count == 0:
+            if reader.header_count == 0:
                 raise ImageFormatError(f"{self.location}: not an image archive (not a tar file)") from None
             raise ImageFormatError(str(exc)) from None
         if not members:
@@ -301,32 +304,32 @@ class TarStore:
             return self._spool_fd
 
     def _spool(self) -> None:
-        where = tempfile.gettempdir()
-        free = shutil.disk_usage(where).free
-        if free < self._stream_size:
-            raise OutputError(
-                f"{self.location}: decompressing the archive needs {self._stream_size} bytes in {where}, "
-                f"which has {free} free (set TMPDIR to another directory)"
-            )
-        spool = tempfile.TemporaryFile(prefix="imgtool-")  # noqa: SIM115 - lives as long as the store
+        what = f"decompressing {self.location} to read its layers"
+        hint = "set TMPDIR to a larger directory"
         try:
-            source = FileSlice(self._fd, 0, os.fstat(self._fd).st_size)
-            _, stream = open_decompressed(source, self.location)
-            written = 0
-            while chunk := stream.read(CHUNK):
-                written += len(chunk)
-                if written > self._stream_size:
-                    raise ImageFormatError(f"{self.location}: the archive changed while being read")
-                spool.write(chunk)
-            spool.flush()
-            self._spool_fd = os.dup(spool.fileno())
+            where = tempfile.gettempdir()
+        except OSError as exc:  # no usable temporary directory at all
+            raise OutputError(f"no usable temporary directory ({what}); set TMPDIR to one") from exc
+        try:
+            free = shutil.disk_usage(where).free
+            if free < self._stream_size:
+                raise OutputError(
+                    f"{where}: not enough space ({what} needs {self._stream_size} bytes, {free} free); {hint}"
+                )
+            with tempfile.TemporaryFile(prefix="imgtool-", dir=where) as spool:
+                source = FileSlice(self._fd, 0, os.fstat(self._fd).st_size)
+                _, stream = open_decompressed(source, self.location)
+                written = 0
+                while chunk := stream.read(CHUNK):
+                    written += len(chunk)
+                    if written > self._stream_size:
+                        raise ImageFormatError(f"{self.location}: the archive changed while being read")
+                    spool.write(chunk)
+                spool.flush()
+                self._spool_fd = os.dup(spool.fileno())
         except OSError as exc:
-            raise OutputError(
-                f"{self.location}: cannot decompress the archive into a temporary file in {where}: "
-                f"{exc.strerror or exc} (set TMPDIR to another directory)"
-            ) from exc
-        finally:
-            spool.close()
+            full = no_space(exc, where, what, hint)
+            raise full or OutputError(f"{where}: {exc.strerror or exc} ({what}); {hint}") from exc
 
     def _same(self, a: _Member, b: _Member) -> bool:
         if (a.typeflag, a.size, a.linkname) != (b.typeflag, b.size, b.linkname):

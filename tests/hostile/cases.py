@@ -328,6 +328,18 @@ def raw(
     return Raw(info, data)
 
 
+def _sparse_1x0(name: str, regions: Sequence[tuple[int, bytes]], size: int) -> Raw:
+    """A member as GNU tar writes a sparse file in PAX format 1.0: the map, then the regions' data."""
+    numbers = [len(regions), *(n for start, data in regions for n in (start, len(data)))]
+    text = b"".join(b"%d\n" % n for n in numbers)
+    data = text + bytes(-len(text) % 512) + b"".join(data for _, data in regions)
+    pax = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": name}
+    return raw(f"GNUSparseFile.0/{name}", data=data, pax={**pax, "GNU.sparse.realsize": str(size)})
+
+
+_SPARSE_A: Final = bytes(1000) + b"hello" + bytes(7995) + b"end" + bytes(2997)
+
+
 def L(*members: Member, fmt: TarFormat = tarfile.PAX_FORMAT) -> bytes:
     return make_layer(members, format=fmt)
 
@@ -441,6 +453,7 @@ def _layer_size(size: int) -> Callable[[dict[str, Any]], None]:
 
 
 ONE: Final = L(File("a", b"hello\n"))
+TERMINAL_ESCAPES: Final = "\x1b[31mred\x1b]0;title\x07\x9bC1\x7fDEL\rCR\bBS"
 
 CASES: Final[tuple[Case, ...]] = (
     # -- names ------------------------------------------------------------------------------------------
@@ -857,11 +870,11 @@ CASES: Final[tuple[Case, ...]] = (
         name="device-nodes",
         area="special files",
         input="`dev/mem` (char 1/1), `dev/sda` (block 8/0), `run/fifo`",
-        imgtool="confined: the nodes are created inside the output (as root); `cat /dev/mem`: exit 2",
+        imgtool="confined: the nodes are created inside the output (as root); `cat /dev/mem`: exit 1",
         layers=lambda env: [L(CharDev("dev/mem", 1, 1), BlockDev("dev/sda", 8, 0), Fifo("run/fifo"))],
         expect=Confined(lambda env: {"dev/mem": Chr(1, 1), "dev/sda": Blk(8, 0), "run/fifo": Pipe()}),
         probe="/dev/mem",
-        cat=Refused(r"^/dev/mem: is not a regular file \(char\)$", code=2),
+        cat=Refused(r"^/dev/mem: is not a regular file \(char\)$"),
         umoci=OK_UMOCI,
         gnutar=OK_TAR,
         needs_root=True,
@@ -1326,7 +1339,7 @@ CASES: Final[tuple[Case, ...]] = (
         expect=Confined(lambda env: {"dev/huge": Chr(2**40, 5)}),
         overrides={"flatten-dir": Refused(r"/dev/huge\b|'dev/huge'")},
         probe="/dev/huge",
-        cat=Refused(r"^/dev/huge: is not a regular file \(char\)$", code=2),
+        cat=Refused(r"^/dev/huge: is not a regular file \(char\)$"),
         umoci=Peer("confines", "exits 0, the major number cut to 32 bits: device 0/5"),
         gnutar=Peer("refuses", "exits 2"),
         needs_root=True,
@@ -1381,6 +1394,93 @@ CASES: Final[tuple[Case, ...]] = (
         cat=b"deep",
         umoci=Peer("refuses", "`file name too long`"),
         gnutar=Peer("refuses", "`Cannot open: File name too long`, exits 2"),
+    ),
+    Case(
+        name="terminal-escapes",
+        area="encoding",
+        input="CSI `ESC [31m`, OSC `ESC ]0;title BEL`, C1 `\\x9b`, DEL, CR and backspace in a file name,"
+        " `created_by`, RepoTags, Env, Entrypoint, Cmd, WorkingDir, User, labels and os/arch",
+        imgtool="confines; every table, JSON document and message shows them escaped (`\\x1b[31m`, `\\x9b`,"
+        " `\\x7f`, `\\r`, `\\x08`; JSON `\\u001b`, `\\u009b`): nothing reaches the terminal raw",
+        layers=lambda env: [
+            Layer(L(File("a", b"hello\n"), File(f"n{TERMINAL_ESCAPES}", b"x")), created_by=TERMINAL_ESCAPES)
+        ],
+        expect=Confined(lambda env: {"a": F(b"hello\n"), f"n{TERMINAL_ESCAPES}": F(b"x")}),
+        cat=b"hello\n",
+        spec={
+            "env": [f"E={TERMINAL_ESCAPES}"],
+            "entrypoint": [TERMINAL_ESCAPES],
+            "cmd": [TERMINAL_ESCAPES],
+            "working_dir": f"/{TERMINAL_ESCAPES}",
+            "user": TERMINAL_ESCAPES,
+            "labels": {TERMINAL_ESCAPES: TERMINAL_ESCAPES},
+            "os": f"linux{TERMINAL_ESCAPES}",
+            "architecture": f"amd64{TERMINAL_ESCAPES}",
+        },
+        docker_manifest=lambda manifest: manifest[0].update(RepoTags=[f"t{TERMINAL_ESCAPES}:1"]),
+        umoci=OK_UMOCI,
+        gnutar=OK_TAR,
+    ),
+    Case(
+        name="sparse-file",
+        area="tar",
+        input="file `a` as GNU tar writes a sparse file (PAX sparse 1.0): 5 bytes at 1000, 3 at 9000,"
+        " of 12000",
+        imgtool="confined: `a` is the expanded file, its holes zeros (a tar output holds a plain file)",
+        layers=lambda env: [L(_sparse_1x0("a", [(1000, b"hello"), (9000, b"end")], 12_000))],
+        expect=Confined(lambda env: {"a": F(_SPARSE_A)}),
+        cat=_SPARSE_A,
+        umoci=Peer("confines"),
+        gnutar=Peer("confines"),
+    ),
+    Case(
+        name="sparse-overlap",
+        area="tar",
+        input="a sparse file (PAX sparse 1.0) whose map's regions overlap: 1000+5, then 1002+3",
+        imgtool="refused (exit 1): `… entry 'a': bad sparse map: region 1002+3 overlaps or precedes the one"
+        " before`",
+        layers=lambda env: [L(_sparse_1x0("a", [(1000, b"hello"), (1002, b"end")], 12_000))],
+        expect=Refused(
+            layer_re(0) + r": entry 'a': bad sparse map: region 1002\+3 overlaps or precedes the one"
+        ),
+        umoci=Peer("refuses", "`invalid tar header`", stderr="invalid tar header"),
+        gnutar=Peer("confines", "exits 0 with a wrong `a`: 1005 bytes (not 12000), the second region lost"),
+    ),
+    Case(
+        name="symlink-long-target",
+        area="tar",
+        input="symlink `l` whose target is 5000 bytes (beyond PATH_MAX), then file `a`",
+        imgtool="refused (exit 1): `… entry 'l': symlink target of 5000 bytes (the limit is 4095, the"
+        " kernel's PATH_MAX)`",
+        layers=lambda env: [L(Symlink("l", "x/" * 2500), File("a", b"a"))],
+        expect=Refused(layer_re(0) + r": entry 'l': symlink target of 5000 bytes \(the limit is 4095"),
+        umoci=Peer("refuses", "`file name too long`"),
+        gnutar=Peer("refuses", "`Cannot create symlink to …: File name too long`, exits 2"),
+    ),
+    Case(
+        name="aufs-bookkeeping",
+        area="whiteouts",
+        input="a layer saved by Docker's aufs driver: `.wh..wh.plnk/9.9` and hardlinks `a`, `b` to it,"
+        " `.wh..wh.aufs`, `.wh..wh.orph/x`",
+        imgtool="confined, as Docker applies it: no `.wh..wh.*` in the tree; `a` and `b` are the file"
+        " `.wh..wh.plnk/9.9` holds (one inode)",
+        layers=lambda env: [
+            L(
+                Dir(".wh..wh.plnk/"),
+                File(".wh..wh.plnk/9.9", b"linked\n"),
+                Hardlink("a", ".wh..wh.plnk/9.9"),
+                Hardlink("b", ".wh..wh.plnk/9.9"),
+                File(".wh..wh.aufs", b""),
+                Dir(".wh..wh.orph/"),
+                File(".wh..wh.orph/x", b"x"),
+            )
+        ],
+        expect=Confined(
+            lambda env: {"a": F(b"linked\n"), "b": F(b"linked\n")}, links=lambda env: [["a", "b"]]
+        ),
+        cat=b"linked\n",
+        umoci=Peer("confines", "writes `.wh..wh.plnk/` and `.wh..wh.orph/` into the rootfs"),
+        gnutar=Peer("confines", "extracts the bookkeeping as ordinary files"),
     ),
 )
 

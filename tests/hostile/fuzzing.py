@@ -4,7 +4,9 @@ opener, the indexer and both flatteners over them.
 Each run happens in a forked child that has ``chroot``-ed into the example's own directory, so an escape
 imgtool failed to stop (even one aimed at ``/``) can only land inside that directory, where the parent
 sees it. The child reports "ok" when every step succeeded or raised an :class:`imgtool.ImgtoolError`, and
-the traceback of any other exception; it is killed if it runs too long.
+the traceback of any other exception; it is killed if it runs too long. It then runs every command
+through the CLI (tables and JSON): each must end in an exit code, never a traceback or an internal
+error, and print no control character a terminal would act on.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import codecs
 import contextlib
 import dataclasses
 import hashlib
+import importlib
 import io
 import json
 import os
+import pkgutil
 import resource
 import select
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import traceback
@@ -28,8 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
+import imgtool
 from imgtool import ImgtoolError, open_image
 from imgtool.changes import ChangeLog
+from imgtool.cli import main as cli_main
 from imgtool.export import write_tar
 from imgtool.listing import list_tree
 from imgtool.readfile import read_file
@@ -40,6 +47,7 @@ from imgtool.verify import verify_image
 from imgtool.view import merged_view
 from imgtool.which import answers_for
 from tests.hostile.harness import make_sentinel
+from tests.hostile.terminal import raw_controls
 from tests.imagefactory import (
     Compression,
     ImageSpec,
@@ -72,16 +80,43 @@ CHILD_MEMORY: Final = 2 << 30
 CHILD_FILE_SIZE: Final = 256 << 20
 OUTPUTS: Final = (b"area/out", b"area/out.tar")
 OUTPUT_PARENT: Final = b"area"
+SCRATCH: Final = b"scratch"  # the child's temporary directory: what is made there must be gone again
 PROBES: Final = ["/a", "/x/etc/passwd", "/etc/passwd", "/area/sentinel/secret", "/*"]
 BASE_LAYER: Final = make_layer(
     [FileMember("a", b"hello\n"), FileMember("etc/passwd", b"root:x:0:0\n", mode=0o600)]
 )
 
 
+# What the CLI runs on each example (REF: the example's image); True where stdout is file data.
+CLI_RUNS: Final[tuple[tuple[tuple[str, ...], bool], ...]] = (
+    *(
+        ((*args, *extra), False)
+        for args in (
+            ("inspect", "REF"),
+            ("verify", "REF"),
+            ("ls", "REF", "/", "-R", "--no-cache"),
+            ("which-layer", "REF", *PROBES, "--no-cache"),
+            ("diff", "layers", "REF", "--no-cache"),
+            ("diff", "layers", "REF", "0", "--no-cache"),
+            ("diff", "layers", "REF", "0", "1", "--no-cache"),
+            ("diff", "images", "REF", "REF", "--no-cache"),
+        )
+        for extra in ((), ("--json",))
+    ),
+    (("cat", "REF", "/a", "--no-cache"), True),
+    (("flatten", "REF", "-o", "-", "--no-cache", "--max-size", str(MAX_SIZE)), True),
+)
+
+
 # The sandboxed child cannot import from the standard library once it has chrooted: look up now the
-# codecs json.loads may need for documents in UTF-16 or UTF-32.
+# codecs json.loads may need for documents in UTF-16 or UTF-32, and import every module the CLI's
+# commands import when they run.
 for _codec in ("utf-16", "utf-16-be", "utf-16-le", "utf-32", "utf-32-be", "utf-32-le"):
     codecs.lookup(_codec)
+for _module in pkgutil.walk_packages(imgtool.__path__, "imgtool."):
+    if not _module.name.endswith("__main__"):
+        importlib.import_module(_module.name)
+importlib.import_module("tabulate")
 
 
 class UnexpectedError(AssertionError):
@@ -252,6 +287,36 @@ def exercise(reference: str) -> None:
             write_tar(view, handle, max_size=MAX_SIZE)
 
 
+def exercise_cli(reference: str) -> None:
+    """Every command through the CLI's error funnel, output captured in memory."""
+    real_out, real_err = sys.stdout, sys.stderr
+    try:
+        for template, binary in CLI_RUNS:
+            args = [reference if arg == "REF" else arg for arg in template]
+            out_bytes, err_bytes = io.BytesIO(), io.BytesIO()
+            sys.stdout = io.TextIOWrapper(out_bytes, encoding="utf-8", write_through=True)
+            sys.stderr = io.TextIOWrapper(
+                err_bytes, encoding="utf-8", errors="backslashreplace", write_through=True
+            )
+            try:
+                cli_main(args)
+            except SystemExit as exc:
+                code = exc.code
+            else:
+                code = "returned"
+            out, err = out_bytes.getvalue(), err_bytes.getvalue()
+            what = f"imgtool {' '.join(args)} (exit {code})"
+            if not isinstance(code, int) or b"Traceback" in err or b"internal error" in err:
+                raise UnexpectedError(f"{what}:\n{err.decode('utf-8', 'replace')}")
+            controls = raw_controls(err) + ([] if binary else raw_controls(out))
+            if controls:
+                raise UnexpectedError(
+                    f"{what} printed raw control characters {controls}:\n{out[:2000]!r}\n{err!r}"
+                )
+    finally:
+        sys.stdout, sys.stderr = real_out, real_err
+
+
 def _child(root: Path, reference: str, report: int) -> None:
     """Runs in the forked child: sandbox, limits, exercise, report."""
     try:
@@ -262,6 +327,7 @@ def _child(root: Path, reference: str, report: int) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (CHILD_FILE_SIZE, CHILD_FILE_SIZE))
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         exercise(reference)
+        exercise_cli(reference)
         message = b"ok"
     except BaseException:  # everything else is what the fuzzer looks for
         message = traceback.format_exc().encode("utf-8", "replace")
@@ -314,7 +380,7 @@ def _outside(root: Path) -> dict[bytes, Node]:
     """Everything under the sandbox root except the outputs imgtool may write (and the mtime of the
     directory that holds them, which creating them changes)."""
     return {
-        path: dataclasses.replace(node, mtime_ns=None) if path == OUTPUT_PARENT else node
+        path: dataclasses.replace(node, mtime_ns=None) if path in (OUTPUT_PARENT, SCRATCH) else node
         for path, node in snapshot(root).items()
         if not any(path == out or path.startswith(out + b"/") for out in OUTPUTS)
     }

@@ -3,6 +3,8 @@
 Property: opening, inspecting, verifying, indexing, listing, cat and flattening (to a directory and to a tar)
 either succeed or raise an :class:`imgtool.ImgtoolError`; any other exception is a bug, and so is a change
 anywhere in the sandbox but the outputs (see fuzzing.py: each example runs chrooted in a forked child).
+Then every command runs through the CLI, tables and JSON: a traceback, an internal error or a raw control
+character on stdout or stderr is a bug too.
 
 The whole run takes about ``IMGTOOL_FUZZ_SECONDS`` seconds (default 60): hypothesis runs in batches until
 the budget is spent. Set ``IMGTOOL_FUZZ_SAVE_DIR`` to keep every failing input found; the minimal ones

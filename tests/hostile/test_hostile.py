@@ -3,7 +3,9 @@
 For each run: the outcome the case states (a confined tree, or one ``imgtool: error:`` line naming what is
 wrong, with its exit code), no traceback, no byte of the host's secret on stdout, the sentinel beside the
 output and the image itself byte-for-byte unchanged, and nothing left in the output location but what a
-successful run writes (no ``.NAME.imgtool-*`` staging siblings).
+successful run writes (no ``.NAME.imgtool-*`` staging siblings). ``test_every_rendering`` runs what
+``test_command`` does not (the tables, ``diff layers A``, ``diff layers A B``, ``diff images``) on every
+case too; no run may print a traceback, an internal error or a raw control character.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import os
 import re
 from pathlib import Path
+from typing import Final
 
 import pytest
 
@@ -46,6 +49,7 @@ from tests.hostile.harness import (
     shown,
     tar_tree,
 )
+from tests.hostile.terminal import raw_controls
 from tests.imagefactory import Fault, File, ImageSpec, Layer, make_layer, write_docker_archive
 
 PARAMS = [
@@ -108,6 +112,7 @@ def test_command(
         pytest.fail(f"traceback: {type(exc).__name__}: {exc}")
 
     assert SECRET not in run.stdout_bytes, "the host's secret was read through the image"
+    check_no_raw_controls(run, binary=command in ("cat", "flatten-stdout"))
     succeeded = check_outcome(case, command, expected, run, space, layer_count)
     assert space.listing() == before, "the sentinel or the image changed"
     assert space.leftovers() == output_names(command, succeeded), "unexpected files in the output location"
@@ -130,7 +135,9 @@ def check_outcome(
         assert (run.code, run.stderr) == (1, ""), f"exit {run.code}: {run.stderr}"
         findings = json.loads(run.stdout)
         bad = [f for f in findings if f["status"] != "ok"]
-        assert [f["status"] for f in bad] == [expected.status], findings
+        # The blob row, and for an uncompressed layer (the same bytes) its diff_id row too.
+        assert [f["status"] for f in bad] in ([expected.status], [expected.status] * 2), findings
+        assert bad[0]["kind"] == "blob", findings
         if expected.status == "broken":
             assert re.search(expected.pattern, bad[0]["detail"]), bad[0]["detail"]
         return False
@@ -141,17 +148,21 @@ def check_outcome(
         assert run.code == 0, f"exit {run.code}: {run.stderr}"
     check_quiet_success(run.stderr, warning, summary=command == "flatten-dir")
     if isinstance(expected, Passes):
-        check_metadata(command, run, layer_count)
+        check_metadata(command, run, layer_count, warning)
         return True
     check_confined(case, command, expected, run, space, layer_count)
     return True
 
 
-def check_metadata(command: Command, run: Run, layer_count: int) -> None:
+def check_metadata(command: Command, run: Run, layer_count: int, warning: str | None = None) -> None:
     if command == "inspect":
         assert len(json.loads(run.stdout)["layers"]) == layer_count
-    elif command == "verify":
-        assert {f["status"] for f in json.loads(run.stdout)} == {"ok"}
+    elif command == "verify":  # the digests match; the warnings other commands give are rows here
+        findings = json.loads(run.stdout)
+        assert {f["status"] for f in findings} <= {"ok", "warning"}, findings
+        for finding in findings:
+            if finding["status"] == "warning":
+                assert warning is not None and re.search(warning, finding["detail"]), finding
     else:
         raise AssertionError(f"{command} cannot merely pass")
 
@@ -164,7 +175,7 @@ def check_confined(
     want = expected_keys(spec)
     links = expected_links(expected.links(env))
     if command in ("inspect", "verify"):
-        check_metadata(command, run, layer_count)
+        check_metadata(command, run, layer_count, expected.warning)
     elif command == "flatten-dir":
         out = space.work / "out"
         assert differences(dir_keys(out), want) == []
@@ -190,6 +201,90 @@ def check_confined(
         assert run.stdout_bytes == case.cat
     elif command == "diff":
         assert len(json.loads(run.stdout)) == layer_count
+
+
+def check_no_raw_controls(run: Run, *, binary: bool) -> None:
+    """No traceback and nothing a terminal would act on (file data aside)."""
+    assert "Traceback" not in run.stderr, f"traceback on stderr:\n{run.stderr}"
+    assert "internal error" not in run.stderr, run.stderr
+    assert raw_controls(run.stderr.encode("utf-8", "surrogateescape")) == [], f"stderr: {run.stderr!r}"
+    if not binary:
+        assert raw_controls(run.stdout_bytes) == [], f"stdout: {run.stdout_bytes!r}"
+
+
+# What test_command leaves out: (the command whose outcome the case states, the arguments). IMAGE is the
+# case's image, OTHER a plain image, PROBE the case's probe, LAST its top layer's number.
+RENDERINGS: Final[dict[str, tuple[Command, list[str]]]] = {
+    "inspect-table": ("inspect", ["inspect", "IMAGE", "--no-trunc"]),
+    "verify-table": ("verify", ["verify", "IMAGE"]),
+    "which-layer-table": ("which-layer", ["which-layer", "IMAGE", "PROBE"]),
+    "ls-table": ("ls", ["ls", "IMAGE", "/", "-R"]),
+    "diff-table": ("diff", ["diff", "layers", "IMAGE", "-v"]),
+    "diff-A": ("diff", ["diff", "layers", "IMAGE", "0"]),
+    "diff-A-json": ("diff", ["diff", "layers", "IMAGE", "0", "--json"]),
+    "diff-A-B": ("diff", ["diff", "layers", "IMAGE", "0", "LAST"]),
+    "diff-A-B-json": ("diff", ["diff", "layers", "IMAGE", "0", "LAST", "--json"]),
+    "diff-images": ("diff", ["diff", "images", "IMAGE", "OTHER"]),
+    "diff-images-json": ("diff", ["diff", "images", "OTHER", "IMAGE", "--json"]),
+}
+
+RENDERING_PARAMS = [
+    pytest.param(case, fmt, name, id=f"{case.name}-{fmt}-{name}")
+    for case in CASES
+    for fmt in FORMATS
+    for name in RENDERINGS
+]
+
+
+@pytest.mark.parametrize(("case", "fmt", "rendering"), RENDERING_PARAMS)
+def test_every_rendering(
+    case: Case,
+    fmt: Format,
+    rendering: str,
+    tmp_path: Path,
+    imgtool_cli: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every case of the table (those appended later too) through the commands and renderings that
+    test_command does not run: the outcome the case states for the command, one error line or none."""
+    space = Workspace.create(tmp_path)
+    env = space.env
+    built = build_image(case, fmt, space.image_dir, env)
+    layer_count = len(case.layers(env))
+    other = write_docker_archive(
+        tmp_path / "other.tar", [(ImageSpec([make_layer([File("z", b"z\n")])]), ["o:1"])]
+    )
+    before = space.listing()
+    monkeypatch.chdir(space.work)
+    command, template = RENDERINGS[rendering]
+    replace = {
+        "IMAGE": built.reference,
+        "OTHER": str(other.path),
+        "PROBE": probe_path(case, env),
+        "LAST": str(max(layer_count - 1, 1)),
+    }
+    run = imgtool_cli(*[replace.get(arg, arg) for arg in template])
+    check_no_raw_controls(run, binary=False)
+    assert SECRET not in run.stdout_bytes, "the host's secret was read through the image"
+    assert space.listing() == before, "the sentinel or the image changed"
+    assert space.leftovers() == []
+
+    expected = case.expected(fmt, command)
+    opened = not (isinstance(expected, Refused) and expected.stage == "open")
+    if "LAST" in template and layer_count < 2 and opened:
+        assert (run.code, error_message(run.stderr)) == (2, "B = 1: the image has layers 0 to 0")
+    elif isinstance(expected, Refused):
+        message = error_message(run.stderr)
+        assert re.search(expected.regex(env), message), f"{message!r} does not match {expected.pattern!r}"
+        assert run.code == expected.code, f"exit {run.code}, expected {expected.code}: {message}"
+        assert run.stdout_bytes == b"", "output written before the error"
+    elif isinstance(expected, VerifyFinds):
+        assert (run.code, run.stderr) == (1, ""), f"exit {run.code}: {run.stderr}"
+        assert expected.status in run.stdout
+    else:
+        codes = {"which-layer": {0 if case.which else 1}, "diff": {0, 1} if "images" in template else {0}}
+        assert run.code in codes.get(command, {0}), f"exit {run.code}: {run.stderr}"
+        check_quiet_success(run.stderr, expected.warning if isinstance(expected, Confined) else None)
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from imgtool.errors import ImageFormatError
 from imgtool.model import MAX_JSON_DEPTH, load_json
 from imgtool.sources.oci_layout import MAX_DESCRIPTORS
 from tests.childproc import ChildRun, run_child
+from tests.conftest import CliRunner
 from tests.hostile.harness import error_message
 from tests.hostile.test_limits import file_size_limit, tmpfs
 from tests.imagefactory import (
@@ -443,9 +445,38 @@ def test_a_temporary_directory_too_small_is_named(tmp_path: Path) -> None:
     with small_tmpdir(tmp_path) as (where, preexec):
         env = {**os.environ, "TMPDIR": str(where)}
         child = run(["flatten", str(save), "-o", "out.tar"], tmp_path, env=env, preexec=preexec)
-        message = refused(child, re.escape(f"{save}: ") + r".*")
-        assert str(where) in message and "(set TMPDIR to another directory)" in message, message
-        assert re.search(r"needs \d+ bytes in .*, which has \d+ free|File too large|No space left", message)
+        what = f"decompressing {save} to read its layers"
+        refused(
+            child,
+            re.escape(f"{where}: ")
+            + rf"(not enough space \({re.escape(what)} needs \d+ bytes, \d+ free\)"
+            + rf"|(File too large|No space left on device) \({re.escape(what)}\))"
+            + "; set TMPDIR to a larger directory",
+        )
+        assert os.listdir(where) == []
+    assert not (tmp_path / "out.tar").exists()
+
+
+def test_a_temporary_directory_that_fills_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, imgtool_cli: CliRunner
+) -> None:
+    """Where the free-space check passes but the disk fills all the same (it is shared), the error is the
+    same one line, naming the directory and TMPDIR; nothing is left in it."""
+    save = tmp_path / "save.tar.gz"
+    big_gzip_docker_save(save, 16 * MiB)
+    where = tmp_path / "smalltmp"
+    with tmpfs(where, "2m") as mounted:
+        if not mounted:
+            pytest.skip("mounting a tmpfs is not permitted here")
+        monkeypatch.setattr(tempfile, "tempdir", str(where))
+        monkeypatch.setattr(shutil, "disk_usage", lambda _path: shutil._ntuple_diskusage(1 << 40, 0, 1 << 40))
+        run = imgtool_cli("flatten", str(save), "-o", str(tmp_path / "out.tar"))
+        message = error_message(run.stderr)
+        assert message == (
+            f"{where}: No space left on device (decompressing {save} to read its layers); "
+            "set TMPDIR to a larger directory"
+        )
+        assert run.code == 1
         assert os.listdir(where) == []
     assert not (tmp_path / "out.tar").exists()
 

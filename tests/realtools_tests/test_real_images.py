@@ -106,7 +106,7 @@ def test_two_platform_index(platform_index: PlatformIndex, imgtool_cli: CliRunne
 
 
 def test_mislabelled_uncompressed_layers(
-    builder: Builder, standard_image: StandardImageFactory, tmp_path: Path
+    builder: Builder, standard_image: StandardImageFactory, tmp_path: Path, imgtool_cli: CliRunner
 ) -> None:
     built = standard_image("basic")
     ref = builder.export_mislabeled_uncompressed_oci(built.ref, tmp_path / "mislabelled")
@@ -115,3 +115,20 @@ def test_mislabelled_uncompressed_layers(
         assert [str(layer.diff_id) for layer in img.layers] == built.config()["rootfs"]["diff_ids"]
         for layer in img.layers:
             assert sum(1 for _ in layer.entries()) > 0
+        messages = [
+            f"{layer.what}: media type application/vnd.oci.image.layer.v1.tar+gzip says gzip, "
+            "but the blob is not compressed"
+            for layer in img.layers
+        ]
+    # Read by its bytes all the same, and said once by every command that looks at the layers.
+    warned = "".join(f"imgtool: warning: {message}\n" for message in messages)
+    verify = imgtool_cli("verify", ref, "--json")
+    assert (verify.code, verify.stderr) == (0, "")
+    findings = json.loads(verify.stdout)
+    assert [f["detail"] for f in findings if f["status"] == "warning"] == messages
+    assert {f["status"] for f in findings if f["kind"] != "media type"} == {"ok"}
+    inspect = imgtool_cli("inspect", ref, "--json")
+    assert (inspect.code, inspect.stderr) == (0, warned)
+    assert json.loads(inspect.stdout)["warnings"] == messages
+    flatten = imgtool_cli("flatten", ref, "-o", str(tmp_path / "out"), "-q")
+    assert (flatten.code, flatten.stderr) == (0, warned)
