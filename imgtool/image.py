@@ -141,10 +141,10 @@ class Image:
 
     reference: str
     transport: str
-    manifest_digest: Digest | None
+    stored_manifest_digest: Digest | None = field(repr=False)
     manifest_media_type: str
     manifest: Manifest
-    manifest_bytes: bytes
+    stored_manifest_bytes: bytes = field(repr=False)
     config_digest: Digest
     config: ImageConfig
     config_bytes: bytes
@@ -153,6 +153,25 @@ class Image:
     store: BlobStore = field(repr=False)
     manifest_synthesized: bool = False  # docker save stores no manifest: imgtool derived this one
     index: IndexInfo | None = None  # the image index this manifest was chosen from, if any
+    # A manifest that costs reading the layers to derive (skopeo's for a docker-save with compressed
+    # layers: their uncompressed sizes) is derived the first time it is asked for, while the image is open.
+    derive_manifest: Callable[[], bytes] | None = field(default=None, repr=False)
+
+    @property
+    def manifest_bytes(self) -> bytes:
+        self._derive()
+        return self.stored_manifest_bytes
+
+    @property
+    def manifest_digest(self) -> Digest | None:
+        self._derive()
+        return self.stored_manifest_digest
+
+    def _derive(self) -> None:
+        if self.derive_manifest is not None:
+            data = self.derive_manifest()
+            self.stored_manifest_bytes, self.stored_manifest_digest = data, Digest.of_bytes(data)
+            self.derive_manifest = None
 
     @property
     def platform(self) -> Platform:

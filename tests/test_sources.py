@@ -7,6 +7,7 @@ import json
 import re
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -354,3 +355,33 @@ def test_a_compressed_archive_with_big_layers_reads_as_the_plain_one(
             "f0": KEEP_MEMBER_BYTES + 4096,
             "f1": KEEP_MEMBER_BYTES + 4096,
         }
+
+
+def test_skopeos_manifest_is_derived_only_when_asked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its layer sizes cost decompressing every compressed layer: only inspect's manifest digest pays it."""
+    from imgtool.sources import docker_archive
+
+    calls: list[str] = []
+    real = docker_archive.open_decompressed  # type: ignore[attr-defined]
+
+    def counting(raw: Any, what: str) -> Any:
+        calls.append(what)
+        return real(raw, what)
+
+    monkeypatch.setattr(docker_archive, "open_decompressed", counting)
+    image = ImageSpec([make_layer([File("a", b"a" * 5000)]), make_layer([File("b", b"b")])])
+    result = write_docker_archive(tmp_path / "d.tar", [(image, ["app:1"])], layer_compression="gzip")
+    with imgtool.open_image(str(tmp_path / "d.tar")) as img:
+        assert [str(layer.digest) for layer in img.layers] == result.image.layer_digests
+        assert calls == []
+        digest = img.manifest_digest
+        assert len(calls) == 2
+        assert img.manifest_digest == digest
+        assert json.loads(img.manifest_bytes)["layers"][0] == {
+            "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+            "size": len(result.image.spec.layer_specs()[0].tar),
+            "digest": result.image.diff_ids[0],
+        }
+        assert len(calls) == 2

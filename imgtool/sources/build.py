@@ -25,10 +25,13 @@ def build_image(
     layer_blobs: Sequence[Descriptor] | None = None,
     manifest_synthesized: bool = False,
     index: IndexInfo | None = None,
+    derive_manifest: Callable[[], bytes] | None = None,
 ) -> Image:
     """``config_bytes`` and ``layer_paths`` are given by sources that do not store blobs by digest,
     ``layer_blobs`` by those whose manifest does not describe the layer files as stored (skopeo's
-    manifest for a docker-save archive names each layer by its diff_id).
+    manifest for a docker-save archive names each layer by its diff_id). With ``derive_manifest``,
+    ``manifest_bytes`` is provisional (right in its config and number of layers) and the image's
+    manifest is what ``derive_manifest`` returns, the first time it is asked for.
     """
     what = f"{store.location}: manifest"
     manifest = parse_manifest(load_json(manifest_bytes, what), what)
@@ -70,10 +73,10 @@ def build_image(
     return Image(
         reference=reference,
         transport=transport,
-        manifest_digest=manifest_digest,
+        stored_manifest_digest=manifest_digest,
         manifest_media_type=manifest_media_type,
         manifest=manifest,
-        manifest_bytes=manifest_bytes,
+        stored_manifest_bytes=manifest_bytes,
         config_digest=manifest.config.digest,
         config=config,
         config_bytes=config_bytes,
@@ -82,6 +85,7 @@ def build_image(
         store=store,
         manifest_synthesized=manifest_synthesized,
         index=index,
+        derive_manifest=derive_manifest,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -40,7 +41,7 @@ from imgtool.model import (
 )
 from imgtool.sources import oci_layout
 from imgtool.sources.build import build_image
-from imgtool.sources.stores import RawStream, TarStore
+from imgtool.sources.stores import TarStore
 
 _DIGEST_NAME: Final = re.compile(
     r"(?:^|/)(?:blobs/(sha256|sha512)/)?([0-9a-f]{64}|[0-9a-f]{128})(?:\.json|\.tar)?$"
@@ -161,61 +162,57 @@ def _read_config(store: TarStore, path: str) -> tuple[bytes, Digest]:
 
 @dataclass(frozen=True, slots=True)
 class _LayerFile:
-    """A layer file of the archive: the blob as stored, and skopeo's descriptor for it."""
+    """A layer file of the archive, as stored."""
 
+    path: str
     blob: Descriptor
-    manifest_entry: dict[str, Any]
-
-
-class _Hashing:
-    """Hashes and counts what is read through it."""
-
-    def __init__(self, raw: RawStream) -> None:
-        self._raw = raw
-        self.hasher = hashlib.sha256()
-        self.size = 0
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._raw.read(n)
-        self.hasher.update(data)
-        self.size += len(data)
-        return data
+    compressed: bool
 
 
 def _layer_file(store: TarStore, path: str, diff_id: Digest) -> _LayerFile:
-    """What skopeo's docker-archive source says of a layer file, and the file itself.
-
-    skopeo (containers/image ``docker/internal/tarfile``) describes every layer by its diff_id,
-    its uncompressed size and the media type tar.gzip, whatever the file holds, so for a
-    compressed file (kaniko writes gzip) the uncompressed size is counted here as skopeo counts
-    it. The blob descriptor is the file as stored: its own digest, size and compression.
-    """
+    """The blob a layer file is: its own digest (its diff_id if uncompressed), size and compression."""
     size = store.size(path)
     with store.open(path) as raw:
         kind = sniff(raw.read(6))
     media_type = _LAYER_TYPES.get(kind, DOCKER_LAYER)
     if kind is Compression.NONE:
-        blob = Descriptor(media_type, diff_id, size)
-        return _LayerFile(blob, {"mediaType": DOCKER_LAYER_GZIP, "size": size, "digest": str(diff_id)})
+        return _LayerFile(path, Descriptor(media_type, diff_id, size), compressed=False)
+    hasher = hashlib.sha256()
     with store.open(path) as raw:
-        hashing = _Hashing(raw)
-        # None for a compression imgtool cannot read or a broken stream (skopeo then fails; imgtool
-        # describes the file as it is, and reading the layer reports the damage).
-        uncompressed: int | None = None
-        try:
-            _, stream = open_decompressed(hashing, f"{store.location}: layer {path}")
-            counted = 0
+        while chunk := raw.read(CHUNK):
+            hasher.update(chunk)
+    return _LayerFile(
+        path, Descriptor(media_type, Digest("sha256", hasher.hexdigest()), size), compressed=True
+    )
+
+
+def _skopeo_layer(store: TarStore, layer: _LayerFile, diff_id: Digest, count: bool) -> dict[str, Any]:
+    """skopeo's descriptor of a layer file (containers/image ``docker/internal/tarfile``).
+
+    skopeo names every layer by its diff_id, with its uncompressed size and the media type
+    tar.gzip, whatever the file holds; so a compressed file (kaniko writes gzip) is decompressed
+    to count its size, as skopeo counts it, when ``count``. Where it cannot be (a compression
+    imgtool does not read, a broken stream: skopeo fails there), or without ``count``, the file
+    is described as it is stored.
+    """
+    if not layer.compressed:
+        return {"mediaType": DOCKER_LAYER_GZIP, "size": layer.blob.size, "digest": str(diff_id)}
+    as_stored = {
+        "mediaType": layer.blob.media_type,
+        "size": layer.blob.size,
+        "digest": str(layer.blob.digest),
+    }
+    if not count:
+        return as_stored
+    try:
+        with store.open(layer.path) as raw:
+            _, stream = open_decompressed(raw, f"{store.location}: layer {layer.path}")
+            size = 0
             while chunk := stream.read(CHUNK):
-                counted += len(chunk)
-            uncompressed = counted
-        except (MediaTypeError, LayerError):
-            pass
-        while hashing.read(CHUNK):
-            pass
-    blob = Descriptor(media_type, Digest("sha256", hashing.hasher.hexdigest()), hashing.size)
-    if uncompressed is None:
-        return _LayerFile(blob, {"mediaType": media_type, "size": size, "digest": str(blob.digest)})
-    return _LayerFile(blob, {"mediaType": DOCKER_LAYER_GZIP, "size": uncompressed, "digest": str(diff_id)})
+                size += len(chunk)
+    except (MediaTypeError, LayerError):
+        return as_stored
+    return {"mediaType": DOCKER_LAYER_GZIP, "size": size, "digest": str(diff_id)}
 
 
 def _find_oci_manifest(store: TarStore, config_digest: Digest) -> tuple[oci_layout.Candidate, bytes] | None:
@@ -243,35 +240,50 @@ def open_archive(store: TarStore, reference: str, selector: str | None) -> Image
         )
 
     found = _find_oci_manifest(store, config_digest)
+    derive: Callable[[], bytes] | None = None
     if found is not None:
         candidate, manifest_bytes = found
         manifest_digest: Digest | None = candidate.descriptor.digest
         media_type = candidate.media_type
         layer_blobs = None
     else:
-        layers = []
-        blobs = []
-        for i, (path, diff_id) in enumerate(zip(entry.layers, diff_ids, strict=True)):
+        files: list[_LayerFile | dict[str, Any]] = []
+        for path, diff_id in zip(entry.layers, diff_ids, strict=True):
             if store.exists(path):
-                found_file = _layer_file(store, path, diff_id)
-                layers.append(found_file.manifest_entry)
-                blobs.append(found_file.blob)
+                files.append(_layer_file(store, path, diff_id))
             elif str(diff_id) in entry.layer_sources:
-                source = entry.layer_sources[str(diff_id)]
-                layers.append(source)
-                blobs.append(parse_descriptor(source, f"{store.location}: manifest.json[{i}] LayerSources"))
+                files.append(entry.layer_sources[str(diff_id)])
             else:
                 raise ImageNotFoundError(f"{store.location}: layer {path} is missing from the archive")
-        layer_blobs = blobs
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": DOCKER_MANIFEST,
-            "config": {"mediaType": DOCKER_CONFIG, "size": len(config_bytes), "digest": str(config_digest)},
-            "layers": layers,
-        }
-        manifest_bytes = json.dumps(manifest, separators=(",", ":")).encode()
+        layer_blobs = [
+            item.blob
+            if isinstance(item, _LayerFile)
+            else parse_descriptor(item, f"{store.location}: manifest.json[{i}] LayerSources")
+            for i, item in enumerate(files)
+        ]
+
+        def synthesize(count: bool) -> bytes:
+            layers = [
+                _skopeo_layer(store, item, diff_id, count) if isinstance(item, _LayerFile) else item
+                for item, diff_id in zip(files, diff_ids, strict=True)
+            ]
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": DOCKER_MANIFEST,
+                "config": {
+                    "mediaType": DOCKER_CONFIG,
+                    "size": len(config_bytes),
+                    "digest": str(config_digest),
+                },
+                "layers": layers,
+            }
+            return json.dumps(manifest, separators=(",", ":")).encode()
+
+        manifest_bytes = synthesize(count=False)
         manifest_digest = Digest.of_bytes(manifest_bytes)
         media_type = DOCKER_MANIFEST
+        if any(isinstance(item, _LayerFile) and item.compressed for item in files):
+            derive = lambda: synthesize(count=True)  # noqa: E731 - reads every compressed layer
     return build_image(
         store=store,
         reference=reference,
@@ -284,4 +296,5 @@ def open_archive(store: TarStore, reference: str, selector: str | None) -> Image
         layer_paths=entry.layers,
         layer_blobs=layer_blobs,
         manifest_synthesized=found is None,
+        derive_manifest=derive,
     )
