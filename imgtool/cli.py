@@ -200,13 +200,15 @@ def _index_fields(index: dict[str, Any] | None) -> list[tuple[str, str]]:
     if index is None:
         return []
     entries = index["manifests"]
-    width = max(len(entry["platform"] or "-") for entry in entries)
+    platforms = [escape_text(entry["platform"] or "-") for entry in entries]
+    width = max(len(platform) for platform in platforms)
     lines = [
-        f"{entry['platform'] or '-':<{width}}  {entry['digest']}"
+        f"{platform:<{width}}  {entry['digest']}"
         + (" (this image)" if entry["chosen"] else " (attestation)" if entry["attestation"] else "")
-        for entry in entries
+        for platform, entry in zip(platforms, entries, strict=True)
     ]
-    return [("Index", f"{index['digest']} ({index['media_type']})"), ("Platforms", "\n".join(lines))]
+    shown = index["digest"] or "index.json"
+    return [("Index", f"{shown} ({escape_text(index['media_type'])})"), ("Platforms", "\n".join(lines))]
 
 
 def _command_text(value: Any) -> str:

@@ -157,7 +157,7 @@ class IndexEntry:
 class IndexInfo:
     """The image index (its digest and media type) an image was chosen from, and what it lists."""
 
-    digest: Digest
+    digest: Digest | None  # None: index.json itself
     media_type: str
     entries: tuple[IndexEntry, ...]
 

@@ -28,7 +28,7 @@ def describe_index(index: IndexInfo | None) -> dict[str, Any] | None:
     if index is None:
         return None
     return {
-        "digest": str(index.digest),
+        "digest": str(index.digest) if index.digest is not None else None,
         "media_type": index.media_type,
         "manifests": [
             {

@@ -82,6 +82,29 @@ def test_inspect_shows_the_index_and_every_entry(
     }
 
 
+def test_platforms_listed_by_index_json_itself(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+    amd64 = ImageSpec([make_layer([File("p", b"amd64\n")])])
+    arm64 = ImageSpec([make_layer([File("p", b"arm64\n")])], architecture="arm64")
+    result = write_oci_layout(
+        tmp_path / "oci",
+        [Entry(spec, ref="v1", platform=spec.platform) for spec in (amd64, arm64)],
+    )
+    run = imgtool_cli("inspect", result.reference("v1"), "--platform", "linux/arm64")
+    assert (run.code, run.stderr) == (0, "")
+    built_amd64, built_arm64 = result.images
+    assert run.stdout.splitlines()[2:5] == [
+        f"Index:       index.json ({OCI_INDEX})",
+        f"Platforms:   linux/amd64  {built_amd64.manifest_digest}",
+        f"             linux/arm64  {built_arm64.manifest_digest} (this image)",
+    ]
+    doc = json.loads(imgtool_cli("inspect", result.reference("v1"), "--json").stdout)
+    assert doc["index"]["digest"] is None
+    assert [(m["platform"], m["chosen"]) for m in doc["index"]["manifests"]] == [
+        ("linux/amd64", True),
+        ("linux/arm64", False),
+    ]
+
+
 def test_a_single_image_has_no_index(tmp_path: Path, imgtool_cli: CliRunner) -> None:
     result = write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([make_layer([File("a", b"a")])]), ref="v1")])
     run = imgtool_cli("inspect", result.reference("v1"), "--json")

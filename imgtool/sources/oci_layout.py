@@ -71,6 +71,7 @@ class Unusable:
 class Listing:
     candidates: list[Candidate]
     unusable: list[Unusable]
+    media_type: str = OCI_INDEX  # index.json's
 
 
 def some(items: list[str], limit: int = 5) -> str:
@@ -115,8 +116,9 @@ def list_layout(store: BlobStore) -> Listing:
     nesting (``MAX_INDEX_DEPTH``).
     """
     walker = _Walker(store)
-    listing = Listing([], [])
-    top = read_index(store).manifests
+    index = read_index(store)
+    listing = Listing([], [], index.media_type)
+    top = index.manifests
     walker.count(len(top), "index.json")
     for desc in top:
         tags = tuple(t for t in (desc.ref_name, desc.annotations.get("io.containerd.image.name")) if t)
@@ -333,14 +335,23 @@ def open_layout(
         manifest_media_type=chosen.media_type,
         manifest_bytes=manifest_bytes,
         tags=list(chosen.tags),
-        index=_index_info(chosen),
+        index=_index_info(chosen, listing),
     )
 
 
-def _index_info(chosen: Candidate) -> IndexInfo | None:
-    """The image index the manifest was chosen from, with every image it lists."""
+def _index_info(chosen: Candidate, listing: Listing) -> IndexInfo | None:
+    """The image index the manifest was chosen from, with every image it lists.
+
+    Where index.json itself lists the images of one ref for several platforms, that is the
+    index (it has no digest).
+    """
+    siblings = chosen.siblings
     if chosen.parent is None:
-        return None
+        siblings = tuple(
+            c.descriptor for c in listing.candidates if c.parent is None and c.tags == chosen.tags
+        )
+        if len(_distinct(siblings)) < 2:
+            return None
     entries = tuple(
         IndexEntry(
             digest=d.digest,
@@ -350,6 +361,8 @@ def _index_info(chosen: Candidate) -> IndexInfo | None:
             chosen=(d.digest, d.platform) == (chosen.descriptor.digest, chosen.descriptor.platform),
             attestation=d.annotations.get("vnd.docker.reference.type") == _ATTESTATION,
         )
-        for d in _distinct(chosen.siblings)
+        for d in _distinct(siblings)
     )
+    if chosen.parent is None:
+        return IndexInfo(None, listing.media_type, entries)
     return IndexInfo(chosen.parent.digest, chosen.parent.media_type, entries)
