@@ -38,6 +38,7 @@ from imgtool.sources.stores import BlobStore, blob_path
 
 MAX_INDEX_DEPTH: Final = 8  # image indexes nested in one another below index.json
 MAX_DESCRIPTORS: Final = 4096  # descriptors in index.json and every distinct index it leads to, together
+MAX_VISITS: Final = 4 * MAX_DESCRIPTORS  # index entries followed, counting an index reached again anew
 _ATTESTATION: Final = "attestation-manifest"
 
 
@@ -148,6 +149,8 @@ class _Walker:
         self.indexes: dict[Digest, Index] = {}
         self.blob_types: dict[Digest, str | Descriptor | Unusable] = {}
         self.descriptors = 0
+        self.visits = 0
+        self.expanded: dict[tuple[Digest, Platform | None], list[Candidate | Unusable]] = {}
 
     def count(self, n: int, where: str) -> None:
         self.descriptors += n
@@ -188,21 +191,36 @@ class _Walker:
         if media_type in MANIFEST_TYPES:
             return [Candidate(desc, desc.platform or platform, (), media_type, parent, siblings)]
         self._check_depth(desc, depth, path)
+        inherited = desc.platform or platform
+        key = (desc.digest, inherited)
+        done = self.expanded.get(key)
+        if done is not None:  # the same index reached again, with the same platform: the same images
+            return done
         index = self._index(desc)
-        out: list[Candidate | Unusable] = []
+        out: dict[tuple[object, ...], Candidate | Unusable] = {}
         as_index = dataclasses.replace(desc, media_type=media_type)
         for child in _distinct(index.manifests):  # an entry listed twice is one entry
-            out.extend(
-                self.expand(
-                    child,
-                    platform=child.platform or desc.platform or platform,
-                    parent=as_index,
-                    siblings=index.manifests,
-                    depth=depth + 1,
-                    path=(*path, desc.digest),
+            self.visits += 1
+            if self.visits > MAX_VISITS:
+                raise ImageFormatError(
+                    f"{self.store.location}: image index {desc.digest}: the layout's indexes lead to more "
+                    f"than {MAX_VISITS} descriptors (indexes that list one another many times over)"
                 )
-            )
-        return out
+            for leaf in self.expand(
+                child,
+                platform=child.platform or inherited,
+                parent=as_index,
+                siblings=index.manifests,
+                depth=depth + 1,
+                path=(*path, desc.digest),
+            ):
+                if isinstance(leaf, Unusable):
+                    out.setdefault(("unusable", leaf.descriptor.digest, leaf.reason), leaf)
+                else:
+                    parent_digest = leaf.parent.digest if leaf.parent else None
+                    out.setdefault(("image", leaf.descriptor.digest, leaf.platform, parent_digest), leaf)
+        self.expanded[key] = list(out.values())
+        return self.expanded[key]
 
     def _check_depth(self, desc: Descriptor, depth: int, path: tuple[Digest, ...]) -> None:
         if desc.digest in path:

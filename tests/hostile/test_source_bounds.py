@@ -40,6 +40,7 @@ from tests.imagefactory import (
     File,
     ImageSpec,
     IndexSpec,
+    Platform,
     RawDescriptor,
     canonical_json,
     make_layer,
@@ -233,6 +234,21 @@ def test_index_fan_out_reads_each_index_once(levels: int, archive: bool, tmp_pat
     assert (child.code, child.stderr) == (0, "")
     doc = json.loads(out.read_text())
     assert [entry["chosen"] for entry in doc["index"]["manifests"]] == [True]
+
+
+def test_index_fan_out_with_a_platform_per_entry_is_bounded(tmp_path: Path) -> None:
+    """Entries made distinct by their platforms: each index is expanded once per platform it inherits."""
+    level: ImageSpec | IndexSpec = image(architecture="arm", variant="v3")
+    for depth in range(7):
+        entries = [Entry(level, platform=Platform("linux", "arm", f"v{i}")) for i in range(12)]
+        level = IndexSpec(entries, name=f"level{depth}")
+    ref = write_oci_layout(tmp_path / "oci", [Entry(level, ref="v1")]).reference("v1")
+    out = tmp_path / "out.json"
+    child = run(["inspect", ref, "--json", "--platform", "linux/arm/v3"], tmp_path, stdout=out)
+    assert (child.code, child.stderr) == (0, "")
+    doc = json.loads(out.read_text())
+    assert doc["platform"] == "linux/arm/v3"
+    assert len(doc["index"]["manifests"]) == 12
 
 
 def test_too_many_descriptors_are_refused(tmp_path: Path) -> None:
