@@ -99,7 +99,7 @@ class _LayerCursor:
             for start, offset, length in stored_regions(entry):
                 for zeros in zero_chunks(start - at):
                     tar.write_data(zeros)
-                tar.write_from(self._data.spool_fd, offset, length)
+                tar.write_from(self._data.spool_fd, offset, length)  # copies, never lends: see there
                 at = start + length
             for zeros in zero_chunks(entry.size - at):
                 tar.write_data(zeros)
