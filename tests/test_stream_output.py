@@ -12,6 +12,7 @@ import functools
 import io
 import os
 import random
+import select
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from typing import IO, BinaryIO, Final
 
 import pytest
 
+from imgtool.output import human_size
 from imgtool.spool import release_range
 from imgtool.tarwriter import TarWriter
 from tests import test_flatten, test_spool
@@ -204,6 +206,14 @@ def tar_contents(data: bytes) -> dict[str, bytes]:
         }
 
 
+def summary_line(tar_bytes: bytes, dest: str) -> str:
+    """The summary line flatten prints: paths and file data counted from the tar itself."""
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        members = tar.getmembers()
+    data = sum(m.size for m in members if m.isfile())
+    return f"imgtool: wrote {len(members)} paths ({human_size(data)} of file data) to {dest}\n"
+
+
 @dataclass(frozen=True)
 class Built:
     ref: str
@@ -279,10 +289,60 @@ def test_stdout_redirected_to_a_file_gets_the_bytes_of_the_file_output(
 
 
 @pytest.mark.parametrize("name", sorted(IMAGES))
-def test_dev_null_takes_the_tar(tmp_path: Path, built: Callable[[str], Built], name: str) -> None:
-    child = run_flatten(tmp_path, [built(name).ref, "-o", "-", "-q"], subprocess.DEVNULL)
-    assert (child.code, child.stderr) == (0, "")
+def test_dev_null_takes_the_tar_and_the_summary_says_so(
+    tmp_path: Path, built: Callable[[str], Built], name: str
+) -> None:
+    image = built(name)
+    child = run_flatten(tmp_path, [image.ref, "-o", "-"], subprocess.DEVNULL)
+    assert (child.code, child.stderr) == (0, summary_line(image.tar, "stdout"))
     assert_spooled(child, name)
+
+
+def test_a_tar_is_not_written_to_a_terminal(tmp_path: Path) -> None:
+    ref = image_ref(tmp_path, "spool-small")
+    master, slave = os.openpty()
+    written = bytearray()
+
+    def read_terminal(proc: subprocess.Popen[bytes]) -> bytes:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([master], [], [], 0.05)
+            if readable:
+                written.extend(os.read(master, 1 << 16))
+            elif proc.poll() is not None:
+                break
+        return b""
+
+    try:
+        child = run_flatten(tmp_path, [ref, "-o", "-"], slave, read_terminal)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert child.code == 2
+    assert child.stderr == "imgtool: error: refusing to write a tar to a terminal; use -o FILE or a pipe\n"
+    assert bytes(written) == b""
+    assert not child.spooled  # refused before any layer was read
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_output_files_get_the_mode_the_umask_gives(tmp_path: Path, umask: int, mode: int) -> None:
+    ref = image_ref(tmp_path, "spool-small")
+    outputs = [tmp_path / "out.tar", tmp_path / "paths.tsv", tmp_path / "forced.tar"]
+    (tmp_path / "forced.tar").write_bytes(b"old")
+    os.chmod(tmp_path / "forced.tar", 0o600)
+    old = os.umask(umask)
+    try:
+        for args in (
+            [ref, "-o", str(outputs[0]), "--provenance", str(outputs[1]), "-q"],
+            [ref, "-o", str(outputs[2]), "--force", "-q"],
+        ):
+            child = run_flatten(tmp_path, args, subprocess.DEVNULL)
+            assert (child.code, child.stderr) == (0, "")
+    finally:
+        os.umask(old)
+    assert [oct(path.stat().st_mode & 0o7777) for path in outputs] == [oct(mode)] * 3
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert outputs[2].read_bytes() == outputs[0].read_bytes()
 
 
 def _pipe_output() -> tuple[BinaryIO, Callable[[int], bytes], Callable[[], None]]:
