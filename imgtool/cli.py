@@ -367,9 +367,10 @@ def flatten(
             click.echo("imgtool: --safe: " + ", ".join(word for word in changed if word), err=True)
     if output == "-":
         sys.stdout.buffer.flush()
-    elif not quiet and not as_tar:
+    if not quiet:
         data = human_size(result.data_bytes)
-        click.echo(f"imgtool: wrote {result.paths} paths ({data} of file data) to {output}", err=True)
+        dest = "stdout" if output == "-" else output
+        click.echo(f"imgtool: wrote {result.paths} paths ({data} of file data) to {dest}", err=True)
 
 
 def _merged(

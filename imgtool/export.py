@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from typing import IO, BinaryIO, Final
 
-from imgtool.errors import InterruptedAfterOutputError, LayerError, OutputError
+from imgtool.errors import InterruptedAfterOutputError, LayerError, OutputError, UsageError
 from imgtool.index import check_indexed
 from imgtool.overlay import Node
 from imgtool.plan import InodeKey, WritePlan, make_plan
@@ -99,7 +99,7 @@ class _LayerCursor:
             for start, offset, length in stored_regions(entry):
                 for zeros in zero_chunks(start - at):
                     tar.write_data(zeros)
-                tar.write_from(self._data.spool_fd, offset, length)
+                tar.write_from(self._data.spool_fd, offset, length)  # copies, never lends: see there
                 at = start + length
             for zeros in zero_chunks(entry.size - at):
                 tar.write_data(zeros)
@@ -230,6 +230,16 @@ def check_tar_destination(dest: str, force: bool) -> str:
     return target
 
 
+def check_tar_stream(out: BinaryIO) -> None:
+    """Refuse to write a tar over a terminal (as ``docker save`` does)."""
+    try:
+        terminal = os.isatty(out.fileno())
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        terminal = False
+    if terminal:
+        raise UsageError("refusing to write a tar to a terminal; use -o FILE or a pipe")
+
+
 def flatten_to_tar_file(
     view: MergedView,
     dest: str,
@@ -238,6 +248,7 @@ def flatten_to_tar_file(
     force: bool = False,
     *,
     then: Callable[[], None] | None = None,
+    plan: WritePlan | None = None,
 ) -> int:
     """Write the tar to a file, atomically: a claimed temporary sibling renamed into place at the end.
 
@@ -253,7 +264,7 @@ def flatten_to_tar_file(
     try:
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
-                written = write_tar(view, handle, progress, max_size)
+                written = write_tar(view, handle, progress, max_size, plan)
             with signals_deferred():
                 os.replace(staging, target)
                 placed = True

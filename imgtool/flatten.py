@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from imgtool.export import check_tar_destination, flatten_to_tar_file, write_tar
+from imgtool.export import check_tar_destination, check_tar_stream, flatten_to_tar_file, write_tar
 from imgtool.image import Image
 from imgtool.index import IndexCache
 from imgtool.plan import WritePlan, make_plan
@@ -101,6 +101,8 @@ def flatten(
             places.append(os.path.dirname(check_tar_destination(output, force)))
         else:
             places.append(os.path.dirname(prepare_destination(output, force)[0]))
+    else:
+        check_tar_stream(output)
     if provenance:
         places.append(os.path.dirname(check_provenance_destination(provenance)))
     for directory in dict.fromkeys(places):
@@ -131,10 +133,11 @@ def flatten(
                 _write_stream(view, output, progress, max_size, plan)
                 if commit is not None:
                     commit()
-                stats = WriteStats()
+                stats = WriteStats(paths=plan.path_count, data_bytes=plan.data_bytes)
             elif as_tar:
-                flatten_to_tar_file(view, output, progress, max_size, force, then=commit)
-                stats = WriteStats()
+                plan = make_plan(view.tree)
+                flatten_to_tar_file(view, output, progress, max_size, force, then=commit, plan=plan)
+                stats = WriteStats(paths=plan.path_count, data_bytes=plan.data_bytes)
             else:
                 stats = flatten_to_dir(
                     view, output, force=force, progress=progress, max_size=max_size, warn=warn, then=commit

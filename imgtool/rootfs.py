@@ -303,6 +303,7 @@ def _write_from_spool(
 
 
 def _copy_into(spool_fd: int, entry: Entry, fd: int) -> None:
+    # copy_range makes real copies into this regular file, so the range may be released after it.
     if entry.sparse is None:
         copy_range(spool_fd, entry.offset, fd, entry.size)
     else:  # a sparse file keeps its holes: each stored region at its place, then the size

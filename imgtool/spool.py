@@ -73,7 +73,13 @@ class Tee:
 
 def copy_range(source: int, offset: int, target: int, size: int) -> None:
     """Copy ``size`` bytes at ``offset`` of one file to the current position of another, in the kernel
-    where it can (copy_file_range), through a buffer where it cannot."""
+    where it can (copy_file_range), through a buffer where it cannot.
+
+    Either way the bytes are copied, never lent: copy_file_range works only between regular files
+    (anything else fails with EINVAL and takes the buffer), and it either writes the target's own
+    pages before it returns or shares extents copy-on-write (a reflink), after which punching a
+    hole in the source changes only the source. So the source range may be released at once.
+    """
     copied = 0
     try:
         while copied < size:
@@ -104,6 +110,11 @@ def release_range(fd: int, offset: int, size: int) -> None:
     The output written next then reuses those pages instead of taking fresh ones; on a virtual
     machine, memory the guest has not touched yet is the slowest to write to. Linux only (a hole
     is punched); elsewhere, and on any error, the pages stay until the spool is removed.
+
+    Only for bytes that were copied, never for bytes still lent to a reader: punching zeroes the
+    part of a (large) page-cache folio that lies in the hole in place, so a pipe or socket that
+    still holds a reference to it (``sendfile``, ``splice``, ``vmsplice``) would deliver zeros.
+    Every writer therefore copies (:func:`copy_range`, ``TarWriter.write_from``) before it releases.
     """
     start = -(-offset // _PAGE) * _PAGE
     end = (offset + size) // _PAGE * _PAGE
@@ -199,6 +210,8 @@ class Spool:
         self._trimmer.start()
 
     def _trim(self, wanted: dict[int, list[tuple[int, int]]]) -> None:
+        # Runs while the output is written, and touches only bytes no output reads: a hole zeroes
+        # nothing outside itself, and release_range keeps the partial pages at each end.
         for layer, path in list(self._ready.items()):
             with contextlib.suppress(OSError):  # only memory is at stake
                 fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)

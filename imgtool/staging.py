@@ -16,6 +16,7 @@ import errno
 import fcntl
 import os
 import re
+import secrets
 import signal
 import stat
 import tempfile
@@ -30,6 +31,9 @@ _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 _FULL: Final = (errno.ENOSPC, errno.EDQUOT)
+_FILE_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_NAME_LETTERS: Final = "abcdefghijklmnopqrstuvwxyz0123456789_"  # those of tempfile's names
+_NAME_ATTEMPTS: Final = 100
 
 
 def output_path(dest: str) -> str:
@@ -88,8 +92,12 @@ def prefix(name: str, kind: str = "") -> str:
 class Claim:
     """An exclusive flock on a staging path, held until :meth:`release`: the path is in use."""
 
-    def __init__(self, path: str) -> None:
-        self._fd: int | None = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    def __init__(self, path: str, fd: int | None = None) -> None:
+        """Claim ``path``, or the file already open as ``fd`` (which may then be closed)."""
+        if fd is not None:
+            self._fd: int | None = os.dup(fd)  # the lock belongs to the open file, not to one descriptor
+        else:
+            self._fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def release(self) -> None:
@@ -109,14 +117,25 @@ def make_dir(directory: str, name: str, kind: str = "") -> tuple[str, Claim]:
 
 
 def make_file(directory: str, name: str) -> tuple[int, str, Claim]:
-    """A new staging file in ``directory``, open for writing, and claimed."""
-    fd, path = tempfile.mkstemp(prefix=prefix(name), dir=directory)
-    try:
-        return fd, path, Claim(path)
-    except BaseException:
-        os.close(fd)
-        os.unlink(path)
-        raise
+    """A new staging file in ``directory``, open for writing, and claimed.
+
+    Its mode is 0666 less the umask, what ``tar -cf`` or ``cp`` gives a new file (``mkstemp``
+    would make it 0600 whatever the umask); renamed into place, it is the output as it stays.
+    """
+    for _ in range(_NAME_ATTEMPTS):
+        suffix = "".join(secrets.choice(_NAME_LETTERS) for _ in range(8))
+        path = os.path.join(directory, prefix(name) + suffix)
+        try:
+            fd = os.open(path, _FILE_FLAGS, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            return fd, path, Claim(path, fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+    raise FileExistsError(errno.EEXIST, f"no unused staging name in {directory}")
 
 
 def owner_pid(name: str) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import stat
 from typing import BinaryIO, Final
 
 from imgtool.errors import OutputError
@@ -80,6 +81,7 @@ class TarWriter:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self.bytes_written = 0
+        self._regular: bool | None = None  # whether ``out`` is a regular file; known at first use
 
     def _write(self, data: bytes | memoryview) -> None:
         self._out.write(data)
@@ -144,26 +146,48 @@ class TarWriter:
         self._write(data)
 
     def write_from(self, source: int, offset: int, size: int) -> None:
-        """Copy ``size`` bytes at ``offset`` of a file into the tar, in the kernel where possible.
+        """Copy ``size`` bytes at ``offset`` of a file into the tar, in the kernel where that is safe.
 
-        Small files go through the output's buffer: two system calls each would cost more.
+        The kernel copies only into a regular file. ``sendfile`` into a pipe or a socket does not
+        copy: it hands the reader references to the source's page-cache pages, and the caller gives
+        the source's pages back (:func:`imgtool.spool.release_range` punches a hole) as soon as this
+        returns, while the reader may not have consumed them yet: it would read zeros. Into a
+        regular file ``sendfile`` writes the bytes into the target's own pages before it returns,
+        so the source may change at once. Every other output (pipe, socket, terminal, device) gets
+        a copy made here. Small files go through the output's buffer: two system calls each would
+        cost more.
         """
-        try:
-            target = self._out.fileno() if size >= _SENDFILE_MIN else -1
-        except (AttributeError, OSError, io.UnsupportedOperation):
-            target = -1
-        if target < 0:
+        if size < _SENDFILE_MIN or not self._to_regular_file():
             for chunk in read_range(source, offset, size):
                 self._write(chunk)
             return
         self._out.flush()
+        target = self._out.fileno()
         done = 0
-        while done < size:
-            sent = os.sendfile(target, source, offset + done, size - done)
-            if sent == 0:
-                raise OSError(errno.EIO, "spool file ended early")
-            done += sent
+        try:
+            while done < size:
+                sent = os.sendfile(target, source, offset + done, size - done)
+                if sent == 0:
+                    raise OSError(errno.EIO, "spool file ended early")
+                done += sent
+        except OSError as exc:  # e.g. a file opened for appending: copy the rest here
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise
+            self._regular = False
+            self.bytes_written += done
+            for chunk in read_range(source, offset + done, size - done):
+                self._write(chunk)
+            return
         self.bytes_written += size
+
+    def _to_regular_file(self) -> bool:
+        """Whether the output is a regular file, the one target the kernel copies into (see write_from)."""
+        if self._regular is None:
+            try:
+                self._regular = stat.S_ISREG(os.fstat(self._out.fileno()).st_mode)
+            except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+                self._regular = False
+        return self._regular
 
     def end_data(self, size: int) -> None:
         """Pad a regular file's data (of ``size`` bytes) to a whole block."""

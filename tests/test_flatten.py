@@ -357,3 +357,20 @@ def test_missing_layer_blob_fails_before_writing(tmp_path: Path, imgtool_cli: Cl
     assert run.stderr.startswith("imgtool: error: layer 1 (sha256:")
     assert run.stderr.endswith("): layer blob is not present in the image\n")
     assert sorted(os.listdir(tmp_path)) == ["oci"]
+
+
+def test_tar_output_reports_what_it_wrote_as_directory_output_does(
+    tmp_path: Path, imgtool_cli: CliRunner
+) -> None:
+    ref = image_ref(tmp_path)
+    summary = f"imgtool: wrote {len(EXPECTED)} paths (71 B of file data) to "
+    to_dir = imgtool_cli("flatten", ref, "-o", str(tmp_path / "dir"))
+    to_file = imgtool_cli("flatten", ref, "-o", str(tmp_path / "out.tar"))
+    to_stdout = imgtool_cli("flatten", ref, "-o", "-")
+    assert (to_dir.code, to_dir.stderr) == (0, summary + f"{tmp_path / 'dir'}\n")
+    assert (to_file.code, to_file.stderr) == (0, summary + f"{tmp_path / 'out.tar'}\n")
+    assert (to_stdout.code, to_stdout.stderr) == (0, summary + "stdout\n")
+    assert to_stdout.stdout_bytes == (tmp_path / "out.tar").read_bytes()
+    quiet = imgtool_cli("flatten", ref, "-o", str(tmp_path / "quiet.tar"), "-q")
+    assert (quiet.code, quiet.stderr) == (0, "")
+    assert imgtool_cli("flatten", ref, "-o", "-", "-q").stderr == ""

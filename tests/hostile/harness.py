@@ -171,7 +171,7 @@ def error_message(stderr: str) -> str:
 
 
 def check_quiet_success(stderr: str, warning: str | None, summary: bool = False) -> None:
-    """Success: only warnings (each matching ``warning``) and, for flatten to a directory, its summary."""
+    """Success: only warnings (each matching ``warning``) and, for flatten, its summary."""
     assert "Traceback" not in stderr, f"traceback on stderr:\n{stderr}"
     lines = stderr.splitlines()
     if summary:

@@ -146,7 +146,7 @@ def check_outcome(
         assert run.code == (0 if case.which else 1), f"exit {run.code}: {run.stderr}"
     else:
         assert run.code == 0, f"exit {run.code}: {run.stderr}"
-    check_quiet_success(run.stderr, warning, summary=command == "flatten-dir")
+    check_quiet_success(run.stderr, warning, summary=command.startswith("flatten"))
     if isinstance(expected, Passes):
         check_metadata(command, run, layer_count, warning)
         return True

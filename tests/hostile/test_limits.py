@@ -227,7 +227,7 @@ def test_many_tiny_files_flatten_with_bounded_memory(tmp_path: Path) -> None:
     for count in (100_000, 300_000):
         ref = oci_image(tmp_path / f"oci-{count}", [tiny_files_layer(count)], compression="none")
         out = tmp_path / f"out-{count}.tar"
-        run = run_child(["flatten", ref, "-o", str(out), "--no-cache"], tmp_path)
+        run = run_child(["flatten", ref, "-o", str(out), "--no-cache", "-q"], tmp_path)
         assert (run.code, run.stderr) == (0, "")
         with tarfile.open(out) as tar:
             assert sum(1 for member in tar if member.isfile()) == count

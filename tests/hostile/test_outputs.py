@@ -272,7 +272,10 @@ def test_provenance_replaces_its_file_with_the_output(
     run = imgtool_cli(
         "flatten", small_image, "-o", str(tmp_path / "out.tar"), "--provenance", str(tmp_path / "paths.tsv")
     )
-    assert (run.code, run.stderr) == (0, "")
+    assert (run.code, run.stderr) == (
+        0,
+        f"imgtool: wrote 2 paths (13 B of file data) to {tmp_path / 'out.tar'}\n",
+    )
     assert (tmp_path / "paths.tsv").read_text().splitlines()[:2] == ["path\tlayer\tdiff_id", "/\t-\t-"]
     assert _listing(tmp_path) == ["out.tar", "paths.tsv"]
 
@@ -456,7 +459,10 @@ def test_safe_leaves_out_devices_setid_bits_and_privileged_xattrs(
             if path
         }
     else:
-        assert (run.code, run.stderr) == (0, SAFE_SUMMARY + "\n")
+        wrote = (
+            f"imgtool: wrote 12 paths (24 B of file data) to {'stdout' if output == 'stdout' else target}\n"
+        )
+        assert (run.code, run.stderr) == (0, SAFE_SUMMARY + "\n" + wrote)
         got = _tar_tree(run.stdout_bytes if output == "stdout" else (tmp_path / "out.tar").read_bytes())
     assert got == SAFE_TREE
 

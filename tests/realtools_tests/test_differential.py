@@ -7,6 +7,7 @@ every parent directory, so no implied directory (where umoci uses the time of un
 
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 from pathlib import Path
@@ -27,7 +28,8 @@ from tests.imagefactory import (
     make_layer,
     write_oci_layout,
 )
-from tests.realtools import Builder, StandardImageFactory, requires, umoci_unpack
+from tests.realtools import Builder, BuiltImage, StandardImageFactory, requires, umoci_unpack
+from tests.slowpipe import flatten_through_slow_pipe
 from tests.treesnap import compare, hardlink_groups, snapshot
 
 pytestmark = [pytest.mark.realtools]
@@ -279,3 +281,55 @@ def test_tar_output_is_read_by_go_archive_tar(
     imported = umoci_unpack(oci, "latest", tmp_path / "imported-rootfs")
     # ADD keeps content, types, modes, owners and file times; the root directory is buildah's own.
     assert compare(snapshot(ours), snapshot(imported), ignore=lambda path, field: path == b"") == []
+
+
+# Layer 2: three files of 0.7 to 3 MiB. Layer 3: a hardlink to one of them. Layer 4: another replaced
+# (the lower copy is shadowed). With bin/busybox (about 2 MB), every large file kind the spool gives back.
+LARGE_FILES_CONTAINERFILE = (
+    "FROM scratch\nCOPY busybox /bin/busybox\nCOPY big /big/\n"
+    'RUN ["/bin/busybox", "ln", "/big/kept", "/big/kept-link"]\n'
+    "COPY replaced /big/shadowed\n"
+)
+
+
+def _large_files() -> dict[str, bytes]:
+    rng = random.Random(23)
+    return {
+        "big/shadowed": rng.randbytes(3 << 20),
+        "big/kept": rng.randbytes((2 << 20) + 999),
+        "big/other": rng.randbytes(700_000),
+        "replaced": rng.randbytes((1 << 20) + 5),
+    }
+
+
+def _extract_with_gnu_tar(tar: bytes, dest: Path) -> Path:
+    dest.mkdir()
+    subprocess.run(
+        ["tar", "--xattrs", "--xattrs-include=*", "--numeric-owner", "-C", str(dest), "-xpf", "-"],
+        input=tar,
+        check=True,
+    )
+    return dest
+
+
+@requires("buildah", "skopeo", "umoci")
+@pytest.mark.parametrize("name", [*STANDARD, "large-files"])
+def test_tar_through_a_slow_pipe_is_the_tar_file_and_extracts_to_umocis_tree(
+    builder: Builder,
+    standard_image: StandardImageFactory,
+    imgtool_cli: CliRunner,
+    tmp_path: Path,
+    name: str,
+) -> None:
+    """The stream a slow reader gets is the tar file, byte for byte, and GNU tar makes umoci's tree of it."""
+    if name == "large-files":
+        built = BuiltImage(builder, name, builder.build(name, LARGE_FILES_CONTAINERFILE, _large_files()))
+    else:
+        built = standard_image(name)
+    ref = built.export("oci", "gzip")
+    run = imgtool_cli("flatten", ref, "-o", str(tmp_path / "out.tar"), "-q")
+    assert run.code == 0, run.stderr
+    code, piped, stderr = flatten_through_slow_pipe(ref, "-q")
+    assert (code, stderr) == (0, "")
+    assert piped == (tmp_path / "out.tar").read_bytes()
+    assert_same_tree(built.reference_rootfs(), _extract_with_gnu_tar(piped, tmp_path / "x"))
