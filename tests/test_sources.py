@@ -344,7 +344,7 @@ def test_a_compressed_archive_with_big_layers_reads_as_the_plain_one(
     outputs = []
     for name in ("plain.tar", "packed.tar"):
         run = imgtool_cli(
-            "flatten", str(tmp_path / name), "-o", str(tmp_path / f"{name}.out.tar"), "--no-cache"
+            "flatten", str(tmp_path / name), "-o", str(tmp_path / f"{name}.out.tar"), "--no-cache", "-q"
         )
         assert (run.code, run.stderr) == (0, "")
         outputs.append((tmp_path / f"{name}.out.tar").read_bytes())
