@@ -13,7 +13,6 @@ import contextlib
 import errno
 import functools
 import os
-import shutil
 import stat
 import tempfile
 import threading
@@ -22,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Final
 
+from imgtool import fsutil
 from imgtool.errors import LayerError, OutputError
 from imgtool.image import Image
 from imgtool.index import check_indexed
@@ -330,20 +330,10 @@ def prepare_destination(dest: str, force: bool) -> tuple[str, bool]:
 
 
 def remove_tree(path: str) -> None:
-    """Remove a tree imgtool wrote, even where it set directories read-only."""
-
-    def make_writable(_func: object, failed: str, _exc: object) -> None:
-        parent = os.path.dirname(failed)
-        with contextlib.suppress(OSError):
-            os.chmod(parent, 0o700)
-            if os.path.isdir(failed) and not os.path.islink(failed):
-                os.chmod(failed, 0o700)
-                shutil.rmtree(failed, ignore_errors=True)
-            else:
-                os.unlink(failed)
-
-    if os.path.lexists(path):
-        shutil.rmtree(path, onerror=make_writable)
+    """Remove a tree imgtool wrote, at any depth, even where it set directories read-only; best effort
+    (what cannot be removed stays: the error being reported, if any, is the one that matters)."""
+    with contextlib.suppress(OSError):
+        fsutil.remove_tree(path)
 
 
 def flatten_to_dir(
