@@ -13,6 +13,11 @@ result agrees with ``umoci raw unpack`` entry for entry):
   directory over a directory only takes its metadata.
 * A hardlink shares the inode of its target as it stands when the link is
   applied; replacing the target later does not change the link.
+* No path of the tree, as resolved, is longer than :data:`MAX_PATH_BYTES`
+  (``LimitExceededError`` names the entry): that bounds the depth of the tree,
+  and so the memory every walk over it takes.
+
+Every walk here is iterative (an explicit stack), whatever the depth.
 
 Every node carries the layer that supplied it, so the same tree answers
 which-layer, ls, diff and drives flatten.
@@ -24,11 +29,14 @@ from collections.abc import Iterable, Iterator
 from typing import Final
 
 from imgtool.errors import ImageFormatError, LimitExceededError
-from imgtool.paths import display, split_path
+from imgtool.paths import display, join_path, split_path
 from imgtool.tarstream import DIR, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
 
 MAX_LINK_HOPS: Final = 255
+MAX_PATH_BYTES: Final = 8192  # twice the kernel's PATH_MAX: longer than anything a process can open
 ROOT_LAYER: Final = -1
+_SHOWN_BYTES: Final = 96  # of a path too long to be shown whole in a message
+_CLIMB: Final = 16  # levels a directory's resolution looks up for a resolved ancestor
 
 # Why a path stopped existing, in which-layer's words.
 DELETED: Final = "deleted"  # a whiteout named it or an ancestor
@@ -95,13 +103,19 @@ class Tree:
     def __init__(self) -> None:
         self.root = Node(None, ROOT_LAYER)
         self.layers_applied = 0
+        self.targets = _Targets()
 
     # -- applying ---------------------------------------------------------------------------
 
     def apply(self, layer: int, entries: Iterable[Entry], recorder: ChangeRecorder | None = None) -> None:
         applier = _LayerApplier(self, layer, recorder)
-        for entry in entries:
-            applier.apply(entry)
+        entry = None
+        try:
+            for entry in entries:
+                applier.apply(entry)
+        except PathTooLongError as exc:
+            assert entry is not None
+            raise PathTooLongError(f"entry {shorten(entry.path)}: {exc}") from None
         self.layers_applied = layer + 1
 
     # -- reading ----------------------------------------------------------------------------
@@ -123,19 +137,17 @@ class Tree:
         Returns the canonical resolved path, its node (None if absent) and the
         symlinks followed on the way, in order.
         """
+        links: list[bytes] = []
         if follow_last:
-            names, nodes, links = _secure_resolve(self.root, path)
-            return b"/".join(names), nodes[-1], links
+            frame = _resolve(self, _root_frame(self), path, links)
+            return frame_path(frame), frame[1], links
         parent_raw, name = split_path(path)
-        names, nodes, links = _secure_resolve(self.root, parent_raw)
-        parent = nodes[-1]
-        node = (
-            parent.children.get(name)
-            if parent is not None and parent.children is not None and name
-            else parent
-        )
-        resolved = b"/".join([*names, name]) if name else b"/".join(names)
-        return resolved, node, links
+        frame = _resolve(self, _root_frame(self), parent_raw, links)
+        parent = frame[1]
+        if not name:
+            return frame_path(frame), parent, links
+        node = parent.children.get(name) if parent is not None and parent.children is not None else None
+        return join_path(frame_path(frame), name), node, links
 
     def nodes(self) -> Iterator[Node]:
         """Every node, in no particular order (cheaper than :meth:`walk`: no paths are built)."""
@@ -162,47 +174,100 @@ class Tree:
                 )
 
 
-def _secure_resolve(root: Node, path: bytes) -> tuple[list[bytes], list[Node | None], list[bytes]]:
-    """Resolve every component of ``path`` the way filepath-securejoin does, over the tree.
+# A position reached while resolving: (name, node or None where nothing exists, parent position, length of
+# the path so far). Positions share their ancestors, so a cached one costs O(1) however deep it is, and
+# ``..`` is one step up whatever symlinks led there.
+Frame = tuple[bytes, "Node | None", "Frame | None", int]
 
-    Returns the resolved names, the node of each prefix (``nodes[0]`` is the
-    root, so ``len(nodes) == len(names) + 1``; None where nothing exists) and
-    the symlinks followed. A missing component, and anything below a
-    non-directory, is taken lexically, as securejoin takes it.
+
+def _root_frame(tree: Tree) -> Frame:
+    return (b"", tree.root, None, 0)
+
+
+def frame_path(frame: Frame) -> bytes:
+    """The canonical path of a position."""
+    names = []
+    current: Frame | None = frame
+    while current is not None and current[2] is not None:
+        names.append(current[0])
+        current = current[2]
+    names.reverse()
+    return b"/".join(names)
+
+
+def shorten(path: bytes) -> str:
+    """A path for a message, cut when it is too long to be read in one line."""
+    if len(path) <= _SHOWN_BYTES:
+        return display(path)
+    return display(path[:_SHOWN_BYTES]) + f"… ({len(path)} bytes)"
+
+
+class PathTooLongError(LimitExceededError):
+    """A path of the tree, as resolved, would be longer than :data:`MAX_PATH_BYTES`."""
+
+
+class _Targets:
+    """Symlink targets split once: "" and "." dropped, reversed for a stack (so ``./`` x 400 000 + ``a``
+    costs one step per hop, not 400 000). Keyed by the target's bytes, whose hash Python caches."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: dict[bytes, tuple[bool, list[bytes]]] = {}
+
+    def get(self, target: bytes) -> tuple[bool, list[bytes]]:
+        found = self._parts.get(target)
+        if found is None:
+            parts = [name for name in target.split(b"/") if name and name != b"."]
+            parts.reverse()
+            found = self._parts[target] = (target.startswith(b"/"), parts)
+        return found
+
+
+def _resolve(tree: Tree, frame: Frame, path: bytes, links: list[bytes] | None = None) -> Frame:
+    """Resolve every component of ``path`` from ``frame`` the way filepath-securejoin does, over the tree.
+
+    Returns the position reached (its node None where nothing exists). A missing component, and
+    anything below a non-directory, is taken lexically, as securejoin takes it. ``links``, when
+    given, receives the path of every symlink followed.
     """
-    names: list[bytes] = []
-    nodes: list[Node | None] = [root]
-    links: list[bytes] = []
-    pending = list(reversed(path.split(b"/"))) if path else []
+    if not path:
+        return frame
+    pending = path.split(b"/")
+    pending.reverse()
     hops = 0
+    targets = tree.targets
     while pending:
         name = pending.pop()
-        if name in (b"", b"."):
-            continue
         if name == b"..":
-            if names:
-                names.pop()
-                nodes.pop()
+            if frame[2] is not None:
+                frame = frame[2]
             continue
-        parent = nodes[-1]
+        if not name or name == b".":
+            continue
+        parent = frame[1]
         child = parent.children.get(name) if parent is not None and parent.children is not None else None
         content = child.content if child is not None else None
         if content is not None and content.kind == SYMLINK_KIND:  # a hardlink to a symlink is one too
             hops += 1
             if hops > MAX_LINK_HOPS:
-                raise LimitExceededError(
-                    f"too many levels of symbolic links resolving {display(b'/'.join([*names, name]))}"
-                )
-            links.append(b"/".join([*names, name]))
-            target = content.link
-            if target.startswith(b"/"):
-                del names[:]
-                del nodes[1:]
-            pending.extend(reversed(target.split(b"/")))
+                where = shorten(join_path(frame_path(frame), name))
+                raise LimitExceededError(f"too many levels of symbolic links resolving {where}")
+            if links is not None:
+                links.append(join_path(frame_path(frame), name))
+            absolute, parts = targets.get(content.link)
+            if absolute:
+                frame = (b"", tree.root, None, 0)
+            pending.extend(parts)
             continue
-        names.append(name)
-        nodes.append(child)
-    return names, nodes, links
+        length = frame[3] + len(name) + (1 if frame[2] is not None else 0)
+        if length > MAX_PATH_BYTES:
+            raise PathTooLongError(
+                f"path {shorten(join_path(frame_path(frame), name))} is longer than the limit of "
+                f"{MAX_PATH_BYTES} bytes"
+            )
+        frame = (name, child, frame, length)
+    return frame
 
 
 class _LayerApplier:
@@ -212,7 +277,8 @@ class _LayerApplier:
         self.tree = tree
         self.layer = layer
         self.recorder = recorder
-        self._parents: dict[bytes, tuple[bytes, Node]] = {}
+        # Directories this layer resolved (and created), by the raw parent path of its entries.
+        self._parents: dict[bytes, tuple[bytes, Node, Frame]] = {}
 
     def apply(self, entry: Entry) -> None:
         if entry.kind in (WHITEOUT, OPAQUE):
@@ -224,6 +290,8 @@ class _LayerApplier:
         parent_raw, name = split_path(entry.path)
         parent_path, parent = self._parent_dir(parent_raw, entry)
         path = parent_path + b"/" + name if parent_path else name
+        if len(path) > MAX_PATH_BYTES:
+            raise PathTooLongError(f"path {shorten(path)} is longer than the limit of {MAX_PATH_BYTES} bytes")
         children = parent.children
         assert children is not None
         existing = children.get(name)
@@ -260,68 +328,111 @@ class _LayerApplier:
             self.recorder.modified(self.layer, b"", old, new)
 
     def _parent_dir(self, raw: bytes, entry: Entry) -> tuple[bytes, Node]:
-        """Resolve (and create, like MkdirAll) the directory an entry goes into."""
+        """Resolve (and create, like MkdirAll) the directory an entry goes into.
+
+        A directory not resolved yet is resolved from its nearest cached ancestor (at most
+        :data:`_CLIMB` levels up), so that entries in many directories under one long chain of
+        symlinks pay for the chain once, not once each.
+        """
         cached = self._parents.get(raw)
         if cached is not None:
-            return cached
-        names, nodes, _ = _secure_resolve(self.tree.root, raw)
-        node = self.tree.root
-        node.upper = self.layer
-        for depth, name in enumerate(names, start=1):
-            child = nodes[depth]
-            if child is None:
-                child = Node(None, self.layer)
-                assert node.children is not None
-                node.children[name] = child
-                if self.recorder:
-                    self.recorder.added(self.layer, b"/".join(names[:depth]), child)
-            elif not child.is_dir:
-                raise ImageFormatError(
-                    f"entry {display(entry.path)}: parent {display(b'/'.join(names[:depth]))} "
-                    "is not a directory"
-                )
-            child.upper = self.layer
+            return cached[0], cached[1]
+        todo = [raw]  # directories to resolve, deepest first
+        frame: Frame | None = None
+        cut = len(raw)
+        while len(todo) <= _CLIMB:
+            cut = raw.rfind(b"/", 0, cut)
+            if cut < 0:
+                break
+            prefix = raw[:cut]
+            hit = self._parents.get(prefix)
+            if hit is not None:
+                frame = hit[2]
+                break
+            todo.append(prefix)
+        if frame is None:
+            first = todo.pop()
+            frame = self._make_dirs(_resolve(self.tree, _root_frame(self.tree), first), entry)
+            self._store(first, frame)
+        while todo:
+            prefix = todo.pop()
+            frame = self._make_dirs(_resolve(self.tree, frame, prefix[prefix.rfind(b"/") + 1 :]), entry)
+            self._store(prefix, frame)
+        result = self._parents[raw]
+        return result[0], result[1]
+
+    def _store(self, raw: bytes, frame: Frame) -> None:
+        node = frame[1]
+        assert node is not None  # _make_dirs made it
+        self._parents[raw] = (frame_path(frame), node, frame)
+
+    def _make_dirs(self, frame: Frame, entry: Entry) -> Frame:
+        """Create the directories missing at the end of a resolved position; marks its path as written
+        by this layer. Returns the position with every node present."""
+        missing: list[Frame] = []
+        current = frame
+        while current[1] is None:
+            missing.append(current)
+            assert current[2] is not None  # the root always exists
+            current = current[2]
+        node = current[1]
+        if not node.is_dir:
+            raise ImageFormatError(
+                f"entry {shorten(entry.path)}: parent {shorten(frame_path(current))} is not a directory"
+            )
+        # Mark the path as this layer's; a node already marked has its ancestors marked too.
+        marked: Frame | None = current
+        while marked is not None and marked[1] is not None and marked[1].upper != self.layer:
+            marked[1].upper = self.layer
+            marked = marked[2]
+        if not missing:
+            return frame
+        path = frame_path(current) if self.recorder else b""
+        for name, _node, _parent, length in reversed(missing):
+            child = Node(None, self.layer)
+            assert node.children is not None
+            node.children[name] = child
+            if self.recorder:
+                path = join_path(path, name)
+                self.recorder.added(self.layer, path, child)
+            current = (name, child, current, length)
             node = child
-        result = (b"/".join(names), node)
-        self._parents[raw] = result
-        return result
+        return current
 
     def _link_source(self, entry: Entry) -> tuple[int, Entry]:
         parent_raw, name = split_path(entry.link)
-        parent = _secure_resolve(self.tree.root, parent_raw)[1][-1]
+        parent = _resolve(self.tree, _root_frame(self.tree), parent_raw)[1]
         target = parent.children.get(name) if parent is not None and parent.children is not None else None
         if target is None:
             raise ImageFormatError(
-                f"entry {display(entry.path)}: hardlink target {display(entry.link)} does not exist"
+                f"entry {shorten(entry.path)}: hardlink target {shorten(entry.link)} does not exist"
             )
         source = target.inode
         if target.is_dir or source is None:
             raise ImageFormatError(
-                f"entry {display(entry.path)}: hardlink target {display(entry.link)} is a directory"
+                f"entry {shorten(entry.path)}: hardlink target {shorten(entry.link)} is a directory"
             )
         return source
 
     def _apply_marker(self, entry: Entry) -> None:
         opaque = entry.kind == OPAQUE
         raw = entry.path if opaque else split_path(entry.path)[0]
-        names, nodes, _ = _secure_resolve(self.tree.root, raw)
-        directory = nodes[-1]
+        frame = _resolve(self.tree, _root_frame(self.tree), raw)
+        directory = frame[1]
         if directory is None or directory.children is None:
             return
-        base = b"/".join(names)
+        base = frame_path(frame)
         if opaque:
             for name in sorted(directory.children):
                 child = directory.children[name]
-                path = base + b"/" + name if base else name
-                if self._remove(path, child, HIDDEN, keep_upper=True, report_self=True):
+                if self._remove(join_path(base, name), child, HIDDEN, keep_upper=True, report_self=True):
                     del directory.children[name]
         else:
             name = split_path(entry.path)[1]
             target = directory.children.get(name)
             if target is None:
                 return
-            path = base + b"/" + name if base else name
-            if self._remove(path, target, DELETED, keep_upper=True, report_self=True):
+            if self._remove(join_path(base, name), target, DELETED, keep_upper=True, report_self=True):
                 del directory.children[name]
         self._parents.clear()
 
@@ -330,18 +441,33 @@ class _LayerApplier:
 
         Returns whether ``node`` itself is gone (the caller unlinks it from its parent).
         """
-        if keep_upper and node.upper == self.layer:
-            if node.children:
-                for name in sorted(node.children):
-                    child_path = path + b"/" + name if path else name
-                    if self._remove(child_path, node.children[name], reason, keep_upper, True):
-                        del node.children[name]
-            return False
+        if not (keep_upper and node.upper == self.layer):
+            self._report_removed(path, node, reason, report_self)
+            return True
+        # Keep this layer's paths; remove the rest, depth first in name order, without recursion.
+        stack = [(path, node, iter(sorted(node.children or ())))]
+        while stack:
+            current, item, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                continue
+            assert item.children is not None
+            child = item.children[name]
+            child_path = join_path(current, name)
+            if child.upper == self.layer:
+                if child.children:
+                    stack.append((child_path, child, iter(sorted(child.children))))
+                continue
+            self._report_removed(child_path, child, reason, True)
+            del item.children[name]
+        return False
+
+    def _report_removed(self, path: bytes, node: Node, reason: str, report_self: bool) -> None:
         if self.recorder:
             for sub_path, sub in _subtree(path, node):
                 if sub_path != path or report_self:
                     self.recorder.removed(self.layer, sub_path, sub, reason)
-        return True
 
 
 def _subtree(path: bytes, node: Node) -> Iterator[tuple[bytes, Node]]:
@@ -350,6 +476,4 @@ def _subtree(path: bytes, node: Node) -> Iterator[tuple[bytes, Node]]:
         current, item = stack.pop()
         yield current, item
         if item.children:
-            stack.extend(
-                (current + b"/" + name if current else name, child) for name, child in item.children.items()
-            )
+            stack.extend((join_path(current, name), child) for name, child in item.children.items())
