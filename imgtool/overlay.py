@@ -36,7 +36,6 @@ MAX_LINK_HOPS: Final = 255
 MAX_PATH_BYTES: Final = 8192  # twice the kernel's PATH_MAX: longer than anything a process can open
 ROOT_LAYER: Final = -1
 _SHOWN_BYTES: Final = 96  # of a path too long to be shown whole in a message
-_CLIMB: Final = 16  # levels a directory's resolution looks up for a resolved ancestor
 
 # Why a path stopped existing, in which-layer's words.
 DELETED: Final = "deleted"  # a whiteout named it or an ancestor
@@ -202,6 +201,10 @@ def shorten(path: bytes) -> str:
     return display(path[:_SHOWN_BYTES]) + f"… ({len(path)} bytes)"
 
 
+_Step = tuple[int, Frame, bytes]  # a resolved directory of a layer: its number, position and path
+_SPECIAL_NAMES: Final = (b"", b".", b"..")
+
+
 class PathTooLongError(LimitExceededError):
     """A path of the tree, as resolved, would be longer than :data:`MAX_PATH_BYTES`."""
 
@@ -277,8 +280,15 @@ class _LayerApplier:
         self.tree = tree
         self.layer = layer
         self.recorder = recorder
-        # Directories this layer resolved (and created), by the raw parent path of its entries.
-        self._parents: dict[bytes, tuple[bytes, Node, Frame]] = {}
+        # Directories this layer resolved (and created): by the raw parent path of its entries, and
+        # component by component, (number of the raw prefix, name) -> (number, position, path).
+        self._parents: dict[bytes, tuple[bytes, Node]] = {}
+        self._steps: dict[tuple[int, bytes], _Step] = {}
+
+    def _forget(self) -> None:
+        """Something was removed or replaced: resolved directories may no longer be what they were."""
+        self._parents.clear()
+        self._steps.clear()
 
     def apply(self, entry: Entry) -> None:
         if entry.kind in (WHITEOUT, OPAQUE):
@@ -305,7 +315,7 @@ class _LayerApplier:
         if existing is not None:
             self._remove(path, existing, REPLACED, keep_upper=False, report_self=False)
             del children[name]
-            self._parents.clear()
+            self._forget()
         if entry.kind == HARDLINK_KIND:
             new = Node(entry, self.layer, self._link_source(entry))
         else:
@@ -323,48 +333,58 @@ class _LayerApplier:
         new = Node(entry, self.layer)
         new.children = old.children
         self.tree.root = new
-        self._parents.clear()
+        self._forget()
         if self.recorder:
             self.recorder.modified(self.layer, b"", old, new)
 
     def _parent_dir(self, raw: bytes, entry: Entry) -> tuple[bytes, Node]:
         """Resolve (and create, like MkdirAll) the directory an entry goes into.
 
-        A directory not resolved yet is resolved from its nearest cached ancestor (at most
-        :data:`_CLIMB` levels up), so that entries in many directories under one long chain of
-        symlinks pay for the chain once, not once each.
+        Each directory of a raw path is resolved once per layer, from its parent's position: so
+        entries in many directories under one long chain of symlinks pay for the chain once, not
+        once each, and a directory costs what its own path costs, however deep it is.
         """
         cached = self._parents.get(raw)
         if cached is not None:
-            return cached[0], cached[1]
-        todo = [raw]  # directories to resolve, deepest first
-        frame: Frame | None = None
-        cut = len(raw)
-        while len(todo) <= _CLIMB:
-            cut = raw.rfind(b"/", 0, cut)
-            if cut < 0:
-                break
-            prefix = raw[:cut]
-            hit = self._parents.get(prefix)
-            if hit is not None:
-                frame = hit[2]
-                break
-            todo.append(prefix)
-        if frame is None:
-            first = todo.pop()
-            frame = self._make_dirs(_resolve(self.tree, _root_frame(self.tree), first), entry)
-            self._store(first, frame)
-        while todo:
-            prefix = todo.pop()
-            frame = self._make_dirs(_resolve(self.tree, frame, prefix[prefix.rfind(b"/") + 1 :]), entry)
-            self._store(prefix, frame)
-        result = self._parents[raw]
-        return result[0], result[1]
-
-    def _store(self, raw: bytes, frame: Frame) -> None:
+            return cached
+        steps = self._steps
+        key = 0
+        frame = _root_frame(self.tree)
+        path = b""
+        self.tree.root.upper = self.layer
+        for name in raw.split(b"/") if raw else ():
+            step = steps.get((key, name))
+            if step is None:
+                step = steps[(key, name)] = self._step(frame, path, name, entry, len(steps) + 1)
+            key, frame, path = step
         node = frame[1]
-        assert node is not None  # _make_dirs made it
-        self._parents[raw] = (frame_path(frame), node, frame)
+        assert node is not None  # _step made it
+        result = self._parents[raw] = (path, node)
+        return result
+
+    def _step(self, frame: Frame, path: bytes, name: bytes, entry: Entry, number: int) -> _Step:
+        """Resolve one component of an entry's directory from its parent's position (a directory this
+        layer marked), creating the directory where nothing is."""
+        parent = frame[1]
+        assert parent is not None and parent.children is not None
+        child = parent.children.get(name)
+        if (child is None or child.children is not None) and name not in _SPECIAL_NAMES:
+            length = frame[3] + len(name) + (1 if frame[2] is not None else 0)
+            child_path = join_path(path, name)
+            if length > MAX_PATH_BYTES:
+                raise PathTooLongError(
+                    f"path {shorten(child_path)} is longer than the limit of {MAX_PATH_BYTES} bytes"
+                )
+            if child is None:
+                child = Node(None, self.layer)
+                parent.children[name] = child
+                if self.recorder:
+                    self.recorder.added(self.layer, child_path, child)
+            else:
+                child.upper = self.layer
+            return number, (name, child, frame, length), child_path
+        found = self._make_dirs(_resolve(self.tree, frame, name), entry)  # a symlink, or not a directory
+        return number, found, frame_path(found)
 
     def _make_dirs(self, frame: Frame, entry: Entry) -> Frame:
         """Create the directories missing at the end of a resolved position; marks its path as written
@@ -434,7 +454,7 @@ class _LayerApplier:
                 return
             if self._remove(join_path(base, name), target, DELETED, keep_upper=True, report_self=True):
                 del directory.children[name]
-        self._parents.clear()
+        self._forget()
 
     def _remove(self, path: bytes, node: Node, reason: str, keep_upper: bool, report_self: bool) -> bool:
         """Remove ``node``'s subtree, except what this layer wrote when ``keep_upper``.
