@@ -359,6 +359,31 @@ def test_long_symlink_chains_cost_little_per_entry(link_chain: str, tmp_path: Pa
     assert elapsed < CHAIN_SECONDS, f"ls took {elapsed:.1f} s"
 
 
+DEEP_UNDER: Final = 20
+
+
+@pytest.fixture(scope="module")
+def deep_under_chain(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The same chain, then 2 000 files each 20 new directories deep under ``x/``."""
+    where = tmp_path_factory.mktemp("links-deep")
+    members: list[Member] = [Dir("real/"), Symlink("x", "l0")]
+    members += [Symlink(f"l{i}", _link_target(i)) for i in range(LINKS)]
+    below = "/".join(f"e{j}" for j in range(DEEP_UNDER))
+    members += [File(f"x/d{i:04d}/{below}/f", b"") for i in range(UNDER_LINK)]
+    return oci(where / "oci", make_layer(members))
+
+
+def test_new_directories_deep_under_a_chain_cost_little(deep_under_chain: str, tmp_path: Path) -> None:
+    stdout = tmp_path / "ls.json"
+    args = ["ls", deep_under_chain, "/real", "-R", "--json", "--no-cache"]
+    run, elapsed = measured(args, tmp_path, stdout=stdout)
+    assert (run.code, run.stderr) == (0, "")
+    paths = [row["path"] for row in json.loads(stdout.read_bytes())]
+    assert len(paths) == UNDER_LINK * (DEEP_UNDER + 2)
+    assert paths[-1] == "/real/d1999/" + "/".join(f"e{j}" for j in range(DEEP_UNDER)) + "/f"
+    assert elapsed < CHAIN_SECONDS, f"ls took {elapsed:.1f} s"
+
+
 CHAIN_COMMANDS: Final = {
     "which-layer": (["which-layer", "{ref}", "/x/d1999/f"], 0, None),
     "cat": (["cat", "{ref}", "/x/d0042/f"], 0, b"42"),
