@@ -201,7 +201,8 @@ def shorten(path: bytes) -> str:
     return display(path[:_SHOWN_BYTES]) + f"… ({len(path)} bytes)"
 
 
-_Step = tuple[int, Frame, bytes]  # a resolved directory of a layer: its number, position and path
+# A directory of a layer's entries, resolved: its number, position, path and the symlinks followed to it.
+_Step = tuple[int, Frame, bytes, int]
 _SPECIAL_NAMES: Final = (b"", b".", b"..")
 
 
@@ -234,16 +235,26 @@ def _resolve(tree: Tree, frame: Frame, path: bytes, links: list[bytes] | None = 
     anything below a non-directory, is taken lexically, as securejoin takes it. ``links``, when
     given, receives the path of every symlink followed.
     """
+    return _resolve_counted(tree, frame, path, 0, links)[0]
+
+
+def _resolve_counted(
+    tree: Tree, frame: Frame, path: bytes, hops: int, links: list[bytes] | None = None
+) -> tuple[Frame, int, bool]:
+    """:func:`_resolve`, continuing a resolution that has followed ``hops`` symlinks already (the limit
+    is on the whole path); returns the position, the symlinks followed in all, and whether ``..``
+    left a component that does not exist (a symlink created there later changes the answer)."""
+    lexical = False
     if not path:
-        return frame
+        return frame, hops, lexical
     pending = path.split(b"/")
     pending.reverse()
-    hops = 0
     targets = tree.targets
     while pending:
         name = pending.pop()
         if name == b"..":
             if frame[2] is not None:
+                lexical = lexical or frame[1] is None
                 frame = frame[2]
             continue
         if not name or name == b".":
@@ -270,7 +281,7 @@ def _resolve(tree: Tree, frame: Frame, path: bytes, links: list[bytes] | None = 
                 f"{MAX_PATH_BYTES} bytes"
             )
         frame = (name, child, frame, length)
-    return frame
+    return frame, hops, lexical
 
 
 class _LayerApplier:
@@ -281,14 +292,16 @@ class _LayerApplier:
         self.layer = layer
         self.recorder = recorder
         # Directories this layer resolved (and created): by the raw parent path of its entries, and
-        # component by component, (number of the raw prefix, name) -> (number, position, path).
+        # component by component, (number of the raw prefix, name) -> _Step.
         self._parents: dict[bytes, tuple[bytes, Node]] = {}
         self._steps: dict[tuple[int, bytes], _Step] = {}
+        self._lexical = False  # whether a resolved directory was reached through a missing name and ".."
 
     def _forget(self) -> None:
         """Something was removed or replaced: resolved directories may no longer be what they were."""
         self._parents.clear()
         self._steps.clear()
+        self._lexical = False
 
     def apply(self, entry: Entry) -> None:
         if entry.kind in (WHITEOUT, OPAQUE):
@@ -320,8 +333,11 @@ class _LayerApplier:
             new = Node(entry, self.layer, self._link_source(entry))
         else:
             new = Node(entry, self.layer)
-        # A new symlink needs no cache flush: cached parents exist as directories, so none passes here.
         children[name] = new
+        # A new symlink changes no resolved directory (each exists as a directory: no path passes
+        # through the new one), unless one was reached through a missing name and "..".
+        if self._lexical and entry.kind in (SYMLINK_KIND, HARDLINK_KIND):
+            self._forget()
         if self.recorder:
             if existing is None:
                 self.recorder.added(self.layer, path, new)
@@ -348,23 +364,33 @@ class _LayerApplier:
         if cached is not None:
             return cached
         steps = self._steps
-        key = 0
-        frame = _root_frame(self.tree)
-        path = b""
+        step: _Step = (0, _root_frame(self.tree), b"", 0)
         self.tree.root.upper = self.layer
         for name in raw.split(b"/") if raw else ():
-            step = steps.get((key, name))
-            if step is None:
-                step = steps[(key, name)] = self._step(frame, path, name, entry, len(steps) + 1)
-            key, frame, path = step
+            found = steps.get((step[0], name))
+            if found is None:
+                found = steps[(step[0], name)] = self._step(step, name, entry)
+            step = found
+        _, frame, path, _ = step
         node = frame[1]
         assert node is not None  # _step made it
+        self._mark(frame)
         result = self._parents[raw] = (path, node)
         return result
 
-    def _step(self, frame: Frame, path: bytes, name: bytes, entry: Entry, number: int) -> _Step:
-        """Resolve one component of an entry's directory from its parent's position (a directory this
-        layer marked), creating the directory where nothing is."""
+    def _mark(self, frame: Frame) -> None:
+        """Mark a path as resolved as this layer's (not the directories a symlink on the way led out
+        of). A node marked has its ancestors marked too: a directory is only created under a marked one."""
+        marked: Frame | None = frame
+        while marked is not None and marked[1] is not None and marked[1].upper != self.layer:
+            marked[1].upper = self.layer
+            marked = marked[2]
+
+    def _step(self, parent_step: _Step, name: bytes, entry: Entry) -> _Step:
+        """Resolve one component of an entry's directory from its parent's position, creating the
+        directory where nothing is."""
+        _, frame, path, hops = parent_step
+        number = len(self._steps) + 1
         parent = frame[1]
         assert parent is not None and parent.children is not None
         child = parent.children.get(name)
@@ -376,19 +402,20 @@ class _LayerApplier:
                     f"path {shorten(child_path)} is longer than the limit of {MAX_PATH_BYTES} bytes"
                 )
             if child is None:
+                self._mark(frame)
                 child = Node(None, self.layer)
                 parent.children[name] = child
                 if self.recorder:
                     self.recorder.added(self.layer, child_path, child)
-            else:
-                child.upper = self.layer
-            return number, (name, child, frame, length), child_path
-        found = self._make_dirs(_resolve(self.tree, frame, name), entry)  # a symlink, or not a directory
-        return number, found, frame_path(found)
+            return number, (name, child, frame, length), child_path, hops
+        found, hops, lexical = _resolve_counted(self.tree, frame, name, hops)  # a symlink or not a dir
+        self._lexical = self._lexical or lexical
+        found = self._make_dirs(found, entry)
+        return number, found, frame_path(found), hops
 
     def _make_dirs(self, frame: Frame, entry: Entry) -> Frame:
-        """Create the directories missing at the end of a resolved position; marks its path as written
-        by this layer. Returns the position with every node present."""
+        """Create the directories missing at the end of a resolved position; returns the position with
+        every node present."""
         missing: list[Frame] = []
         current = frame
         while current[1] is None:
@@ -400,13 +427,9 @@ class _LayerApplier:
             raise ImageFormatError(
                 f"entry {shorten(entry.path)}: parent {shorten(frame_path(current))} is not a directory"
             )
-        # Mark the path as this layer's; a node already marked has its ancestors marked too.
-        marked: Frame | None = current
-        while marked is not None and marked[1] is not None and marked[1].upper != self.layer:
-            marked[1].upper = self.layer
-            marked = marked[2]
         if not missing:
             return frame
+        self._mark(current)
         path = frame_path(current) if self.recorder else b""
         for name, _node, _parent, length in reversed(missing):
             child = Node(None, self.layer)

@@ -100,3 +100,17 @@ def test_comparing_deep_trees() -> None:
         (f"{DEEP}/b".encode(), "added"),
     ]
     assert compare_trees(new, Tree())[0].path == b"d"
+
+
+def test_a_symlink_created_where_a_resolution_passed_lexically_is_followed_from_then_on() -> None:
+    # a -> b/.. is the root while b does not exist; once b -> d/e exists, a is d (as umoci, which
+    # resolves every entry against the tree as it stands, has it).
+    tree = apply([D("d/e"), S("a", "b/.."), E("a/x"), S("b", "d/e"), E("a/y")])
+    assert summary(tree) == {
+        "a": "symlink@0",
+        "b": "symlink@0",
+        "d": "dir*@0",
+        "d/e": "dir@0",
+        "d/y": "file@0",
+        "x": "file@0",
+    }
