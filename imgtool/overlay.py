@@ -201,8 +201,6 @@ def shorten(path: bytes) -> str:
     return display(path[:_SHOWN_BYTES]) + f"… ({len(path)} bytes)"
 
 
-# A directory of a layer's entries, resolved: its number, position, path and the symlinks followed to it.
-_Step = tuple[int, Frame, bytes, int]
 _SPECIAL_NAMES: Final = (b"", b".", b"..")
 
 
@@ -292,16 +290,26 @@ class _LayerApplier:
         self.layer = layer
         self.recorder = recorder
         # Directories this layer resolved (and created): by the raw parent path of its entries, and
-        # component by component, (number of the raw prefix, name) -> _Step.
+        # component by component: (id of the parent's position, name) -> position. A position's path,
+        # and the symlinks followed to reach it (when any), by its id. Few objects per directory:
+        # the collector walks every one of them.
         self._parents: dict[bytes, tuple[bytes, Node]] = {}
-        self._steps: dict[tuple[int, bytes], _Step] = {}
+        self._steps: dict[tuple[int, bytes], Frame] = {}
+        self._paths: dict[int, bytes] = {}
+        self._hops: dict[int, int] = {}
         self._lexical = False  # whether a resolved directory was reached through a missing name and ".."
+        self._root = _root_frame(tree)
+        self._paths[id(self._root)] = b""
 
     def _forget(self) -> None:
         """Something was removed or replaced: resolved directories may no longer be what they were."""
         self._parents.clear()
         self._steps.clear()
+        self._paths.clear()
+        self._hops.clear()
         self._lexical = False
+        self._root = _root_frame(self.tree)
+        self._paths[id(self._root)] = b""
 
     def apply(self, entry: Entry) -> None:
         if entry.kind in (WHITEOUT, OPAQUE):
@@ -364,18 +372,17 @@ class _LayerApplier:
         if cached is not None:
             return cached
         steps = self._steps
-        step: _Step = (0, _root_frame(self.tree), b"", 0)
+        frame = self._root
         self.tree.root.upper = self.layer
         for name in raw.split(b"/") if raw else ():
-            found = steps.get((step[0], name))
+            found = steps.get((id(frame), name))
             if found is None:
-                found = steps[(step[0], name)] = self._step(step, name, entry)
-            step = found
-        _, frame, path, _ = step
+                found = steps[(id(frame), name)] = self._step(frame, name, entry)
+            frame = found
         node = frame[1]
         assert node is not None  # _step made it
         self._mark(frame)
-        result = self._parents[raw] = (path, node)
+        result = self._parents[raw] = (self._paths[id(frame)], node)
         return result
 
     def _mark(self, frame: Frame) -> None:
@@ -386,11 +393,11 @@ class _LayerApplier:
             marked[1].upper = self.layer
             marked = marked[2]
 
-    def _step(self, parent_step: _Step, name: bytes, entry: Entry) -> _Step:
+    def _step(self, frame: Frame, name: bytes, entry: Entry) -> Frame:
         """Resolve one component of an entry's directory from its parent's position, creating the
-        directory where nothing is."""
-        _, frame, path, hops = parent_step
-        number = len(self._steps) + 1
+        directory where nothing is; records the new position's path and symlinks followed."""
+        path = self._paths[id(frame)]
+        hops = self._hops.get(id(frame), 0)
         parent = frame[1]
         assert parent is not None and parent.children is not None
         child = parent.children.get(name)
@@ -407,11 +414,17 @@ class _LayerApplier:
                 parent.children[name] = child
                 if self.recorder:
                     self.recorder.added(self.layer, child_path, child)
-            return number, (name, child, frame, length), child_path, hops
-        found, hops, lexical = _resolve_counted(self.tree, frame, name, hops)  # a symlink or not a dir
-        self._lexical = self._lexical or lexical
-        found = self._make_dirs(found, entry)
-        return number, found, frame_path(found), hops
+            new: Frame = (name, child, frame, length)
+            self._paths[id(new)] = child_path
+        else:  # a symlink, or not a directory
+            found, hops, lexical = _resolve_counted(self.tree, frame, name, hops)
+            self._lexical = self._lexical or lexical
+            found = self._make_dirs(found, entry)
+            new = (found[0], found[1], found[2], found[3])  # its own object: ids key what is recorded
+            self._paths[id(new)] = frame_path(new)
+        if hops:
+            self._hops[id(new)] = hops
+        return new
 
     def _make_dirs(self, frame: Frame, entry: Entry) -> Frame:
         """Create the directories missing at the end of a resolved position; returns the position with
