@@ -13,9 +13,9 @@ result agrees with ``umoci raw unpack`` entry for entry):
   directory over a directory only takes its metadata.
 * A hardlink shares the inode of its target as it stands when the link is
   applied; replacing the target later does not change the link.
-* No path of the tree, as resolved, is longer than :data:`MAX_PATH_BYTES`
-  (``LimitExceededError`` names the entry): that bounds the depth of the tree,
-  and so the memory every walk over it takes.
+* No path of the tree, as resolved, is longer than ``MAX_PATH_BYTES`` (see
+  :mod:`imgtool.resolution`; ``LimitExceededError`` names the entry): that bounds
+  the depth of the tree, and so the memory every walk over it takes.
 
 Every walk here is iterative (an explicit stack), whatever the depth.
 
@@ -28,14 +28,23 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Final
 
-from imgtool.errors import ImageFormatError, LimitExceededError
-from imgtool.paths import display, join_path, split_path
+from imgtool.errors import ImageFormatError
+from imgtool.paths import join_path, split_path
+from imgtool.resolution import (
+    MAX_PATH_BYTES,
+    Frame,
+    PathTooLongError,
+    Targets,
+    frame_path,
+    resolve,
+    resolve_counted,
+    root_frame,
+    shorten,
+)
 from imgtool.tarstream import DIR, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
 
-MAX_LINK_HOPS: Final = 255
-MAX_PATH_BYTES: Final = 8192  # twice the kernel's PATH_MAX: longer than anything a process can open
 ROOT_LAYER: Final = -1
-_SHOWN_BYTES: Final = 96  # of a path too long to be shown whole in a message
+_SPECIAL_NAMES: Final = (b"", b".", b"..")
 
 # Why a path stopped existing, in which-layer's words.
 DELETED: Final = "deleted"  # a whiteout named it or an ancestor
@@ -102,7 +111,7 @@ class Tree:
     def __init__(self) -> None:
         self.root = Node(None, ROOT_LAYER)
         self.layers_applied = 0
-        self.targets = _Targets()
+        self.targets = Targets()
 
     # -- applying ---------------------------------------------------------------------------
 
@@ -138,10 +147,10 @@ class Tree:
         """
         links: list[bytes] = []
         if follow_last:
-            frame = _resolve(self, _root_frame(self), path, links)
+            frame = resolve(self.root, self.targets, root_frame(self.root), path, links)
             return frame_path(frame), frame[1], links
         parent_raw, name = split_path(path)
-        frame = _resolve(self, _root_frame(self), parent_raw, links)
+        frame = resolve(self.root, self.targets, root_frame(self.root), parent_raw, links)
         parent = frame[1]
         if not name:
             return frame_path(frame), parent, links
@@ -173,115 +182,6 @@ class Tree:
                 )
 
 
-# A position reached while resolving: (name, node or None where nothing exists, parent position, length of
-# the path so far). Positions share their ancestors, so a cached one costs O(1) however deep it is, and
-# ``..`` is one step up whatever symlinks led there.
-Frame = tuple[bytes, "Node | None", "Frame | None", int]
-
-
-def _root_frame(tree: Tree) -> Frame:
-    return (b"", tree.root, None, 0)
-
-
-def frame_path(frame: Frame) -> bytes:
-    """The canonical path of a position."""
-    names = []
-    current: Frame | None = frame
-    while current is not None and current[2] is not None:
-        names.append(current[0])
-        current = current[2]
-    names.reverse()
-    return b"/".join(names)
-
-
-def shorten(path: bytes) -> str:
-    """A path for a message, cut when it is too long to be read in one line."""
-    if len(path) <= _SHOWN_BYTES:
-        return display(path)
-    return display(path[:_SHOWN_BYTES]) + f"… ({len(path)} bytes)"
-
-
-_SPECIAL_NAMES: Final = (b"", b".", b"..")
-
-
-class PathTooLongError(LimitExceededError):
-    """A path of the tree, as resolved, would be longer than :data:`MAX_PATH_BYTES`."""
-
-
-class _Targets:
-    """Symlink targets split once: "" and "." dropped, reversed for a stack (so ``./`` x 400 000 + ``a``
-    costs one step per hop, not 400 000). Keyed by the target's bytes, whose hash Python caches."""
-
-    __slots__ = ("_parts",)
-
-    def __init__(self) -> None:
-        self._parts: dict[bytes, tuple[bool, list[bytes]]] = {}
-
-    def get(self, target: bytes) -> tuple[bool, list[bytes]]:
-        found = self._parts.get(target)
-        if found is None:
-            parts = [name for name in target.split(b"/") if name and name != b"."]
-            parts.reverse()
-            found = self._parts[target] = (target.startswith(b"/"), parts)
-        return found
-
-
-def _resolve(tree: Tree, frame: Frame, path: bytes, links: list[bytes] | None = None) -> Frame:
-    """Resolve every component of ``path`` from ``frame`` the way filepath-securejoin does, over the tree.
-
-    Returns the position reached (its node None where nothing exists). A missing component, and
-    anything below a non-directory, is taken lexically, as securejoin takes it. ``links``, when
-    given, receives the path of every symlink followed.
-    """
-    return _resolve_counted(tree, frame, path, 0, links)[0]
-
-
-def _resolve_counted(
-    tree: Tree, frame: Frame, path: bytes, hops: int, links: list[bytes] | None = None
-) -> tuple[Frame, int, bool]:
-    """:func:`_resolve`, continuing a resolution that has followed ``hops`` symlinks already (the limit
-    is on the whole path); returns the position, the symlinks followed in all, and whether ``..``
-    left a component that does not exist (a symlink created there later changes the answer)."""
-    lexical = False
-    if not path:
-        return frame, hops, lexical
-    pending = path.split(b"/")
-    pending.reverse()
-    targets = tree.targets
-    while pending:
-        name = pending.pop()
-        if name == b"..":
-            if frame[2] is not None:
-                lexical = lexical or frame[1] is None
-                frame = frame[2]
-            continue
-        if not name or name == b".":
-            continue
-        parent = frame[1]
-        child = parent.children.get(name) if parent is not None and parent.children is not None else None
-        content = child.content if child is not None else None
-        if content is not None and content.kind == SYMLINK_KIND:  # a hardlink to a symlink is one too
-            hops += 1
-            if hops > MAX_LINK_HOPS:
-                where = shorten(join_path(frame_path(frame), name))
-                raise LimitExceededError(f"too many levels of symbolic links resolving {where}")
-            if links is not None:
-                links.append(join_path(frame_path(frame), name))
-            absolute, parts = targets.get(content.link)
-            if absolute:
-                frame = (b"", tree.root, None, 0)
-            pending.extend(parts)
-            continue
-        length = frame[3] + len(name) + (1 if frame[2] is not None else 0)
-        if length > MAX_PATH_BYTES:
-            raise PathTooLongError(
-                f"path {shorten(join_path(frame_path(frame), name))} is longer than the limit of "
-                f"{MAX_PATH_BYTES} bytes"
-            )
-        frame = (name, child, frame, length)
-    return frame, hops, lexical
-
-
 class _LayerApplier:
     """Applies one layer's entries; remembers what this layer wrote (its upper paths)."""
 
@@ -298,7 +198,7 @@ class _LayerApplier:
         self._paths: dict[int, bytes] = {}
         self._hops: dict[int, int] = {}
         self._lexical = False  # whether a resolved directory was reached through a missing name and ".."
-        self._root = _root_frame(tree)
+        self._root = root_frame(tree.root)
         self._paths[id(self._root)] = b""
 
     def _forget(self) -> None:
@@ -308,7 +208,7 @@ class _LayerApplier:
         self._paths.clear()
         self._hops.clear()
         self._lexical = False
-        self._root = _root_frame(self.tree)
+        self._root = root_frame(self.tree.root)
         self._paths[id(self._root)] = b""
 
     def apply(self, entry: Entry) -> None:
@@ -417,7 +317,7 @@ class _LayerApplier:
             new: Frame = (name, child, frame, length)
             self._paths[id(new)] = child_path
         else:  # a symlink, or not a directory
-            found, hops, lexical = _resolve_counted(self.tree, frame, name, hops)
+            found, hops, lexical = resolve_counted(self.tree.root, self.tree.targets, frame, name, hops)
             self._lexical = self._lexical or lexical
             found = self._make_dirs(found, entry)
             new = (found[0], found[1], found[2], found[3])  # its own object: ids key what is recorded
@@ -457,7 +357,7 @@ class _LayerApplier:
 
     def _link_source(self, entry: Entry) -> tuple[int, Entry]:
         parent_raw, name = split_path(entry.link)
-        parent = _resolve(self.tree, _root_frame(self.tree), parent_raw)[1]
+        parent = resolve(self.tree.root, self.tree.targets, root_frame(self.tree.root), parent_raw)[1]
         target = parent.children.get(name) if parent is not None and parent.children is not None else None
         if target is None:
             raise ImageFormatError(
@@ -473,7 +373,7 @@ class _LayerApplier:
     def _apply_marker(self, entry: Entry) -> None:
         opaque = entry.kind == OPAQUE
         raw = entry.path if opaque else split_path(entry.path)[0]
-        frame = _resolve(self.tree, _root_frame(self.tree), raw)
+        frame = resolve(self.tree.root, self.tree.targets, root_frame(self.tree.root), raw)
         directory = frame[1]
         if directory is None or directory.children is None:
             return

@@ -42,7 +42,7 @@ MiB: Final = 1 << 20
 MAX_RSS: Final = 256 * MiB
 MAX_SECONDS: Final = 60
 ADDRESS_SPACE: Final = 2 << 30
-LIMIT: Final = 8192  # imgtool.overlay.MAX_PATH_BYTES, written out: the documented value
+LIMIT: Final = 8192  # imgtool.resolution.MAX_PATH_BYTES, written out: the documented value
 
 DEEP: Final = 1000
 DEEP_DIR: Final = "/".join(f"d{i % 10}" for i in range(DEEP))  # 1 000 levels, a path of 3 000 bytes
