@@ -450,16 +450,36 @@ def _edit(path: Path, change: str) -> None:
         columns["kind"][0] = 99
     elif change == "not-a-dict":
         doc = [doc]
+    elif change == "negative-size":
+        columns["size"][0] = -1
+    elif change == "root-as-file":
+        columns["path"][0] = b""
+    elif change == "trailing-slash":
+        columns["path"][0] = b"a/one/"
+    elif change == "bool-mode":
+        columns["mode"][0] = True
     path.write_bytes(marshal.dumps(doc))
 
 
 @pytest.mark.parametrize(
-    "change", ["int-paths", "truncated-columns", "climbing-path", "unknown-kind", "not-a-dict"]
+    "change",
+    [
+        "int-paths",
+        "truncated-columns",
+        "climbing-path",
+        "unknown-kind",
+        "not-a-dict",
+        "negative-size",
+        "root-as-file",
+        "trailing-slash",
+        "bool-mode",
+    ],
 )
 def test_a_cache_file_that_fails_validation_is_rebuilt(
     cached_image: tuple[str, Path], change: str, tmp_path: Path
 ) -> None:
     ref, path = cached_image
+    original = marshal.loads(path.read_bytes())
     _edit(path, change)
     stdout = tmp_path / "ls.json"
     run = run_child(["ls", ref, "/", "-R", "--json"], tmp_path, stdout=stdout)
@@ -468,6 +488,7 @@ def test_a_cache_file_that_fails_validation_is_rebuilt(
     # Rebuilt, and stored again: the next run reads a good file.
     rebuilt = marshal.loads(path.read_bytes())
     assert rebuilt["columns"]["path"] == [b"a/one", b"a/two", b"b"]
+    assert rebuilt == original
 
 
 def test_the_cache_is_checked_by_the_library_too(cached_image: tuple[str, Path]) -> None:
