@@ -45,12 +45,18 @@ def coarse(change: Change) -> PathChange:
 def compare_trees(old: Tree, new: Tree) -> list[PathChange]:
     """Every path that differs between two merged trees, in path order."""
     result: list[PathChange] = []
-    _compare(b"", old.root, new.root, result)
+    stack = [(b"", old.root, new.root)]  # an explicit stack: trees can be deeper than Python recurses
+    while stack:
+        path, a, b = stack.pop()
+        _compare(path, a, b, result, stack)
     result.sort(key=lambda c: (c.path, c.change))
     return result
 
 
-def _compare(path: bytes, a: Node, b: Node, out: list[PathChange]) -> None:
+def _compare(
+    path: bytes, a: Node, b: Node, out: list[PathChange], stack: list[tuple[bytes, Node, Node]]
+) -> None:
+    """Compare one path present in both trees; pushes the children present in both onto ``stack``."""
     what = differences(a, b)
     if what:
         out.append(PathChange(path, MODIFIED, kind_name(b), file_size(b), what))
@@ -69,7 +75,7 @@ def _compare(path: bytes, a: Node, b: Node, out: list[PathChange]) -> None:
         elif name not in a_children:
             out.extend(_all(child_path, b_children[name], ADDED))
         else:
-            _compare(child_path, a_children[name], b_children[name], out)
+            stack.append((child_path, a_children[name], b_children[name]))
 
 
 def _all(path: bytes, node: Node, word: str, skip_self: bool = False) -> Iterator[PathChange]:

@@ -24,7 +24,7 @@ from imgtool.findings import layer_warnings
 from imgtool.image import Image, Layer
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import Spool, Tee
-from imgtool.tarstream import ENTRY_FIELDS, Entry, LayerReader
+from imgtool.tarstream import DIR, ENTRY_FIELDS, KIND_NAMES, OPAQUE, Entry, LayerReader
 
 FORMAT_VERSION: Final = 4
 DEFAULT_WORKERS: Final = 2
@@ -58,19 +58,22 @@ class IndexCache:
         return self.directory / diff_id.algorithm / diff_id.hex
 
     def load(self, diff_id: Digest, need_digests: bool = True) -> LayerIndex | None:
+        """The cached index, or None when there is none or it fails validation (it is then rebuilt)."""
         try:
             # marshal.loads over the whole file: marshal.load reads a file object in tiny pieces.
-            doc = marshal.loads(self._path(diff_id).read_bytes())  # noqa: S302 - our own cache
-            has_digests = doc["digests"] == CONTENT_HASH
-            if need_digests and not has_digests:
-                return None
-            columns = doc["columns"]
-            if not has_digests:  # digests of another algorithm must never meet ours
-                columns["digest"] = [None] * len(columns["path"])
-            entries = list(map(Entry, *(columns[name] for name in ENTRY_FIELDS)))
-            return LayerIndex(diff_id, entries, list(doc["warnings"]), has_digests)
-        except (OSError, EOFError, ValueError, TypeError, KeyError):
+            doc = marshal.loads(self._path(diff_id).read_bytes())  # noqa: S302 - checked below
+        except (OSError, EOFError, ValueError, TypeError):
             return None  # absent or unreadable: rebuild it
+        if not _valid_document(doc):
+            return None  # written by something else, or damaged: never trusted
+        has_digests = doc["digests"] == CONTENT_HASH
+        if need_digests and not has_digests:
+            return None
+        columns = doc["columns"]
+        if not has_digests:  # digests of another algorithm must never meet ours
+            columns["digest"] = [None] * len(columns["path"])
+        entries = list(map(Entry, *(columns[name] for name in ENTRY_FIELDS)))
+        return LayerIndex(diff_id, entries, list(doc["warnings"]), has_digests)
 
     def store(self, index: LayerIndex) -> None:
         path = self._path(index.diff_id)
@@ -93,6 +96,81 @@ class IndexCache:
                 raise
         except OSError:
             pass  # a cache that cannot be written only costs speed
+
+
+_NONE: Final = type(None)
+# What each column of a cached index may hold (exact types: a bool is not a number here).
+_COLUMN_TYPES: Final[dict[str, frozenset[type]]] = {
+    "path": frozenset({bytes}),
+    "kind": frozenset({int}),
+    "mode": frozenset({int}),
+    "uid": frozenset({int}),
+    "gid": frozenset({int}),
+    "size": frozenset({int}),
+    "mtime_ns": frozenset({int}),
+    "link": frozenset({bytes}),
+    "devmajor": frozenset({int}),
+    "devminor": frozenset({int}),
+    "xattrs": frozenset({dict, _NONE}),
+    "digest": frozenset({bytes, _NONE}),
+    "ordinal": frozenset({int}),
+    "offset": frozenset({int}),
+}
+_NOT_NEGATIVE: Final = ("size", "ordinal", "offset")
+# Where a path that is not canonical shows, once the paths are joined with NUL (which no path holds)
+# between and around them: a leading, trailing or doubled slash, a "." or ".." component.
+_NOT_CANONICAL: Final = (b"\x00/", b"/\x00", b"//", b"/./", b"/../", b"\x00./", b"\x00../", b"/.\x00")
+_NOT_CANONICAL_WHOLE: Final = (b"/..\x00", b"\x00.\x00", b"\x00..\x00")
+
+
+def _valid_document(doc: object) -> bool:
+    """Whether a cache file holds an index this version wrote: every column of every field, all of one
+    length and of the right types, known entry kinds, canonical paths, and the root only as a
+    directory. Each check runs over a whole column at C speed: loading stays cheap."""
+    if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
+        return False
+    columns, warnings = doc.get("columns"), doc.get("warnings")
+    if not isinstance(columns, dict) or not isinstance(warnings, list):
+        return False
+    if not set(map(type, warnings)) <= {str} or not isinstance(doc.get("digests"), str | None):
+        return False
+    paths = columns.get("path")
+    if not isinstance(paths, list):
+        return False
+    for name in ENTRY_FIELDS:
+        column = columns.get(name)
+        allowed = _COLUMN_TYPES.get(name)
+        if allowed is None or not isinstance(column, list) or len(column) != len(paths):
+            return False
+        if not set(map(type, column)) <= allowed:
+            return False
+    if not paths:
+        return True
+    if not set(columns["kind"]) <= KIND_NAMES.keys():
+        return False
+    if any(min(columns[name]) < 0 for name in _NOT_NEGATIVE):
+        return False
+    for xattrs in filter(None, columns["xattrs"]):
+        if not (set(map(type, xattrs)) <= {str} and set(map(type, xattrs.values())) <= {bytes}):
+            return False
+    joined = b"\x00" + b"\x00".join(paths) + b"\x00"
+    if joined.count(b"\x00") != len(paths) + 1 or any(bad in joined for bad in _NOT_CANONICAL):
+        return False
+    if any(bad in joined for bad in _NOT_CANONICAL_WHOLE):
+        return False
+    return _root_is_a_directory(paths, columns["kind"])
+
+
+def _root_is_a_directory(paths: list[bytes], kinds: list[int]) -> bool:
+    """The root (the empty path) may only be a directory, or the directory an opaque marker clears."""
+    at = -1
+    try:
+        while True:
+            at = paths.index(b"", at + 1)
+            if kinds[at] not in (DIR, OPAQUE):
+                return False
+    except ValueError:
+        return True
 
 
 def check_indexed(found: Entry, known: Entry, what: str) -> None:

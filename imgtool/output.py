@@ -169,7 +169,9 @@ def _simple_table(cells: list[list[str]], headers: Sequence[str], fmt: str) -> s
             widths[i] = max(widths[i], len(cell))
 
     def line(values: Sequence[str]) -> str:
-        return "  ".join(value.ljust(width) for value, width in zip(values, widths, strict=True)).rstrip()
+        # The last column is not padded: one long cell there (a symlink target) must not cost every row.
+        padded = [value.ljust(width) for value, width in zip(values[:-1], widths[:-1], strict=True)]
+        return "  ".join([*padded, values[-1]]).rstrip()
 
     lines = [line(head)]
     if fmt == "simple":

@@ -13,6 +13,11 @@ result agrees with ``umoci raw unpack`` entry for entry):
   directory over a directory only takes its metadata.
 * A hardlink shares the inode of its target as it stands when the link is
   applied; replacing the target later does not change the link.
+* No path of the tree, as resolved, is longer than ``MAX_PATH_BYTES`` (see
+  :mod:`imgtool.resolution`; ``LimitExceededError`` names the entry): that bounds
+  the depth of the tree, and so the memory every walk over it takes.
+
+Every walk here is iterative (an explicit stack), whatever the depth.
 
 Every node carries the layer that supplied it, so the same tree answers
 which-layer, ls, diff and drives flatten.
@@ -24,12 +29,23 @@ from collections.abc import Iterable, Iterator
 from typing import Final
 
 from imgtool import whiteout
-from imgtool.errors import ImageFormatError, LimitExceededError
-from imgtool.paths import display, split_path
+from imgtool.errors import ImageFormatError
+from imgtool.paths import display, join_path, split_path
+from imgtool.resolution import (
+    MAX_PATH_BYTES,
+    Frame,
+    PathTooLongError,
+    Targets,
+    frame_path,
+    resolve,
+    resolve_counted,
+    root_frame,
+    shorten,
+)
 from imgtool.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
 
-MAX_LINK_HOPS: Final = 255
 ROOT_LAYER: Final = -1
+_SPECIAL_NAMES: Final = (b"", b".", b"..")
 
 # Why a path stopped existing, in which-layer's words.
 DELETED: Final = "deleted"  # a whiteout named it or an ancestor
@@ -96,13 +112,19 @@ class Tree:
     def __init__(self) -> None:
         self.root = Node(None, ROOT_LAYER)
         self.layers_applied = 0
+        self.targets = Targets()
 
     # -- applying ---------------------------------------------------------------------------
 
     def apply(self, layer: int, entries: Iterable[Entry], recorder: ChangeRecorder | None = None) -> None:
         applier = _LayerApplier(self, layer, recorder)
-        for entry in entries:
-            applier.apply(entry)
+        entry = None
+        try:
+            for entry in entries:
+                applier.apply(entry)
+        except PathTooLongError as exc:
+            assert entry is not None
+            raise PathTooLongError(f"entry {shorten(entry.path)}: {exc}") from None
         self.layers_applied = layer + 1
 
     # -- reading ----------------------------------------------------------------------------
@@ -124,18 +146,17 @@ class Tree:
         Returns the canonical resolved path, its node (None if absent) and the
         symlinks followed on the way, in order.
         """
+        links: list[bytes] = []
         if follow_last:
-            names, nodes, links = _secure_resolve(self.root, path)
-            return b"/".join(names), nodes[-1], links
+            frame = resolve(self.root, self.targets, root_frame(self.root), path, links)
+            return frame_path(frame), frame[1], links
         parent_raw, name = split_path(path)
-        names, nodes, links = _secure_resolve(self.root, parent_raw)
-        parent = nodes[-1]
+        frame = resolve(self.root, self.targets, root_frame(self.root), parent_raw, links)
+        parent = frame[1]
         if not name:
-            node = parent
-        else:  # nothing exists below a non-directory (``/etc/passwd/x``)
-            node = parent.children.get(name) if parent is not None and parent.children is not None else None
-        resolved = b"/".join([*names, name]) if name else b"/".join(names)
-        return resolved, node, links
+            return frame_path(frame), parent, links
+        node = parent.children.get(name) if parent is not None and parent.children is not None else None
+        return join_path(frame_path(frame), name), node, links
 
     def nodes(self) -> Iterator[Node]:
         """Every node, in no particular order (cheaper than :meth:`walk`: no paths are built)."""
@@ -162,49 +183,6 @@ class Tree:
                 )
 
 
-def _secure_resolve(root: Node, path: bytes) -> tuple[list[bytes], list[Node | None], list[bytes]]:
-    """Resolve every component of ``path`` the way filepath-securejoin does, over the tree.
-
-    Returns the resolved names, the node of each prefix (``nodes[0]`` is the
-    root, so ``len(nodes) == len(names) + 1``; None where nothing exists) and
-    the symlinks followed. A missing component, and anything below a
-    non-directory, is taken lexically, as securejoin takes it.
-    """
-    names: list[bytes] = []
-    nodes: list[Node | None] = [root]
-    links: list[bytes] = []
-    pending = list(reversed(path.split(b"/"))) if path else []
-    hops = 0
-    while pending:
-        name = pending.pop()
-        if name in (b"", b"."):
-            continue
-        if name == b"..":
-            if names:
-                names.pop()
-                nodes.pop()
-            continue
-        parent = nodes[-1]
-        child = parent.children.get(name) if parent is not None and parent.children is not None else None
-        content = child.content if child is not None else None
-        if content is not None and content.kind == SYMLINK_KIND:  # a hardlink to a symlink is one too
-            hops += 1
-            if hops > MAX_LINK_HOPS:
-                raise LimitExceededError(
-                    f"too many levels of symbolic links resolving {display(b'/'.join([*names, name]))}"
-                )
-            links.append(b"/".join([*names, name]))
-            target = content.link
-            if target.startswith(b"/"):
-                del names[:]
-                del nodes[1:]
-            pending.extend(reversed(target.split(b"/")))
-            continue
-        names.append(name)
-        nodes.append(child)
-    return names, nodes, links
-
-
 class _LayerApplier:
     """Applies one layer's entries; remembers what this layer wrote (its upper paths)."""
 
@@ -212,8 +190,28 @@ class _LayerApplier:
         self.tree = tree
         self.layer = layer
         self.recorder = recorder
+        # Directories this layer resolved (and created): by the raw parent path of its entries, and
+        # component by component: (id of the parent's position, name) -> position. A position's path,
+        # and the symlinks followed to reach it (when any), by its id. Few objects per directory:
+        # the collector walks every one of them.
         self._parents: dict[bytes, tuple[bytes, Node]] = {}
         self._aufs_links: dict[bytes, Entry] = {}  # the files of this layer's .wh..wh.plnk/, by name
+        self._steps: dict[tuple[int, bytes], Frame] = {}
+        self._paths: dict[int, bytes] = {}
+        self._hops: dict[int, int] = {}
+        self._lexical = False  # whether a resolved directory was reached through a missing name and ".."
+        self._root = root_frame(tree.root)
+        self._paths[id(self._root)] = b""
+
+    def _forget(self) -> None:
+        """Something was removed or replaced: resolved directories may no longer be what they were."""
+        self._parents.clear()
+        self._steps.clear()
+        self._paths.clear()
+        self._hops.clear()
+        self._lexical = False
+        self._root = root_frame(self.tree.root)
+        self._paths[id(self._root)] = b""
 
     def apply(self, entry: Entry) -> None:
         if whiteout.is_aufs_bookkeeping(entry.path):  # never content; its link targets are kept aside
@@ -230,6 +228,8 @@ class _LayerApplier:
         parent_raw, name = split_path(entry.path)
         parent_path, parent = self._parent_dir(parent_raw, entry)
         path = parent_path + b"/" + name if parent_path else name
+        if len(path) > MAX_PATH_BYTES:
+            raise PathTooLongError(f"path {shorten(path)} is longer than the limit of {MAX_PATH_BYTES} bytes")
         children = parent.children
         assert children is not None
         existing = children.get(name)
@@ -243,13 +243,16 @@ class _LayerApplier:
         if existing is not None:
             self._remove(path, existing, REPLACED, keep_upper=False, report_self=False)
             del children[name]
-            self._parents.clear()
+            self._forget()
         if entry.kind == HARDLINK_KIND:
             new = Node(entry, self.layer, self._link_source(entry))
         else:
             new = Node(entry, self.layer)
-        # A new symlink needs no cache flush: cached parents exist as directories, so none passes here.
         children[name] = new
+        # A new symlink changes no resolved directory (each exists as a directory: no path passes
+        # through the new one), unless one was reached through a missing name and "..".
+        if self._lexical and entry.kind in (SYMLINK_KIND, HARDLINK_KIND):
+            self._forget()
         if self.recorder:
             if existing is None:
                 self.recorder.added(self.layer, path, new)
@@ -261,36 +264,103 @@ class _LayerApplier:
         new = Node(entry, self.layer)
         new.children = old.children
         self.tree.root = new
-        self._parents.clear()
+        self._forget()
         if self.recorder:
             self.recorder.modified(self.layer, b"", old, new)
 
     def _parent_dir(self, raw: bytes, entry: Entry) -> tuple[bytes, Node]:
-        """Resolve (and create, like MkdirAll) the directory an entry goes into."""
+        """Resolve (and create, like MkdirAll) the directory an entry goes into.
+
+        Each directory of a raw path is resolved once per layer, from its parent's position: so
+        entries in many directories under one long chain of symlinks pay for the chain once, not
+        once each, and a directory costs what its own path costs, however deep it is.
+        """
         cached = self._parents.get(raw)
         if cached is not None:
             return cached
-        names, nodes, _ = _secure_resolve(self.tree.root, raw)
-        node = self.tree.root
-        node.upper = self.layer
-        for depth, name in enumerate(names, start=1):
-            child = nodes[depth]
-            if child is None:
-                child = Node(None, self.layer)
-                assert node.children is not None
-                node.children[name] = child
-                if self.recorder:
-                    self.recorder.added(self.layer, b"/".join(names[:depth]), child)
-            elif not child.is_dir:
-                raise ImageFormatError(
-                    f"entry {display(entry.path)}: parent {display(b'/'.join(names[:depth]))} "
-                    "is not a directory"
-                )
-            child.upper = self.layer
-            node = child
-        result = (b"/".join(names), node)
-        self._parents[raw] = result
+        steps = self._steps
+        frame = self._root
+        self.tree.root.upper = self.layer
+        for name in raw.split(b"/") if raw else ():
+            found = steps.get((id(frame), name))
+            if found is None:
+                found = steps[(id(frame), name)] = self._step(frame, name, entry)
+            frame = found
+        node = frame[1]
+        assert node is not None  # _step made it
+        self._mark(frame)
+        result = self._parents[raw] = (self._paths[id(frame)], node)
         return result
+
+    def _mark(self, frame: Frame) -> None:
+        """Mark a path as resolved as this layer's (not the directories a symlink on the way led out
+        of). A node marked has its ancestors marked too: a directory is only created under a marked one."""
+        marked: Frame | None = frame
+        while marked is not None and marked[1] is not None and marked[1].upper != self.layer:
+            marked[1].upper = self.layer
+            marked = marked[2]
+
+    def _step(self, frame: Frame, name: bytes, entry: Entry) -> Frame:
+        """Resolve one component of an entry's directory from its parent's position, creating the
+        directory where nothing is; records the new position's path and symlinks followed."""
+        path = self._paths[id(frame)]
+        hops = self._hops.get(id(frame), 0)
+        parent = frame[1]
+        assert parent is not None and parent.children is not None
+        child = parent.children.get(name)
+        if (child is None or child.children is not None) and name not in _SPECIAL_NAMES:
+            length = frame[3] + len(name) + (1 if frame[2] is not None else 0)
+            child_path = join_path(path, name)
+            if length > MAX_PATH_BYTES:
+                raise PathTooLongError(
+                    f"path {shorten(child_path)} is longer than the limit of {MAX_PATH_BYTES} bytes"
+                )
+            if child is None:
+                self._mark(frame)
+                child = Node(None, self.layer)
+                parent.children[name] = child
+                if self.recorder:
+                    self.recorder.added(self.layer, child_path, child)
+            new: Frame = (name, child, frame, length)
+            self._paths[id(new)] = child_path
+        else:  # a symlink, or not a directory
+            found, hops, lexical = resolve_counted(self.tree.root, self.tree.targets, frame, name, hops)
+            self._lexical = self._lexical or lexical
+            found = self._make_dirs(found, entry)
+            new = (found[0], found[1], found[2], found[3])  # its own object: ids key what is recorded
+            self._paths[id(new)] = frame_path(new)
+        if hops:
+            self._hops[id(new)] = hops
+        return new
+
+    def _make_dirs(self, frame: Frame, entry: Entry) -> Frame:
+        """Create the directories missing at the end of a resolved position; returns the position with
+        every node present."""
+        missing: list[Frame] = []
+        current = frame
+        while current[1] is None:
+            missing.append(current)
+            assert current[2] is not None  # the root always exists
+            current = current[2]
+        node = current[1]
+        if not node.is_dir:
+            raise ImageFormatError(
+                f"entry {shorten(entry.path)}: parent {shorten(frame_path(current))} is not a directory"
+            )
+        if not missing:
+            return frame
+        self._mark(current)
+        path = frame_path(current) if self.recorder else b""
+        for name, _node, _parent, length in reversed(missing):
+            child = Node(None, self.layer)
+            assert node.children is not None
+            node.children[name] = child
+            if self.recorder:
+                path = join_path(path, name)
+                self.recorder.added(self.layer, path, child)
+            current = (name, child, current, length)
+            node = child
+        return current
 
     def _link_source(self, entry: Entry) -> tuple[int, Entry]:
         aufs_name = whiteout.aufs_link_name(entry.link)
@@ -303,60 +373,73 @@ class _LayerApplier:
                 )
             return self.layer, stashed
         parent_raw, name = split_path(entry.link)
-        parent = _secure_resolve(self.tree.root, parent_raw)[1][-1]
+        parent = resolve(self.tree.root, self.tree.targets, root_frame(self.tree.root), parent_raw)[1]
         target = parent.children.get(name) if parent is not None and parent.children is not None else None
         if target is None:
             raise ImageFormatError(
-                f"entry {display(entry.path)}: hardlink target {display(entry.link)} does not exist"
+                f"entry {shorten(entry.path)}: hardlink target {shorten(entry.link)} does not exist"
             )
         source = target.inode
         if target.is_dir or source is None:
             raise ImageFormatError(
-                f"entry {display(entry.path)}: hardlink target {display(entry.link)} is a directory"
+                f"entry {shorten(entry.path)}: hardlink target {shorten(entry.link)} is a directory"
             )
         return source
 
     def _apply_marker(self, entry: Entry) -> None:
         opaque = entry.kind == OPAQUE
         raw = entry.path if opaque else split_path(entry.path)[0]
-        names, nodes, _ = _secure_resolve(self.tree.root, raw)
-        directory = nodes[-1]
+        frame = resolve(self.tree.root, self.tree.targets, root_frame(self.tree.root), raw)
+        directory = frame[1]
         if directory is None or directory.children is None:
             return
-        base = b"/".join(names)
+        base = frame_path(frame)
         if opaque:
             for name in sorted(directory.children):
                 child = directory.children[name]
-                path = base + b"/" + name if base else name
-                if self._remove(path, child, HIDDEN, keep_upper=True, report_self=True):
+                if self._remove(join_path(base, name), child, HIDDEN, keep_upper=True, report_self=True):
                     del directory.children[name]
         else:
             name = split_path(entry.path)[1]
             target = directory.children.get(name)
             if target is None:
                 return
-            path = base + b"/" + name if base else name
-            if self._remove(path, target, DELETED, keep_upper=True, report_self=True):
+            if self._remove(join_path(base, name), target, DELETED, keep_upper=True, report_self=True):
                 del directory.children[name]
-        self._parents.clear()
+        self._forget()
 
     def _remove(self, path: bytes, node: Node, reason: str, keep_upper: bool, report_self: bool) -> bool:
         """Remove ``node``'s subtree, except what this layer wrote when ``keep_upper``.
 
         Returns whether ``node`` itself is gone (the caller unlinks it from its parent).
         """
-        if keep_upper and node.upper == self.layer:
-            if node.children:
-                for name in sorted(node.children):
-                    child_path = path + b"/" + name if path else name
-                    if self._remove(child_path, node.children[name], reason, keep_upper, True):
-                        del node.children[name]
-            return False
+        if not (keep_upper and node.upper == self.layer):
+            self._report_removed(path, node, reason, report_self)
+            return True
+        # Keep this layer's paths; remove the rest, depth first in name order, without recursion.
+        stack = [(path, node, iter(sorted(node.children or ())))]
+        while stack:
+            current, item, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                continue
+            assert item.children is not None
+            child = item.children[name]
+            child_path = join_path(current, name)
+            if child.upper == self.layer:
+                if child.children:
+                    stack.append((child_path, child, iter(sorted(child.children))))
+                continue
+            self._report_removed(child_path, child, reason, True)
+            del item.children[name]
+        return False
+
+    def _report_removed(self, path: bytes, node: Node, reason: str, report_self: bool) -> None:
         if self.recorder:
             for sub_path, sub in _subtree(path, node):
                 if sub_path != path or report_self:
                     self.recorder.removed(self.layer, sub_path, sub, reason)
-        return True
 
 
 def _subtree(path: bytes, node: Node) -> Iterator[tuple[bytes, Node]]:
@@ -365,6 +448,4 @@ def _subtree(path: bytes, node: Node) -> Iterator[tuple[bytes, Node]]:
         current, item = stack.pop()
         yield current, item
         if item.children:
-            stack.extend(
-                (current + b"/" + name if current else name, child) for name, child in item.children.items()
-            )
+            stack.extend((join_path(current, name), child) for name, child in item.children.items())

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from imgtool.errors import ImgtoolError, InterruptedAfterOutputError, LayerError, OutputError
+from imgtool.fsutil import remove_tree
 from imgtool.image import Image
 from imgtool.index import check_indexed
 from imgtool.overlay import Node
@@ -28,7 +29,7 @@ from imgtool.paths import display
 from imgtool.plan import WritePlan, inode_key, make_plan
 from imgtool.progress import LockedProgress, NoProgress, Progress
 from imgtool.spool import copy_range, release_range
-from imgtool.staging import Claim, make_dir, no_space, output_path, remove_tree, signals_deferred
+from imgtool.staging import Claim, make_dir, no_space, output_path, signals_deferred
 from imgtool.tarreader import is_hole
 from imgtool.tarstream import (
     BLOCKDEV_KIND,

@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from typing import Final
 
 from imgtool.errors import OutputError
+from imgtool.fsutil import remove_tree
 
 _LEFTOVER: Final = re.compile(r"\A\.(?:.+\.imgtool-(?:old-)?|imgtool-spool-)(\d+)-[a-z0-9_]{8}\Z")
-_DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 _FULL: Final = (errno.ENOSPC, errno.EDQUOT)
@@ -183,64 +183,3 @@ def sweep(directory: str) -> list[str]:
                 claim.release()
             removed.append(path)
     return removed
-
-
-def remove_tree(path: str) -> None:
-    """Remove a directory tree imgtool wrote, however deep, even where it made directories read-only.
-
-    Iterative, holding two descriptors at most, so neither the depth of the tree nor the length
-    of its paths is limited. Symlinks inside are removed, never followed. Nothing happens if
-    ``path`` does not exist.
-    """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):
-        os.unlink(path)
-        return
-    _writable(path, None)
-    fd = os.open(path, _DIR_FLAGS)
-    # The names from ``path`` down to the directory ``fd`` is open on, each with the identity of
-    # its parent, so that climbing back up through ".." can be checked.
-    below: list[tuple[str, tuple[int, int]]] = []
-    try:
-        while True:
-            child = _empty_out(fd)
-            if child is not None:
-                _writable(child, fd)
-                here = os.fstat(fd)
-                opened = os.open(child, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = opened
-                below.append((child, (here.st_dev, here.st_ino)))
-                continue
-            if not below:
-                break
-            name, identity = below.pop()
-            parent = os.open("..", _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = parent
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != identity:
-                raise OSError(errno.ESTALE, f"{path} changed while it was being removed")
-            os.rmdir(name, dir_fd=fd)
-    finally:
-        os.close(fd)
-    os.rmdir(path)
-
-
-def _empty_out(fd: int) -> str | None:
-    """Remove everything but directories in the directory ``fd``; returns one subdirectory, if any."""
-    with os.scandir(fd) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                return entry.name
-            os.unlink(entry.name, dir_fd=fd)
-    return None
-
-
-def _writable(name: str, dir_fd: int | None) -> None:
-    """Let the owner list and change a directory imgtool may have made read-only."""
-    with contextlib.suppress(OSError):
-        os.chmod(name, 0o700, dir_fd=dir_fd)

@@ -27,10 +27,11 @@ import pytest
 
 from imgtool.errors import InterruptedAfterOutputError
 from imgtool.export import flatten_to_tar_file
+from imgtool.fsutil import remove_tree
 from imgtool.rootfs import flatten_to_dir
 from imgtool.sources import open_image
 from imgtool.spool import Spool
-from imgtool.staging import no_space, owner_pid, remove_tree
+from imgtool.staging import no_space, owner_pid
 from imgtool.view import merged_view
 from tests.childproc import run_child
 from tests.conftest import CliRunner
