@@ -115,6 +115,7 @@ _COLUMN_TYPES: Final[dict[str, frozenset[type]]] = {
     "digest": frozenset({bytes, _NONE}),
     "ordinal": frozenset({int}),
     "offset": frozenset({int}),
+    "sparse": frozenset({tuple, _NONE}),
 }
 _NOT_NEGATIVE: Final = ("size", "ordinal", "offset")
 # Where a path that is not canonical shows, once the paths are joined with NUL (which no path holds)
@@ -152,6 +153,9 @@ def _valid_document(doc: object) -> bool:
         return False
     for xattrs in filter(None, columns["xattrs"]):
         if not (set(map(type, xattrs)) <= {str} and set(map(type, xattrs.values())) <= {bytes}):
+            return False
+    for regions in filter(None, columns["sparse"]):  # (offset, length) pairs of stored data
+        if len(regions) % 2 or not set(map(type, regions)) <= {int} or min(regions) < 0:
             return False
     joined = b"\x00" + b"\x00".join(paths) + b"\x00"
     if joined.count(b"\x00") != len(paths) + 1 or any(bad in joined for bad in _NOT_CANONICAL):
