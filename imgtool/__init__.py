@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from imgtool.digest import Digest
 from imgtool.errors import (
     AmbiguousImageError,
     DigestMismatchError,
@@ -16,8 +15,9 @@ from imgtool.errors import (
     UnsafePathError,
     UsageError,
 )
-from imgtool.image import Image, Layer
-from imgtool.model import Platform
+from imgtool.image.digest import Digest
+from imgtool.image.image import Image, Layer
+from imgtool.image.model import Platform
 from imgtool.sources import open_image
 
 __version__ = "0.1.0"

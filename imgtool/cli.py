@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from imgtool import __version__
-from imgtool.completion import COMPLETE_VAR, SHELLS, complete_image, complete_image_path, completion_script
-from imgtool.errors import ImgtoolError, UsageError
-from imgtool.image import Image
-from imgtool.index import IndexCache
-from imgtool.libc import keep_freed_memory
-from imgtool.output import (
+from imgtool.console.completion import (
+    COMPLETE_VAR,
+    SHELLS,
+    complete_image,
+    complete_image_path,
+    completion_script,
+)
+from imgtool.console.output import (
     DEFAULT_TABLE_FORMAT,
     TABLE_FORMATS,
     TerminalProgress,
@@ -32,12 +34,16 @@ from imgtool.output import (
     to_json,
     use_colour,
 )
+from imgtool.errors import ImgtoolError, UsageError
+from imgtool.image.image import Image
+from imgtool.merge.index import IndexCache
 from imgtool.progress import NoProgress, Progress
 from imgtool.sources import open_image
+from imgtool.system.libc import keep_freed_memory
 
 if TYPE_CHECKING:
-    from imgtool.overlay import ChangeRecorder
-    from imgtool.view import MergedView
+    from imgtool.merge.overlay import ChangeRecorder
+    from imgtool.merge.view import MergedView
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -144,8 +150,8 @@ def inspect(image: str, platform: str | None, no_trunc: bool, as_json: bool, tab
       imgtool inspect examples/sample.tar
       imgtool inspect oci:examples/sample-oci:1.1 --json
     """
-    from imgtool.model import short_layer_type
-    from imgtool.summary import describe_image
+    from imgtool.image.model import short_layer_type
+    from imgtool.ops.summary import describe_image
 
     with open_image(image, platform) as img:
         doc = describe_image(img)
@@ -245,7 +251,7 @@ def verify(image: str, platform: str | None, quiet: bool, as_json: bool, table_f
     Example:
       imgtool verify examples/sample.tar
     """
-    from imgtool.verify import all_ok, verify_image
+    from imgtool.ops.verify import all_ok, verify_image
 
     with open_image(image, platform) as img:
         findings = verify_image(img, progress_for(quiet or as_json))
@@ -339,8 +345,8 @@ def flatten(
       imgtool flatten examples/sample.tar -o rootfs.tar --layers 1 --provenance paths.tsv
       imgtool flatten oci:examples/sample-oci:1.1 -o - | tar -t
     """
-    from imgtool.flatten import default_max_size
-    from imgtool.flatten import flatten as flatten_image
+    from imgtool.flatten.api import default_max_size
+    from imgtool.flatten.api import flatten as flatten_image
 
     as_tar = force_tar or output == "-" or output.endswith(".tar")
     with open_image(image, platform) as img:
@@ -381,7 +387,7 @@ def _merged(
     upto: int | None = None,
     recorder: ChangeRecorder | None = None,
 ) -> MergedView:
-    from imgtool.view import merged_view
+    from imgtool.merge.view import merged_view
 
     return merged_view(
         img, upto=upto, cache=cache_for(no_cache), progress=progress_for(quiet), recorder=recorder, warn=warn
@@ -417,8 +423,8 @@ def which_layer(
     Example:
       imgtool which-layer examples/sample.tar /bin/hello '/etc/app/*'
     """
-    from imgtool.changes import ChangeLog
-    from imgtool.which import answers_for, to_json
+    from imgtool.merge.changes import ChangeLog
+    from imgtool.ops.which import answers_for, to_json
 
     log = ChangeLog()
     with open_image(image, platform) as img:
@@ -440,7 +446,7 @@ def to_json_list(items: list[Any]) -> str:
 
 
 def _render_answer(img: Image, item: Any, table_format: str) -> None:
-    from imgtool.paths import display, escape
+    from imgtool.layers.paths import display, escape
 
     if item.unmatched_pattern:
         click.echo(f"{escape_text(item.asked)}: no path in the image matches")
@@ -495,8 +501,8 @@ def _render_answer(img: Image, item: Any, table_format: str) -> None:
 
 
 def _linkname_text(entry: Any) -> str:
-    from imgtool.paths import display, escape
-    from imgtool.tarstream import SYMLINK_KIND
+    from imgtool.layers.paths import display, escape
+    from imgtool.layers.tarstream import SYMLINK_KIND
 
     if entry.kind == SYMLINK_KIND:
         return escape(entry.link)
@@ -545,11 +551,11 @@ def ls(
       imgtool ls examples/sample.tar '/usr/bin/h*'
       imgtool ls examples/sample.tar / -R --layer 3 --only
     """
-    from imgtool.index import index_image
-    from imgtool.listing import list_layer, list_query, mode_string, row_json, time_string
-    from imgtool.lookup import normalize_query
-    from imgtool.paths import display
-    from imgtool.view import check_layer_number
+    from imgtool.layers.paths import display
+    from imgtool.merge.index import index_image
+    from imgtool.merge.lookup import normalize_query
+    from imgtool.merge.view import check_layer_number
+    from imgtool.ops.listing import list_layer, list_query, mode_string, row_json, time_string
 
     if only and layer_number is None:
         raise UsageError("--only needs --layer N")
@@ -608,8 +614,8 @@ def cat(image: str, path: str, platform: str | None, no_cache: bool) -> None:
     Example:
       imgtool cat examples/sample.tar /etc/app/app.conf
     """
-    from imgtool.lookup import normalize_query
-    from imgtool.readfile import read_file
+    from imgtool.merge.lookup import normalize_query
+    from imgtool.ops.readfile import read_file
 
     with open_image(image, platform) as img:
         view = _merged(img, no_cache=no_cache, quiet=True)
@@ -664,9 +670,9 @@ def diff_layers(
       imgtool diff layers examples/sample.tar 2 -v     # every change of layer 2
       imgtool diff layers examples/sample.tar 1 3      # after layer 1 against after layer 3
     """
-    from imgtool.changes import ChangeLog
-    from imgtool.diff import change_json, compare_trees, efficiency, summarize_layers
-    from imgtool.view import apply_indexes, check_layer_number
+    from imgtool.merge.changes import ChangeLog
+    from imgtool.merge.view import apply_indexes, check_layer_number
+    from imgtool.ops.diff import change_json, compare_trees, efficiency, summarize_layers
 
     log = ChangeLog()
     with open_image(image, platform) as img:
@@ -736,14 +742,14 @@ def diff_layers(
             f"the final tree holds {human_size(waste.final_bytes)}, wasted {human_size(waste.wasted_bytes)})"
         )
         if waste.top_wasters:
-            from imgtool.paths import display
+            from imgtool.layers.paths import display
 
             top_rows = [(human_size(b), n, display(p)) for p, b, n in waste.top_wasters]
             click.echo(table(top_rows, ["wasted", "versions lost", "path"], table_format))
 
 
 def _render_changes(changes: list[Any], table_format: str) -> None:
-    from imgtool.paths import display
+    from imgtool.layers.paths import display
 
     colour = use_colour(sys.stdout)
     rows = [
@@ -783,7 +789,7 @@ def diff_images(
     Example:
       imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
     """
-    from imgtool.diff import change_json, compare_trees, shared_layers
+    from imgtool.ops.diff import change_json, compare_trees, shared_layers
 
     with open_image(image1, platform) as first, open_image(image2, platform) as second:
         view1 = _merged(first, no_cache=no_cache, quiet=quiet or as_json)

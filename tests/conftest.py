@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from imgtool.cli import main
-from imgtool.image import Layer, LayerStream
+from imgtool.image.image import Layer, LayerStream
 from tests.realtools import builder, overlay_builder, platform_index, standard_image  # noqa: F401
 
 

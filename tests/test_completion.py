@@ -19,8 +19,8 @@ import pytest
 from click.shell_completion import CompletionItem, ShellComplete
 
 from imgtool.cli import cli
-from imgtool.completion import COMPLETE_VAR, SHELLS, completion_script
-from imgtool.image import Layer
+from imgtool.console.completion import COMPLETE_VAR, SHELLS, completion_script
+from imgtool.image.image import Layer
 from tests.conftest import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imgtool import rootfs
+from imgtool.flatten import rootfs
 from tests.conftest import CliRunner
 from tests.imagefactory import (
     CharDev,

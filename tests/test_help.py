@@ -271,6 +271,6 @@ def test_quiet_and_json_draw_no_progress_bar_on_a_terminal(
 def test_table_formats_are_tabulates() -> None:
     from tabulate import tabulate_formats
 
-    from imgtool.output import TABLE_FORMATS
+    from imgtool.console.output import TABLE_FORMATS
 
     assert tuple(sorted(tabulate_formats)) == TABLE_FORMATS

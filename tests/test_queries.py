@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from imgtool import digest, index, listing, tarstream
+from imgtool.image import digest
+from imgtool.layers import tarstream
+from imgtool.merge import index
+from imgtool.ops import listing
 from tests.conftest import CliRunner
 from tests.imagefactory import (
     Dir,

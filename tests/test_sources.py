@@ -20,7 +20,8 @@ from imgtool.errors import (
     LayerError,
     MediaTypeError,
 )
-from imgtool.index import build_layer_index
+from imgtool.layers.tarstream import layer_entries
+from imgtool.merge.index import build_layer_index
 from imgtool.sources.stores import KEEP_MEMBER_BYTES
 from tests.conftest import CliRunner
 from tests.imagefactory import (
@@ -52,7 +53,7 @@ TOP = make_layer([File("etc/c", b"ccc\n", mode=0o600)])
 
 
 def paths_of(image: imgtool.Image) -> list[list[str]]:
-    return [[e.path.decode() for e in layer.entries()] for layer in image.layers]
+    return [[e.path.decode() for e in layer_entries(layer)] for layer in image.layers]
 
 
 def spec(**kw: object) -> ImageSpec:
@@ -218,7 +219,7 @@ def test_missing_and_tampered_blobs(tmp_path: Path) -> None:
         imgtool.open_image(str(tmp_path / "m")) as img,
         pytest.raises(MediaTypeError, match=r"layer 0 \(sha256:[0-9a-f]{64}\): layer blob is not present"),
     ):
-        list(img.layers[0].entries())
+        list(layer_entries(img.layers[0]))
     assert missing.images[0].layer_digests
     write_oci_layout(tmp_path / "c", [Entry(ImageSpec([BASE], config_fault=TAMPERED), ref="x")])
     with pytest.raises(
@@ -268,7 +269,7 @@ def test_unknown_media_type_is_named(tmp_path: Path) -> None:
             MediaTypeError, match=re.escape("unsupported layer media type 'application/vnd.example.")
         ),
     ):
-        list(img.layers[0].entries())
+        list(layer_entries(img.layers[0]))
 
 
 def test_foreign_layer_absent(tmp_path: Path) -> None:
@@ -282,7 +283,7 @@ def test_foreign_layer_absent(tmp_path: Path) -> None:
             "it is distributed from https://example.invalid/layer",
         ),
     ):
-        list(img.layers[0].entries())
+        list(layer_entries(img.layers[0]))
 
 
 def test_history_with_empty_layers_is_matched(tmp_path: Path) -> None:

@@ -14,10 +14,10 @@ from typing import Final
 import pytest
 
 import imgtool
-from imgtool import flatten as flatten_module
-from imgtool.digest import content_hasher
-from imgtool.flatten import flatten
-from imgtool.index import index_image
+from imgtool.flatten import api as flatten_module
+from imgtool.flatten.api import flatten
+from imgtool.image.digest import content_hasher
+from imgtool.merge.index import index_image
 from tests.conftest import CliRunner
 from tests.imagefactory import Entry, File, ImageSpec, make_layer, write_oci_layout
 from tests.realtools import ToolError, requires, umoci_unpack

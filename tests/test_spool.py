@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 import imgtool
-from imgtool import flatten as flatten_module
-from imgtool import spool as spool_module
-from imgtool.flatten import flatten
+from imgtool.flatten import api as flatten_module
+from imgtool.flatten.api import flatten
+from imgtool.merge import spool as spool_module
 from tests.imagefactory import Dir, Entry, File, Hardlink, ImageSpec, Whiteout, make_layer, write_oci_layout
 from tests.treesnap import snapshot
 

@@ -26,9 +26,9 @@ from typing import IO, BinaryIO, Final
 
 import pytest
 
-from imgtool.output import human_size
-from imgtool.spool import release_range
-from imgtool.tarwriter import TarWriter
+from imgtool.console.output import human_size
+from imgtool.flatten.tarwriter import TarWriter
+from imgtool.merge.spool import release_range
 from tests import test_flatten, test_spool
 from tests.imagefactory import Dir, Entry, File, Hardlink, ImageSpec, Whiteout, make_layer, write_oci_layout
 from tests.slowpipe import read_slowly
@@ -114,7 +114,9 @@ IMAGES: Final[dict[str, tuple[Callable[[], list[bytes]], str]]] = {
 _TRACED_MAIN: Final = """
 import sys
 log = open(sys.argv.pop(1), "w", buffering=1)
-from imgtool import export, rootfs, spool
+from imgtool.flatten import export
+from imgtool.flatten import rootfs
+from imgtool.merge import spool
 real_init = spool.Spool.__init__
 def init(self, *args, **kwargs):
     real_init(self, *args, **kwargs)

@@ -1,12 +1,18 @@
-"""Opening an image from a reference: parse it, pick the source, detect what a bare path holds."""
+"""Where images come from: opening an image from a reference (parse it, pick the source, detect
+what a bare path holds), one module per source, and the stores they read blobs from.
+
+May import: ``imgtool.layers`` (an archive is itself a tar), ``imgtool.image``, ``imgtool.system``,
+``imgtool.errors``, ``imgtool.progress``.
+"""
 
 from __future__ import annotations
 
 import os
 
 from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError
-from imgtool.image import Image
-from imgtool.model import Platform
+from imgtool.image.image import Image
+from imgtool.image.model import Platform
+from imgtool.image.readable import BlobStore
 from imgtool.sources import docker_archive, oci_layout
 from imgtool.sources.reference import (
     DOCKER_ARCHIVE,
@@ -16,7 +22,7 @@ from imgtool.sources.reference import (
     parse_reference,
     require_exists,
 )
-from imgtool.sources.stores import BlobStore, DirStore, TarStore
+from imgtool.sources.stores import DirStore, TarStore
 
 __all__ = ["Reference", "list_images", "open_image", "parse_reference"]
 

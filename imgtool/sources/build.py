@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from imgtool.digest import Digest, read_verified
 from imgtool.errors import ImageFormatError, ImageNotFoundError
-from imgtool.image import Image, Layer
-from imgtool.model import MAX_CONFIG_BYTES, Descriptor, IndexInfo, load_json, parse_config, parse_manifest
-from imgtool.sources.stores import BlobStore, RawStream, blob_path
+from imgtool.image.digest import Digest, read_verified
+from imgtool.image.image import Image, Layer
+from imgtool.image.model import (
+    MAX_CONFIG_BYTES,
+    Descriptor,
+    IndexInfo,
+    load_json,
+    parse_config,
+    parse_manifest,
+)
+from imgtool.image.readable import BlobStore, RawStream
+from imgtool.sources.stores import blob_path
 
 
 def build_image(

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from imgtool.compression import CHUNK, Compression, open_decompressed, sniff
-from imgtool.digest import Digest
 from imgtool.errors import (
     AmbiguousImageError,
     DigestMismatchError,
@@ -26,8 +24,10 @@ from imgtool.errors import (
     MediaTypeError,
     UsageError,
 )
-from imgtool.image import Image
-from imgtool.model import (
+from imgtool.image.compression import CHUNK, Compression, open_decompressed, sniff
+from imgtool.image.digest import Digest
+from imgtool.image.image import Image
+from imgtool.image.model import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
     DOCKER_LAYER_GZIP,

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from imgtool.digest import Digest, read_verified
 from imgtool.errors import (
     AmbiguousImageError,
     ImageFormatError,
@@ -15,8 +14,9 @@ from imgtool.errors import (
     ImgtoolError,
     MediaTypeError,
 )
-from imgtool.image import Image
-from imgtool.model import (
+from imgtool.image.digest import Digest, read_verified
+from imgtool.image.image import Image
+from imgtool.image.model import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_MANIFEST_BYTES,
@@ -33,8 +33,9 @@ from imgtool.model import (
     parse_descriptor,
     parse_index,
 )
+from imgtool.image.readable import BlobStore
 from imgtool.sources.build import build_image
-from imgtool.sources.stores import BlobStore, blob_path
+from imgtool.sources.stores import blob_path
 
 MAX_INDEX_DEPTH: Final = 8  # image indexes nested in one another below index.json
 MAX_DESCRIPTORS: Final = 4096  # descriptors in index.json and every distinct index it leads to, together

@@ -13,15 +13,15 @@ import stat
 import tempfile
 import threading
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final
 
-from imgtool.compression import CHUNK, Compression, open_decompressed, sniff
-from imgtool.digest import Digest, content_hasher
 from imgtool.errors import ImageFormatError, ImageNotFoundError, LayerError, OutputError, UnsafePathError
-from imgtool.paths import clean_path
-from imgtool.readable import Readable
-from imgtool.staging import no_space
-from imgtool.tarreader import DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarReader
+from imgtool.image.compression import CHUNK, Compression, open_decompressed, sniff
+from imgtool.image.digest import Digest, content_hasher
+from imgtool.image.readable import FileSlice, RawStream, Readable
+from imgtool.layers.paths import clean_path
+from imgtool.layers.tarreader import DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarReader
+from imgtool.system.staging import no_space
 
 _MAX_LINK_HOPS: Final = 40
 # Reading a compressed archive as a stream: members kept whole in memory, in all, and the bytes
@@ -29,24 +29,6 @@ _MAX_LINK_HOPS: Final = 40
 KEEP_MEMBER_BYTES: Final = 4 << 20
 KEEP_TOTAL_BYTES: Final = 64 << 20
 HEAD_BYTES: Final = 512
-
-
-class RawStream(Protocol):
-    def read(self, n: int = -1, /) -> bytes: ...
-    def close(self) -> None: ...
-    def __enter__(self) -> RawStream: ...
-    def __exit__(self, *exc: object) -> None: ...
-
-
-class BlobStore(Protocol):
-    """Files addressed by their path inside an image layout or archive."""
-
-    location: str
-
-    def open(self, path: str) -> RawStream: ...
-    def exists(self, path: str) -> bool: ...
-    def size(self, path: str) -> int: ...
-    def close(self) -> None: ...
 
 
 def file_kind(mode: int) -> str:
@@ -67,49 +49,6 @@ def file_kind(mode: int) -> str:
 def blob_path(digest: Digest) -> str:
     """Blob paths are only ever built from a parsed digest."""
     return f"blobs/{digest.algorithm}/{digest.hex}"
-
-
-class FileSlice:
-    """A byte range of an open file, read with pread so several can be read at once."""
-
-    def __init__(self, fd: int, offset: int, size: int, owns_fd: bool = False) -> None:
-        self._fd = fd
-        self._start = offset
-        self._pos = offset
-        self._end = offset + size
-        self._owns_fd = owns_fd
-
-    def read(self, n: int = -1) -> bytes:
-        left = self._end - self._pos
-        if n < 0 or n > left:
-            n = left
-        if n <= 0:
-            return b""
-        data = os.pread(self._fd, n, self._pos)
-        if not data:
-            raise LayerError("file ended early: it was truncated or changed while being read")
-        self._pos += len(data)
-        return data
-
-    def seekable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def seek(self, offset: int) -> None:
-        self._pos = min(self._start + offset, self._end)
-
-    def close(self) -> None:
-        if self._owns_fd:
-            os.close(self._fd)
-            self._owns_fd = False
-
-    def __enter__(self) -> FileSlice:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class DirStore:

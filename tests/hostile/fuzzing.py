@@ -35,17 +35,17 @@ from typing import Any, Final, Literal, TypeAlias
 
 import imgtool
 from imgtool import ImgtoolError, open_image
-from imgtool.changes import ChangeLog
 from imgtool.cli import main as cli_main
-from imgtool.export import write_tar
-from imgtool.listing import list_tree
-from imgtool.readfile import read_file
-from imgtool.rootfs import flatten_to_dir
-from imgtool.summary import describe_image
-from imgtool.tarstream import FILE
-from imgtool.verify import verify_image
-from imgtool.view import merged_view
-from imgtool.which import answers_for
+from imgtool.flatten.export import write_tar
+from imgtool.flatten.rootfs import flatten_to_dir
+from imgtool.layers.tarstream import FILE
+from imgtool.merge.changes import ChangeLog
+from imgtool.merge.view import merged_view
+from imgtool.ops.listing import list_tree
+from imgtool.ops.readfile import read_file
+from imgtool.ops.summary import describe_image
+from imgtool.ops.verify import verify_image
+from imgtool.ops.which import answers_for
 from tests.hostile.harness import make_sentinel
 from tests.hostile.terminal import raw_controls
 from tests.imagefactory import (

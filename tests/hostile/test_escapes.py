@@ -274,7 +274,7 @@ def test_warnings_and_errors_escape_controls_once(capsys: pytest.CaptureFixture[
     """The funnel escapes what a terminal acts on and leaves the backslashes of names that a library
     message already escaped (paths.escape) alone."""
     from imgtool.cli import fail, warn
-    from imgtool.paths import display
+    from imgtool.layers.paths import display
 
     warn(f"layer 1: {display(HOSTILE.encode())}: raw {HOSTILE}")
     with pytest.raises(SystemExit) as exit_info:
@@ -334,12 +334,12 @@ def test_an_unexpected_exception_is_one_escaped_line(
     error: Exception, message: str, images: Images, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whatever escapes the library, the user gets one line, and --debug the traceback."""
-    import imgtool.summary
+    import imgtool.ops.summary
 
     def broken(_image: object) -> None:
         raise error
 
-    monkeypatch.setattr(imgtool.summary, "describe_image", broken)
+    monkeypatch.setattr(imgtool.ops.summary, "describe_image", broken)
     run = imgtool_cli("inspect", images.docker)
     assert raw_controls(run.stderr.encode("utf-8", "surrogateescape")) == []
     assert (run.code, run.stderr, run.stdout_bytes) == (1, f"imgtool: error: {message}\n", b"")

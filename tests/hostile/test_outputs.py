@@ -26,13 +26,13 @@ from typing import Final
 import pytest
 
 from imgtool.errors import InterruptedAfterOutputError
-from imgtool.export import flatten_to_tar_file
-from imgtool.fsutil import remove_tree
-from imgtool.rootfs import flatten_to_dir
+from imgtool.flatten.export import flatten_to_tar_file
+from imgtool.flatten.rootfs import flatten_to_dir
+from imgtool.merge.spool import Spool
+from imgtool.merge.view import merged_view
 from imgtool.sources import open_image
-from imgtool.spool import Spool
-from imgtool.staging import no_space, owner_pid
-from imgtool.view import merged_view
+from imgtool.system.fsutil import remove_tree
+from imgtool.system.staging import no_space, owner_pid
 from tests.childproc import run_child
 from tests.conftest import CliRunner
 from tests.hostile.harness import Workspace, error_message

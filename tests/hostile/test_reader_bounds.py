@@ -19,7 +19,7 @@ from typing import Final
 
 import pytest
 
-from imgtool.tarreader import XATTR_SIZE_MAX
+from imgtool.layers.tarreader import XATTR_SIZE_MAX
 from tests.childproc import run_child
 from tests.hostile.cases import layer_re
 from tests.hostile.harness import error_message

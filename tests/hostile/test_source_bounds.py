@@ -25,7 +25,7 @@ from typing import Any, Final
 import pytest
 
 from imgtool.errors import ImageFormatError
-from imgtool.model import MAX_JSON_DEPTH, load_json
+from imgtool.image.model import MAX_JSON_DEPTH, load_json
 from imgtool.sources.oci_layout import MAX_DESCRIPTORS
 from tests.childproc import ChildRun, run_child
 from tests.conftest import CliRunner

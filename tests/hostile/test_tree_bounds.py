@@ -22,7 +22,7 @@ from typing import Final
 
 import pytest
 
-from imgtool.fsutil import remove_tree
+from imgtool.system.fsutil import remove_tree
 from tests.childproc import ChildRun, run_child
 from tests.hostile.cases import layer_re
 from tests.hostile.harness import Workspace, error_message
@@ -42,7 +42,7 @@ MiB: Final = 1 << 20
 MAX_RSS: Final = 256 * MiB
 MAX_SECONDS: Final = 60
 ADDRESS_SPACE: Final = 2 << 30
-LIMIT: Final = 8192  # imgtool.resolution.MAX_PATH_BYTES, written out: the documented value
+LIMIT: Final = 8192  # imgtool.merge.resolution.MAX_PATH_BYTES, written out: the documented value
 
 DEEP: Final = 1000
 DEEP_DIR: Final = "/".join(f"d{i % 10}" for i in range(DEEP))  # 1 000 levels, a path of 3 000 bytes
@@ -501,11 +501,11 @@ def test_a_cache_file_that_fails_validation_is_rebuilt(
 
 def test_the_cache_is_checked_by_the_library_too(cached_image: tuple[str, Path]) -> None:
     """Loading a damaged file gives None (the caller then rebuilds); a good one loads."""
-    from imgtool.index import IndexCache
+    from imgtool.merge.index import IndexCache
 
     _ref, path = cached_image
     cache = IndexCache(path.parents[2])
-    from imgtool.digest import Digest
+    from imgtool.image.digest import Digest
 
     digest = Digest.parse(f"{path.parent.name}:{path.name}")
     assert cache.load(digest) is not None

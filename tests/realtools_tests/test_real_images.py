@@ -9,6 +9,7 @@ import pytest
 
 import imgtool
 from imgtool.errors import AmbiguousImageError, ImageNotFoundError
+from imgtool.layers.tarstream import layer_entries
 from tests.conftest import CliRunner
 from tests.realtools import Builder, PlatformIndex, StandardImageFactory, requires, skopeo_inspect_config
 
@@ -114,7 +115,7 @@ def test_mislabelled_uncompressed_layers(
         assert {layer.media_type for layer in img.layers} == {"application/vnd.oci.image.layer.v1.tar+gzip"}
         assert [str(layer.diff_id) for layer in img.layers] == built.config()["rootfs"]["diff_ids"]
         for layer in img.layers:
-            assert sum(1 for _ in layer.entries()) > 0
+            assert sum(1 for _ in layer_entries(layer)) > 0
         messages = [
             f"{layer.what}: media type application/vnd.oci.image.layer.v1.tar+gzip says gzip, "
             "but the blob is not compressed"

@@ -9,8 +9,8 @@ import os
 import pytest
 import zstandard
 
-from imgtool.compression import Compression, ZstdFrames, open_decompressed, sniff
 from imgtool.errors import LayerError, MediaTypeError
+from imgtool.image.compression import Compression, ZstdFrames, open_decompressed, sniff
 
 DATA = os.urandom(300_000) + b"text " * 100_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from imgtool.fsutil import remove_tree
+from imgtool.system.fsutil import remove_tree
 
 
 def _chain(root: Path, depth: int, name: str = "d") -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from imgtool.libc import punch_hole
+from imgtool.system.libc import punch_hole
 
 _BUFFERS = """
 import resource, threading
-from imgtool.libc import keep_freed_memory
+from imgtool.system.libc import keep_freed_memory
 if {tuned}:
     keep_freed_memory()
 def work():

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tabulate import tabulate
 
-from imgtool.output import clean, escape_text, style, table, to_json
-from imgtool.paths import escape
+from imgtool.console.output import clean, escape_text, style, table, to_json
+from imgtool.layers.paths import escape
 
 ascii_text = st.text(alphabet=string.ascii_letters + string.digits + " ./-_:=()+#", max_size=12)
 

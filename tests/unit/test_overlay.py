@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-from imgtool.changes import ChangeLog
 from imgtool.errors import ImageFormatError, LimitExceededError
-from imgtool.overlay import Tree
-from imgtool.tarstream import DIR, FILE, HARDLINK_KIND, KIND_NAMES, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
+from imgtool.layers.tarstream import (
+    DIR,
+    FILE,
+    HARDLINK_KIND,
+    KIND_NAMES,
+    OPAQUE,
+    SYMLINK_KIND,
+    WHITEOUT,
+    Entry,
+)
+from imgtool.merge.changes import ChangeLog
+from imgtool.merge.overlay import Tree
 
 _counter = iter(range(1_000_000))
 

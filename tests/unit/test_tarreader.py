@@ -10,7 +10,7 @@ import tarfile
 import pytest
 
 from imgtool.errors import LayerError
-from imgtool.tarreader import BLOCK, DIRECTORY, REGULAR, SYMLINK, TarHeader, TarReader, block_sum
+from imgtool.layers.tarreader import BLOCK, DIRECTORY, REGULAR, SYMLINK, TarHeader, TarReader, block_sum
 
 
 def build(members: list[tuple[tarfile.TarInfo, bytes]], fmt: int = tarfile.PAX_FORMAT) -> bytes:

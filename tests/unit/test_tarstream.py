@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from imgtool.errors import LayerError, UnsafePathError
-from imgtool.paths import clean_path
-from imgtool.tarreader import CHAR, DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarHeader
-from imgtool.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, WHITEOUT, entries_from_header
+from imgtool.layers.paths import clean_path
+from imgtool.layers.tarreader import CHAR, DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarHeader
+from imgtool.layers.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, WHITEOUT, entries_from_header
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,240 @@
+"""Shell completion: image references, tags inside archives, and paths inside an image.
+
+Completion must be quick or say nothing: paths inside an image come only from
+the layer index cache, and nothing here ever reads a layer.
+
+The scripts are click's own (``imgtool completion SHELL``), adjusted after click
+generates them for bash and zsh:
+
+- bash splits the word being completed at the characters in ``COMP_WORDBREAKS``,
+  ``:`` among them: ``oci:DIR:TAG`` reaches the completion function as five words,
+  and readline replaces only the text after the last colon. A function is inserted
+  that rejoins the pieces (those not separated by whitespace on the command line)
+  before asking imgtool, and trims the part bash keeps from each reply.
+- In bash and zsh, a candidate that ends in ``/`` or ``:`` (a directory, a transport
+  prefix) gets no trailing space, so completion can go on into the directory or the
+  tag. fish does this by itself.
+
+Each adjustment replaces a known piece of click's script; if click changes its
+script, :func:`completion_script` fails rather than produce a broken one.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+import click
+from click.shell_completion import CompletionItem, get_completion_class
+
+from imgtool.errors import ImgtoolError
+from imgtool.layers.paths import join_path
+from imgtool.layers.tarstream import SYMLINK_KIND
+from imgtool.merge.index import IndexCache
+from imgtool.merge.overlay import Node, Tree
+from imgtool.merge.view import apply_indexes
+from imgtool.sources import list_images, open_image
+from imgtool.sources.reference import TRANSPORTS
+
+SHELLS: Final = ("bash", "zsh", "fish")
+COMPLETE_VAR: Final = "_IMGTOOL_COMPLETE"
+PROG_NAME: Final = "imgtool"
+
+_BASH_WORDS_FUNCTION: Final = """\
+# Added to click's script by imgtool: bash splits the current word at the characters of
+# COMP_WORDBREAKS (':' among them), so oci:DIR:TAG arrives as oci, :, DIR, :, TAG.
+# Rejoin the pieces that no whitespace separates on the command line (words, cword), and
+# find the part of the current word that bash keeps, to trim it from replies (prefix).
+%(func)s_words() {
+    local line="${COMP_LINE:-${COMP_WORDS[*]}}" rest piece i
+    words=()
+    for ((i = 0; i <= COMP_CWORD && i < ${#COMP_WORDS[@]}; i++)); do
+        piece="${COMP_WORDS[i]}"
+        rest="${line#"${line%%%%[![:space:]]*}"}"
+        if ((i > 0)) && [[ ${#rest} -eq ${#line} ]]; then
+            words[${#words[@]}-1]+="$piece"
+        else
+            words+=("$piece")
+        fi
+        line="${rest:${#piece}}"
+    done
+    cword=$((${#words[@]} - 1))
+    piece="${COMP_WORDS[COMP_CWORD]}"
+    if [[ -z "${piece//["$COMP_WORDBREAKS"]/}" ]]; then
+        piece=""
+    fi
+    prefix="${words[cword]:0:${#words[cword]}-${#piece}}"
+}
+
+"""
+
+_BASH_EDITS: Final = (
+    (
+        '    response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD ',
+        "    local -a words\n"
+        "    local cword prefix\n"
+        "    %(func)s_words\n"
+        '    response=$(env COMP_WORDS="${words[*]}" COMP_CWORD=$cword ',
+    ),
+    ("            COMPREPLY+=($value)\n", '            COMPREPLY+=("${value#"$prefix"}")\n'),
+    (
+        "    return 0\n}\n",
+        "    if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *[/:] ]]; then\n"
+        "        compopt -o nospace\n"
+        "    fi\n"
+        "\n"
+        "    return 0\n}\n",
+    ),
+    ("%(func)s_setup() {\n", _BASH_WORDS_FUNCTION + "%(func)s_setup() {\n"),
+)
+
+
+_ZSH_EDITS: Final = (
+    ("    local -a completions\n", "    local -a completions\n    local -a completions_nospace\n"),
+    (
+        '                completions+=("$key")\n',
+        '                if [[ "$key" == */ || "$key" == *: ]]; then\n'
+        '                    completions_nospace+=("$key")\n'
+        "                else\n"
+        '                    completions+=("$key")\n'
+        "                fi\n",
+    ),
+    (
+        "        compadd -U -V unsorted -a completions\n    fi\n",
+        "        compadd -U -V unsorted -a completions\n    fi\n"
+        "\n"
+        '    if [ -n "$completions_nospace" ]; then\n'
+        "        compadd -U -S '' -V unsorted -a completions_nospace\n"
+        "    fi\n",
+    ),
+)
+
+_EDITS: Final = {"bash": _BASH_EDITS, "zsh": _ZSH_EDITS}
+
+
+def completion_script(command: click.Command, shell: str) -> str:
+    """The completion script click generates for ``shell``, with imgtool's adjustments."""
+    cls = get_completion_class(shell)
+    if cls is None:
+        raise click.BadParameter(f"unsupported shell {shell!r}; choose one of {', '.join(SHELLS)}")
+    complete = cls(command, {}, PROG_NAME, COMPLETE_VAR)
+    script = complete.source()
+    names = {"func": complete.func_name}
+    for old, new in _EDITS.get(shell, ()):
+        anchor = old % names if "%(func)s" in old else old
+        if script.count(anchor) != 1:
+            raise RuntimeError(f"click's {shell} completion script changed: cannot find {anchor.strip()!r}")
+        script = script.replace(anchor, new % names if "%(func)s" in new else new)
+    return script
+
+
+# -- image references --------------------------------------------------------------------------
+
+
+def _paths_like(prefix: str, dirs_only: bool = False) -> list[str]:
+    """Filesystem paths starting with ``prefix`` (directories get a trailing slash)."""
+    directory, _, start = prefix.rpartition("/")
+    base = directory or ("/" if prefix.startswith("/") else ".")
+    try:
+        names = sorted(os.listdir(base))
+    except OSError:
+        return []
+    result = []
+    for name in names:
+        if not name.startswith(start) or (name.startswith(".") and not start.startswith(".")):
+            continue
+        path = f"{directory}/{name}" if directory or prefix.startswith("/") else name
+        if os.path.isdir(path):
+            result.append(path + "/")
+        elif not dirs_only:
+            result.append(path)
+    return result
+
+
+def complete_image(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """An image reference: a path, a transport prefix, a path after it, a tag after ``PATH:``.
+
+    A bare path is left to the shell's own file completion, except when what is typed
+    could still become a transport prefix: then the prefixes and the matching paths
+    are offered together (bash cannot mix its file completion with other words).
+    """
+    for transport in TRANSPORTS:
+        prefix = transport + ":"
+        if not incomplete.startswith(prefix):
+            continue
+        rest = incomplete[len(prefix) :]
+        path, sep, tag = rest.partition(":")
+        if sep and os.path.exists(path):
+            try:
+                names = list_images(f"{prefix}{path}")
+            except ImgtoolError:
+                return []
+            return [CompletionItem(f"{prefix}{path}:{n}") for n in names if n.startswith(tag)]
+        return [CompletionItem(prefix + p) for p in _paths_like(rest, dirs_only=transport == "oci")]
+    transports = [t + ":" for t in TRANSPORTS if (t + ":").startswith(incomplete)]
+    if incomplete and transports:
+        return [CompletionItem(item) for item in [*transports, *_paths_like(incomplete)]]
+    return [CompletionItem(incomplete, type="file")]
+
+
+# -- paths inside an image ---------------------------------------------------------------------
+
+
+def complete_image_path(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Paths inside the image named earlier on the command line, from cached indexes only.
+
+    Returns nothing unless every layer's index is in the cache (an earlier command
+    built them): completion never reads a layer. Symlinks in the directory part are
+    followed inside the image, so ``/bin/`` lists what ``/usr/bin`` holds when
+    ``/bin -> usr/bin``; candidates keep the directory part as it was typed.
+    """
+    reference = ctx.params.get("image")
+    if not reference:
+        return []
+    tree = _cached_tree(reference, ctx.params.get("platform"))
+    if tree is None:
+        return []
+    typed_dir, slash, start = incomplete.rpartition("/")
+    lead = typed_dir + slash if incomplete else "/"
+    parent = _resolved(tree, typed_dir.encode("utf-8", "surrogateescape"))
+    if parent is None or parent.children is None:
+        return []
+    items = []
+    for name in sorted(parent.children):
+        text = name.decode("utf-8", "surrogateescape")
+        if not text.startswith(start) or not text.isprintable():
+            continue  # a name the shell could not hand back unchanged is not offered
+        if text.startswith(".") and not start.startswith("."):
+            continue
+        child = parent.children[name]
+        if child.entry is not None and child.entry.kind == SYMLINK_KIND:
+            target = _resolved(tree, join_path(typed_dir.encode("utf-8", "surrogateescape"), name))
+            is_dir = target is not None and target.is_dir
+        else:
+            is_dir = child.is_dir
+        items.append(CompletionItem(f"{lead}{text}{'/' if is_dir else ''}"))
+    return items
+
+
+def _cached_tree(reference: str, platform: str | None) -> Tree | None:
+    """The image's merged tree if every layer index is cached, else None."""
+    try:
+        with open_image(reference, platform) as image:
+            cache = IndexCache()
+            indexes = []
+            for layer in image.layers:
+                index = cache.load(layer.diff_id)
+                if index is None:
+                    return None
+                indexes.append(index)
+            return apply_indexes(image, indexes)
+    except ImgtoolError:
+        return None
+
+
+def _resolved(tree: Tree, path: bytes) -> Node | None:
+    try:
+        _, node, _ = tree.resolve(path.strip(b"/"))
+    except ImgtoolError:
+        return None
+    return node

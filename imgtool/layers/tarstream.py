@@ -1,0 +1,255 @@
+"""A layer's entries: names made canonical, whiteouts classified, unsafe entries refused.
+
+Everything that reads a layer goes through here: each name is made canonical once
+(:func:`imgtool.layers.paths.clean_path`), whiteouts in both their AUFS and overlayfs forms
+become WHITEOUT and OPAQUE entries, and an entry that would climb above the root or
+replace the root with anything but a directory is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from typing import Final
+
+from imgtool.errors import LayerError, UnsafePathError
+from imgtool.image.compression import CHUNK
+from imgtool.image.digest import content_hasher
+from imgtool.image.image import Layer
+from imgtool.image.readable import Readable
+from imgtool.layers import whiteout
+from imgtool.layers.paths import clean_path, escape, join_path, split_path
+from imgtool.layers.tarreader import (
+    BLOCKDEV,
+    CHAR,
+    DIRECTORY,
+    FIFO,
+    HARDLINK,
+    REGULAR,
+    SYMLINK,
+    TarHeader,
+    TarReader,
+)
+
+FILE: Final = 0
+DIR: Final = 1
+SYMLINK_KIND: Final = 2
+HARDLINK_KIND: Final = 3
+CHARDEV: Final = 4
+BLOCKDEV_KIND: Final = 5
+FIFO_KIND: Final = 6
+WHITEOUT: Final = 7
+OPAQUE: Final = 8
+
+KIND_NAMES: Final = {
+    FILE: "file",
+    DIR: "dir",
+    SYMLINK_KIND: "symlink",
+    HARDLINK_KIND: "hardlink",
+    CHARDEV: "char",
+    BLOCKDEV_KIND: "block",
+    FIFO_KIND: "fifo",
+    WHITEOUT: "whiteout",
+    OPAQUE: "opaque",
+}
+_TYPEFLAG_KINDS: Final = {
+    REGULAR: FILE,
+    DIRECTORY: DIR,
+    SYMLINK: SYMLINK_KIND,
+    HARDLINK: HARDLINK_KIND,
+    CHAR: CHARDEV,
+    BLOCKDEV: BLOCKDEV_KIND,
+    FIFO: FIFO_KIND,
+}
+
+
+@dataclass(slots=True)
+class Entry:
+    """One entry of a layer, as the layer states it.
+
+    ``path`` is canonical (``b""`` is the root). ``link`` is a symlink's target as
+    written, a hardlink's canonical target path, or empty. For WHITEOUT, ``path``
+    is what is deleted; for OPAQUE, the directory whose lower contents are hidden.
+    ``digest`` is the digest of a regular file's content (with
+    :data:`imgtool.image.digest.CONTENT_HASH`), when it was computed; ``offset`` is
+    where its data starts in the layer's uncompressed tar. A sparse file's data is
+    not one range there: ``sparse`` holds its stored regions (see :func:`stored_regions`),
+    ``size`` is its expanded size.
+    """
+
+    path: bytes
+    kind: int
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime_ns: int
+    link: bytes
+    devmajor: int
+    devminor: int
+    xattrs: dict[str, bytes] | None
+    digest: bytes | None
+    ordinal: int
+    offset: int = 0
+    sparse: tuple[int, ...] | None = None
+
+    @property
+    def kind_name(self) -> str:
+        return KIND_NAMES[self.kind]
+
+
+ENTRY_FIELDS: Final = tuple(field.name for field in fields(Entry))
+# A directory that exists only because entries were written below it: 0755, root's, at the epoch.
+IMPLIED_DIR: Final = Entry(b"", DIR, 0o755, 0, 0, 0, 0, b"", 0, 0, None, None, -1)
+
+
+def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entry]:
+    """Classify one tar member; usually one entry, none for AUFS bookkeeping, two for an opaque dir."""
+    try:
+        path = clean_path(header.name)
+    except UnsafePathError as exc:
+        raise _refused(header, what, str(exc)) from None
+    kind = _TYPEFLAG_KINDS.get(header.typeflag)
+    if kind is None:
+        raise LayerError(
+            f"{what}: entry '{escape(header.name)}': unsupported tar entry type {header.typeflag!r}"
+        )
+
+    if whiteout.PREFIX in path:  # the whiteout words, checked only where they can be
+        parent, base = split_path(path)
+        if whiteout.is_opaque_marker(base):
+            return [_marker(OPAQUE, parent, header, ordinal)]
+        if whiteout.is_aufs_meta(base):
+            return []
+        target = whiteout.whiteout_target(base)
+        if target is not None:
+            if target in (b"", b".", b".."):
+                raise _refused(header, what, f"whiteout names no file ('{escape(target)}')")
+            return [_marker(WHITEOUT, join_path(parent, target), header, ordinal)]
+    if kind == CHARDEV and whiteout.is_overlay_whiteout(True, header.devmajor, header.devminor):
+        if not path:
+            raise _refused(header, what, "whiteout of the root directory")
+        return [_marker(WHITEOUT, path, header, ordinal)]
+
+    if not path and kind != DIR:
+        raise _refused(header, what, "refusing to replace the root directory with a non-directory")
+    link = b""
+    if kind == SYMLINK_KIND:
+        link = header.linkname
+        if not link:
+            raise LayerError(f"{what}: entry '{escape(header.name)}': symlink with an empty target")
+    elif kind == HARDLINK_KIND:
+        try:
+            link = clean_path(header.linkname)
+        except UnsafePathError as exc:
+            raise _refused(header, what, f"hardlink target {exc}") from None
+        if not link:
+            raise _refused(header, what, "hardlink to the root directory")
+    xattrs = header.xattrs
+    opaque = False
+    if xattrs:
+        opaque = kind == DIR and whiteout.has_opaque_xattr(xattrs)
+        xattrs = whiteout.strip_overlay_xattrs(xattrs)
+    entry = Entry(
+        path,
+        kind,
+        header.mode,
+        header.uid,
+        header.gid,
+        header.size,
+        header.mtime_ns,
+        link,
+        header.devmajor,
+        header.devminor,
+        xattrs,
+        None,
+        ordinal,
+        header.data_offset,
+        header.sparse,
+    )
+    if opaque:
+        return [entry, _marker(OPAQUE, path, header, ordinal)]
+    return [entry]
+
+
+def stored_size(entry: Entry) -> int:
+    """How many bytes of the layer's tar hold the entry's data (fewer than its size when sparse)."""
+    return entry.size if entry.sparse is None else sum(entry.sparse[1::2])
+
+
+def stored_regions(entry: Entry) -> Iterator[tuple[int, int, int]]:
+    """(offset in the file, offset in the layer's tar, length) of each stored piece of a file's data.
+
+    One piece for an ordinary file; a sparse file's holes lie between its pieces and after the last.
+    """
+    if entry.sparse is None:
+        yield 0, entry.offset, entry.size
+        return
+    at = entry.offset
+    for i in range(0, len(entry.sparse), 2):
+        yield entry.sparse[i], at, entry.sparse[i + 1]
+        at += entry.sparse[i + 1]
+
+
+def _refused(header: TarHeader, what: str, reason: str) -> UnsafePathError:
+    return UnsafePathError(f"{what}: entry '{escape(header.name)}': {reason}")
+
+
+def _marker(kind: int, path: bytes, header: TarHeader, ordinal: int) -> Entry:
+    return Entry(path, kind, 0, 0, 0, 0, header.mtime_ns, b"", 0, 0, None, None, ordinal)
+
+
+class LayerReader:
+    """Walk a layer's uncompressed tar stream entry by entry.
+
+    While iterating, the data of the current regular file can be read with
+    :meth:`read_data`; whatever is not read is skipped. With ``hash_content``
+    each regular file's sha256 is computed (and its data consumed) as it passes.
+    """
+
+    def __init__(
+        self,
+        stream: Readable,
+        what: str,
+        warn: Callable[[str], None] | None = None,
+        hash_content: bool = False,
+        seek: Callable[[int], object] | None = None,
+    ) -> None:
+        """``seek``, for a stream on a local file, lets data that is not read be skipped without reading."""
+        self.what = what
+        self._tar = TarReader(stream, what, warn, seek)
+        self._hash_content = hash_content
+
+    def __iter__(self) -> Iterator[Entry]:
+        for ordinal, header in enumerate(self._tar):
+            for entry in entries_from_header(header, ordinal, self.what):
+                if self._hash_content and entry.kind == FILE:
+                    entry.digest = self._hash_data()
+                yield entry
+
+    def _hash_data(self) -> bytes:
+        hasher = content_hasher()
+        while chunk := self._tar.read_data():
+            hasher.update(chunk)
+        return hasher.digest()
+
+    def read_data(self, n: int = CHUNK) -> bytes | memoryview:
+        """The current file's next bytes (a view into the read buffer: use them before reading on)."""
+        return self._tar.read_data(n)
+
+    def drain(self) -> int:
+        """Consume whatever follows the archive; returns the number of trailing bytes."""
+        return self._tar.drain()
+
+
+def layer_entries(
+    layer: Layer,
+    warn: Callable[[str], None] | None = None,
+    hash_content: bool = False,
+    max_size: int | None = None,
+) -> Iterator[Entry]:
+    """Every entry of a layer's tar, then a check of both its digests."""
+    with layer.open(max_size) as stream:
+        reader = LayerReader(stream, layer.what, warn, hash_content=hash_content)
+        yield from reader
+        stream.finish(reader)

@@ -1,0 +1,169 @@
+"""What each layer did to each path, recorded while the layers are applied.
+
+The words: ``added``, ``modified`` (with what changed: type, content, mode,
+owner, mtime, link, xattrs, device), ``deleted`` (a whiteout), ``hidden`` (an
+opaque directory above it), ``replaced`` (an ancestor, or the path itself,
+was replaced by something else).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Final
+
+from imgtool.layers.tarstream import FILE, IMPLIED_DIR, KIND_NAMES, Entry
+from imgtool.merge.overlay import DELETED, HIDDEN, REPLACED, ChangeRecorder, Node
+
+ADDED: Final = "added"
+MODIFIED: Final = "modified"
+REMOVALS: Final = frozenset({DELETED, HIDDEN, REPLACED})
+METADATA_FIELDS: Final = frozenset({"mode", "owner", "mtime", "xattrs"})
+
+
+def kind_name(node: Node) -> str:
+    """The type a path has in the filesystem: a hardlink is whatever its inode is."""
+    content = node.content
+    return "dir" if content is None else KIND_NAMES[content.kind]
+
+
+def file_size(node: Node) -> int:
+    content = node.content
+    return content.size if content is not None and content.kind == FILE else 0
+
+
+def differences(old: Node, new: Node) -> tuple[str, ...]:
+    """What differs between two states of a path, in a fixed order.
+
+    A directory that exists only implicitly counts as 0755, root's, at the epoch.
+    """
+    a, b = old.content or IMPLIED_DIR, new.content or IMPLIED_DIR
+    if a.kind != b.kind:
+        return ("type",)
+    what: list[str] = []
+    if a.kind == FILE and not _same_content(a, b):
+        what.append("content")
+    if a.mode != b.mode:
+        what.append("mode")
+    if (a.uid, a.gid) != (b.uid, b.gid):
+        what.append("owner")
+    if a.mtime_ns != b.mtime_ns:
+        what.append("mtime")
+    if a.link != b.link:
+        what.append("link")
+    if (a.xattrs or {}) != (b.xattrs or {}):
+        what.append("xattrs")
+    if (a.devmajor, a.devminor) != (b.devmajor, b.devminor):
+        what.append("device")
+    return tuple(what)
+
+
+def _same_content(a: Entry, b: Entry) -> bool:
+    if a.size != b.size:
+        return False
+    if a.digest is not None and b.digest is not None:
+        return a.digest == b.digest
+    return a is b
+
+
+def is_metadata_only(what: tuple[str, ...]) -> bool:
+    return bool(what) and set(what) <= METADATA_FIELDS
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    layer: int
+    path: bytes
+    change: str
+    kind: str
+    size: int
+    what: tuple[str, ...] = ()
+    unreachable: int = 0  # bytes of files this change left with no name in the tree
+    inode: tuple[int, int] | None = None  # (layer, entry ordinal) of the regular file the path now is
+
+
+def inode_key(node: Node) -> tuple[int, int] | None:
+    """Which regular file a path is, the same for all its hardlinks; None for anything else."""
+    inode = node.inode
+    if inode is None or inode[1].kind != FILE:
+        return None
+    return inode[0], inode[1].ordinal
+
+
+_Event = tuple[int, bytes, str, "Node | None", Node]
+
+
+class ChangeLog(ChangeRecorder):
+    """Every change of every layer, in the order the layers made them.
+
+    Events are kept raw while layers are applied (that is the hot path); the
+    details of a change (type, size, what differs) are worked out when asked for.
+    """
+
+    def __init__(self) -> None:
+        self._events: list[_Event] = []
+        self._changes: list[Change] | None = None
+
+    def added(self, layer: int, path: bytes, node: Node) -> None:
+        self._events.append((layer, path, ADDED, None, node))
+
+    def modified(self, layer: int, path: bytes, old: Node, new: Node) -> None:
+        self._events.append((layer, path, MODIFIED, old, new))
+
+    def removed(self, layer: int, path: bytes, node: Node, reason: str) -> None:
+        self._events.append((layer, path, reason, None, node))
+
+    @staticmethod
+    def _change(event: _Event, lost: int = 0) -> Change:
+        layer, path, word, old, node = event
+        if word == ADDED:
+            return Change(layer, path, ADDED, kind_name(node), file_size(node), inode=inode_key(node))
+        if word == MODIFIED:
+            assert old is not None
+            what = differences(old, node)
+            return Change(
+                layer, path, MODIFIED, kind_name(node), file_size(node), what, lost, inode_key(node)
+            )
+        return Change(layer, path, word, kind_name(node), file_size(node), (), lost)
+
+    @property
+    def changes(self) -> list[Change]:
+        """Every change; a file's bytes are unreachable at the change that removes its last name
+        (its last hardlink), as ``du`` counts a file once whatever its names."""
+        if self._changes is None:
+            names: dict[tuple[int, int], int] = defaultdict(int)
+            changes = []
+            for event in self._events:
+                _layer, _path, word, old, node = event
+                gone: Node | None = None
+                if word == MODIFIED:
+                    assert old is not None
+                    if old.inode != node.inode:
+                        gone = old
+                        _count(names, node, 1)
+                elif word == ADDED:
+                    _count(names, node, 1)
+                else:
+                    gone = node
+                lost = file_size(gone) if gone is not None and _count(names, gone, -1) == 0 else 0
+                changes.append(self._change(event, lost))
+            self._changes = changes
+        return self._changes
+
+    def by_layer(self) -> dict[int, list[Change]]:
+        grouped: dict[int, list[Change]] = defaultdict(list)
+        for change in self.changes:
+            grouped[change.layer].append(change)
+        return grouped
+
+    def for_path(self, path: bytes) -> list[Change]:
+        return [self._change(event) for event in self._events if event[1] == path]
+
+
+def _count(names: dict[tuple[int, int], int], node: Node, step: int) -> int | None:
+    """Add ``step`` to the number of names the file ``node`` is; the new number (None: not a file)."""
+    key = inode_key(node)
+    if key is None:
+        return None
+    names[key] += step
+    return names[key]

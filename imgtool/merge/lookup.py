@@ -1,0 +1,90 @@
+"""Finding paths in a merged tree: the one resolver that which-layer, ls and cat share.
+
+A query is a path as a user types it (``/etc/passwd``, ``usr/bin``) or a shell pattern
+(``/usr/lib/*.so*``). It is resolved as a process inside the image would resolve it:
+symlinks in its parent components are followed inside the image, absolute targets restart
+at the root, ``..`` stops at the root, and nothing exists below a non-directory. Whether the
+last component is followed too is the caller's choice (``cat`` follows it, ``which-layer``
+and ``ls`` report the symlink itself).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Final
+
+from imgtool.errors import ImageNotFoundError, UnsafePathError, UsageError
+from imgtool.layers.paths import clean_path, join_path
+from imgtool.layers.tarstream import SYMLINK_KIND
+from imgtool.merge.overlay import Node, Tree
+
+GLOB_CHARS: Final = frozenset("*?[")
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """Where a query led: the canonical resolved path, its node (None if absent), the links followed."""
+
+    path: bytes
+    node: Node | None
+    links: tuple[bytes, ...]
+
+    @property
+    def is_symlink(self) -> bool:
+        content = self.node.content if self.node is not None else None
+        return content is not None and content.kind == SYMLINK_KIND
+
+
+def has_glob(text: str) -> bool:
+    return any(c in GLOB_CHARS for c in text)
+
+
+def normalize_query(text: str) -> bytes:
+    """A typed path in canonical form; a path that climbs above the root is a usage error."""
+    try:
+        return clean_path(text.encode("utf-8", "surrogateescape"))
+    except UnsafePathError as exc:
+        raise UsageError(f"invalid path {text!r}: {exc}") from None
+
+
+def find(tree: Tree, path: bytes, follow_last: bool) -> Found:
+    """Resolve a canonical path in the tree (see the module docstring)."""
+    resolved, node, links = tree.resolve(path, follow_last=follow_last)
+    return Found(resolved, node, tuple(links))
+
+
+def expand(tree: Tree, pattern: str) -> list[bytes]:
+    """The paths matching a shell pattern, spelled as the pattern spells them, sorted.
+
+    ``*`` does not cross ``/``; a literal or matched component that is a symlink to a
+    directory is searched through, as a shell's glob does.
+    """
+    canonical = normalize_query(pattern)
+    parts = canonical.split(b"/") if canonical else []
+    level: list[bytes] = [b""]
+    for part in parts:
+        next_level: list[bytes] = []
+        for path in level:
+            directory = find(tree, path, follow_last=True).node
+            if directory is None or directory.children is None:
+                continue
+            if any(c in part for c in (b"*", b"?", b"[")):
+                names = sorted(n for n in directory.children if fnmatch.fnmatchcase(n, part))
+            else:
+                names = [part] if part in directory.children else []
+            next_level.extend(join_path(path, n) for n in names)
+        level = next_level
+    return level
+
+
+def queries(tree: Tree, text: str) -> list[bytes] | None:
+    """The canonical paths a query names: one for a plain path, every match of a pattern
+    (None when a pattern matches nothing)."""
+    if has_glob(text):
+        return expand(tree, text) or None
+    return [normalize_query(text)]
+
+
+def no_match(text: str) -> ImageNotFoundError:
+    return ImageNotFoundError(f"{text}: no path in the image matches")

@@ -1,0 +1,451 @@
+"""The layer semantics, once: apply layers in order to a tree of headers, never touching a disk.
+
+The rules are the OCI image-spec's, applied the way umoci applies them (so the
+result agrees with ``umoci raw unpack`` entry for entry):
+
+* Entries are applied in tar order. A parent path is resolved as a chroot
+  would: symlinks inside the tree are followed, absolute targets restart at the
+  root, ``..`` stops at the root. The last component is never followed.
+* A whiteout ``.wh.NAME`` removes NAME; an opaque marker removes what a
+  directory holds. Neither removes what the same layer has already written
+  there (the layer's "upper" paths): markers hide lower layers only.
+* A non-directory replaces whatever was at its path, subtree included; a
+  directory over a directory only takes its metadata.
+* A hardlink shares the inode of its target as it stands when the link is
+  applied; replacing the target later does not change the link.
+* No path of the tree, as resolved, is longer than ``MAX_PATH_BYTES`` (see
+  :mod:`imgtool.merge.resolution`; ``LimitExceededError`` names the entry): that bounds
+  the depth of the tree, and so the memory every walk over it takes.
+
+Every walk here is iterative (an explicit stack), whatever the depth.
+
+Every node carries the layer that supplied it, so the same tree answers
+which-layer, ls, diff and drives flatten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+from imgtool.errors import ImageFormatError
+from imgtool.layers import whiteout
+from imgtool.layers.paths import display, join_path, split_path
+from imgtool.layers.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
+from imgtool.merge.resolution import (
+    MAX_PATH_BYTES,
+    Frame,
+    PathTooLongError,
+    Targets,
+    frame_path,
+    resolve,
+    resolve_counted,
+    root_frame,
+    shorten,
+)
+
+ROOT_LAYER: Final = -1
+_SPECIAL_NAMES: Final = (b"", b".", b"..")
+
+# Why a path stopped existing, in which-layer's words.
+DELETED: Final = "deleted"  # a whiteout named it or an ancestor
+HIDDEN: Final = "hidden"  # an opaque directory above it was cleared
+REPLACED: Final = "replaced"  # an ancestor, or the path itself, was replaced by another entry
+
+
+class Node:
+    """A path in the merged tree.
+
+    ``entry`` is what the supplying layer's tar says about the path (None for a
+    directory that exists only because entries were written under it).
+    ``source`` is the layer and entry that made the inode: the entry itself,
+    or for a hardlink the entry of the file it links to.
+    """
+
+    __slots__ = ("children", "entry", "layer", "source", "upper")
+
+    def __init__(self, entry: Entry | None, layer: int, source: tuple[int, Entry] | None = None) -> None:
+        self.entry = entry
+        self.layer = layer
+        self.source = source
+        self.upper = layer
+        is_dir = entry is None or entry.kind == DIR
+        self.children: dict[bytes, Node] | None = {} if is_dir else None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.children is not None
+
+    @property
+    def kind(self) -> int:
+        return DIR if self.entry is None else self.entry.kind
+
+    @property
+    def inode(self) -> tuple[int, Entry] | None:
+        """(layer, entry) of the entry that created this inode; None for implied directories."""
+        if self.source is not None:
+            return self.source
+        return None if self.entry is None else (self.layer, self.entry)
+
+    @property
+    def content(self) -> Entry | None:
+        """The entry whose type, metadata and data this path has (a hardlink's target's)."""
+        return self.source[1] if self.source is not None else self.entry
+
+
+class ChangeRecorder:
+    """Receives every change a layer makes; which-layer and diff listen, flatten does not."""
+
+    def added(self, layer: int, path: bytes, node: Node) -> None:
+        pass
+
+    def modified(self, layer: int, path: bytes, old: Node, new: Node) -> None:
+        pass
+
+    def removed(self, layer: int, path: bytes, node: Node, reason: str) -> None:
+        pass
+
+
+class Tree:
+    """The merged view of layers applied so far."""
+
+    def __init__(self) -> None:
+        self.root = Node(None, ROOT_LAYER)
+        self.layers_applied = 0
+        self.targets = Targets()
+
+    # -- applying ---------------------------------------------------------------------------
+
+    def apply(self, layer: int, entries: Iterable[Entry], recorder: ChangeRecorder | None = None) -> None:
+        applier = _LayerApplier(self, layer, recorder)
+        entry = None
+        try:
+            for entry in entries:
+                applier.apply(entry)
+        except PathTooLongError as exc:
+            assert entry is not None
+            raise PathTooLongError(f"entry {shorten(entry.path)}: {exc}") from None
+        self.layers_applied = layer + 1
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def lookup(self, path: bytes) -> Node | None:
+        """The node at a canonical path, without following symlinks."""
+        node: Node | None = self.root
+        if not path:
+            return node
+        for name in path.split(b"/"):
+            if node is None or node.children is None:
+                return None
+            node = node.children.get(name)
+        return node
+
+    def resolve(self, path: bytes, follow_last: bool = True) -> tuple[bytes, Node | None, list[bytes]]:
+        """Resolve a path as a process inside the image would see it (confined to the root).
+
+        Returns the canonical resolved path, its node (None if absent) and the
+        symlinks followed on the way, in order.
+        """
+        links: list[bytes] = []
+        if follow_last:
+            frame = resolve(self.root, self.targets, root_frame(self.root), path, links)
+            return frame_path(frame), frame[1], links
+        parent_raw, name = split_path(path)
+        frame = resolve(self.root, self.targets, root_frame(self.root), parent_raw, links)
+        parent = frame[1]
+        if not name:
+            return frame_path(frame), parent, links
+        node = parent.children.get(name) if parent is not None and parent.children is not None else None
+        return join_path(frame_path(frame), name), node, links
+
+    def nodes(self) -> Iterator[Node]:
+        """Every node, in no particular order (cheaper than :meth:`walk`: no paths are built)."""
+        stack = [self.root]
+        while stack:
+            node = stack.pop()
+            yield node
+            if node.children:
+                stack.extend(node.children.values())
+
+    def walk(self, top: bytes = b"") -> Iterator[tuple[bytes, Node]]:
+        """Every (path, node) at and under ``top``, parents before children, names in byte order."""
+        start = self.lookup(top)
+        if start is None:
+            return
+        stack: list[tuple[bytes, Node]] = [(top, start)]
+        while stack:
+            path, node = stack.pop()
+            yield path, node
+            if node.children:
+                prefix = path + b"/" if path else b""
+                stack.extend(
+                    (prefix + name, node.children[name]) for name in sorted(node.children, reverse=True)
+                )
+
+
+class _LayerApplier:
+    """Applies one layer's entries; remembers what this layer wrote (its upper paths)."""
+
+    def __init__(self, tree: Tree, layer: int, recorder: ChangeRecorder | None) -> None:
+        self.tree = tree
+        self.layer = layer
+        self.recorder = recorder
+        # Directories this layer resolved (and created): by the raw parent path of its entries, and
+        # component by component: (id of the parent's position, name) -> position. A position's path,
+        # and the symlinks followed to reach it (when any), by its id. Few objects per directory:
+        # the collector walks every one of them.
+        self._parents: dict[bytes, tuple[bytes, Node]] = {}
+        self._aufs_links: dict[bytes, Entry] = {}  # the files of this layer's .wh..wh.plnk/, by name
+        self._steps: dict[tuple[int, bytes], Frame] = {}
+        self._paths: dict[int, bytes] = {}
+        self._hops: dict[int, int] = {}
+        self._lexical = False  # whether a resolved directory was reached through a missing name and ".."
+        self._root = root_frame(tree.root)
+        self._paths[id(self._root)] = b""
+
+    def _forget(self) -> None:
+        """Something was removed or replaced: resolved directories may no longer be what they were."""
+        self._parents.clear()
+        self._steps.clear()
+        self._paths.clear()
+        self._hops.clear()
+        self._lexical = False
+        self._root = root_frame(self.tree.root)
+        self._paths[id(self._root)] = b""
+
+    def apply(self, entry: Entry) -> None:
+        if whiteout.is_aufs_bookkeeping(entry.path):  # never content; its link targets are kept aside
+            name = whiteout.aufs_link_name(entry.path)
+            if name is not None and entry.kind == FILE:
+                self._aufs_links[name] = entry
+            return
+        if entry.kind in (WHITEOUT, OPAQUE):
+            self._apply_marker(entry)
+            return
+        if not entry.path:
+            self._apply_root(entry)
+            return
+        parent_raw, name = split_path(entry.path)
+        parent_path, parent = self._parent_dir(parent_raw, entry)
+        path = parent_path + b"/" + name if parent_path else name
+        if len(path) > MAX_PATH_BYTES:
+            raise PathTooLongError(f"path {shorten(path)} is longer than the limit of {MAX_PATH_BYTES} bytes")
+        children = parent.children
+        assert children is not None
+        existing = children.get(name)
+        if existing is not None and existing.is_dir and entry.kind == DIR:
+            new = Node(entry, self.layer)
+            new.children = existing.children
+            children[name] = new
+            if self.recorder:
+                self.recorder.modified(self.layer, path, existing, new)
+            return
+        if existing is not None:
+            self._remove(path, existing, REPLACED, keep_upper=False, report_self=False)
+            del children[name]
+            self._forget()
+        if entry.kind == HARDLINK_KIND:
+            new = Node(entry, self.layer, self._link_source(entry))
+        else:
+            new = Node(entry, self.layer)
+        children[name] = new
+        # A new symlink changes no resolved directory (each exists as a directory: no path passes
+        # through the new one), unless one was reached through a missing name and "..".
+        if self._lexical and entry.kind in (SYMLINK_KIND, HARDLINK_KIND):
+            self._forget()
+        if self.recorder:
+            if existing is None:
+                self.recorder.added(self.layer, path, new)
+            else:
+                self.recorder.modified(self.layer, path, existing, new)
+
+    def _apply_root(self, entry: Entry) -> None:
+        old = self.tree.root
+        new = Node(entry, self.layer)
+        new.children = old.children
+        self.tree.root = new
+        self._forget()
+        if self.recorder:
+            self.recorder.modified(self.layer, b"", old, new)
+
+    def _parent_dir(self, raw: bytes, entry: Entry) -> tuple[bytes, Node]:
+        """Resolve (and create, like MkdirAll) the directory an entry goes into.
+
+        Each directory of a raw path is resolved once per layer, from its parent's position: so
+        entries in many directories under one long chain of symlinks pay for the chain once, not
+        once each, and a directory costs what its own path costs, however deep it is.
+        """
+        cached = self._parents.get(raw)
+        if cached is not None:
+            return cached
+        steps = self._steps
+        frame = self._root
+        self.tree.root.upper = self.layer
+        for name in raw.split(b"/") if raw else ():
+            found = steps.get((id(frame), name))
+            if found is None:
+                found = steps[(id(frame), name)] = self._step(frame, name, entry)
+            frame = found
+        node = frame[1]
+        assert node is not None  # _step made it
+        self._mark(frame)
+        result = self._parents[raw] = (self._paths[id(frame)], node)
+        return result
+
+    def _mark(self, frame: Frame) -> None:
+        """Mark a path as resolved as this layer's (not the directories a symlink on the way led out
+        of). A node marked has its ancestors marked too: a directory is only created under a marked one."""
+        marked: Frame | None = frame
+        while marked is not None and marked[1] is not None and marked[1].upper != self.layer:
+            marked[1].upper = self.layer
+            marked = marked[2]
+
+    def _step(self, frame: Frame, name: bytes, entry: Entry) -> Frame:
+        """Resolve one component of an entry's directory from its parent's position, creating the
+        directory where nothing is; records the new position's path and symlinks followed."""
+        path = self._paths[id(frame)]
+        hops = self._hops.get(id(frame), 0)
+        parent = frame[1]
+        assert parent is not None and parent.children is not None
+        child = parent.children.get(name)
+        if (child is None or child.children is not None) and name not in _SPECIAL_NAMES:
+            length = frame[3] + len(name) + (1 if frame[2] is not None else 0)
+            child_path = join_path(path, name)
+            if length > MAX_PATH_BYTES:
+                raise PathTooLongError(
+                    f"path {shorten(child_path)} is longer than the limit of {MAX_PATH_BYTES} bytes"
+                )
+            if child is None:
+                self._mark(frame)
+                child = Node(None, self.layer)
+                parent.children[name] = child
+                if self.recorder:
+                    self.recorder.added(self.layer, child_path, child)
+            new: Frame = (name, child, frame, length)
+            self._paths[id(new)] = child_path
+        else:  # a symlink, or not a directory
+            found, hops, lexical = resolve_counted(self.tree.root, self.tree.targets, frame, name, hops)
+            self._lexical = self._lexical or lexical
+            found = self._make_dirs(found, entry)
+            new = (found[0], found[1], found[2], found[3])  # its own object: ids key what is recorded
+            self._paths[id(new)] = frame_path(new)
+        if hops:
+            self._hops[id(new)] = hops
+        return new
+
+    def _make_dirs(self, frame: Frame, entry: Entry) -> Frame:
+        """Create the directories missing at the end of a resolved position; returns the position with
+        every node present."""
+        missing: list[Frame] = []
+        current = frame
+        while current[1] is None:
+            missing.append(current)
+            assert current[2] is not None  # the root always exists
+            current = current[2]
+        node = current[1]
+        if not node.is_dir:
+            raise ImageFormatError(
+                f"entry {shorten(entry.path)}: parent {shorten(frame_path(current))} is not a directory"
+            )
+        if not missing:
+            return frame
+        self._mark(current)
+        path = frame_path(current) if self.recorder else b""
+        for name, _node, _parent, length in reversed(missing):
+            child = Node(None, self.layer)
+            assert node.children is not None
+            node.children[name] = child
+            if self.recorder:
+                path = join_path(path, name)
+                self.recorder.added(self.layer, path, child)
+            current = (name, child, current, length)
+            node = child
+        return current
+
+    def _link_source(self, entry: Entry) -> tuple[int, Entry]:
+        aufs_name = whiteout.aufs_link_name(entry.link)
+        if aufs_name is not None:
+            stashed = self._aufs_links.get(aufs_name)
+            if stashed is None:
+                raise ImageFormatError(
+                    f"entry {display(entry.path)}: hardlink target {display(entry.link)} is not a file "
+                    "this layer put in .wh..wh.plnk before it"
+                )
+            return self.layer, stashed
+        parent_raw, name = split_path(entry.link)
+        parent = resolve(self.tree.root, self.tree.targets, root_frame(self.tree.root), parent_raw)[1]
+        target = parent.children.get(name) if parent is not None and parent.children is not None else None
+        if target is None:
+            raise ImageFormatError(
+                f"entry {shorten(entry.path)}: hardlink target {shorten(entry.link)} does not exist"
+            )
+        source = target.inode
+        if target.is_dir or source is None:
+            raise ImageFormatError(
+                f"entry {shorten(entry.path)}: hardlink target {shorten(entry.link)} is a directory"
+            )
+        return source
+
+    def _apply_marker(self, entry: Entry) -> None:
+        opaque = entry.kind == OPAQUE
+        raw = entry.path if opaque else split_path(entry.path)[0]
+        frame = resolve(self.tree.root, self.tree.targets, root_frame(self.tree.root), raw)
+        directory = frame[1]
+        if directory is None or directory.children is None:
+            return
+        base = frame_path(frame)
+        if opaque:
+            for name in sorted(directory.children):
+                child = directory.children[name]
+                if self._remove(join_path(base, name), child, HIDDEN, keep_upper=True, report_self=True):
+                    del directory.children[name]
+        else:
+            name = split_path(entry.path)[1]
+            target = directory.children.get(name)
+            if target is None:
+                return
+            if self._remove(join_path(base, name), target, DELETED, keep_upper=True, report_self=True):
+                del directory.children[name]
+        self._forget()
+
+    def _remove(self, path: bytes, node: Node, reason: str, keep_upper: bool, report_self: bool) -> bool:
+        """Remove ``node``'s subtree, except what this layer wrote when ``keep_upper``.
+
+        Returns whether ``node`` itself is gone (the caller unlinks it from its parent).
+        """
+        if not (keep_upper and node.upper == self.layer):
+            self._report_removed(path, node, reason, report_self)
+            return True
+        # Keep this layer's paths; remove the rest, depth first in name order, without recursion.
+        stack = [(path, node, iter(sorted(node.children or ())))]
+        while stack:
+            current, item, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                stack.pop()
+                continue
+            assert item.children is not None
+            child = item.children[name]
+            child_path = join_path(current, name)
+            if child.upper == self.layer:
+                if child.children:
+                    stack.append((child_path, child, iter(sorted(child.children))))
+                continue
+            self._report_removed(child_path, child, reason, True)
+            del item.children[name]
+        return False
+
+    def _report_removed(self, path: bytes, node: Node, reason: str, report_self: bool) -> None:
+        if self.recorder:
+            for sub_path, sub in _subtree(path, node):
+                if sub_path != path or report_self:
+                    self.recorder.removed(self.layer, sub_path, sub, reason)
+
+
+def _subtree(path: bytes, node: Node) -> Iterator[tuple[bytes, Node]]:
+    stack = [(path, node)]
+    while stack:
+        current, item = stack.pop()
+        yield current, item
+        if item.children:
+            stack.extend((join_path(current, name), child) for name, child in item.children.items())

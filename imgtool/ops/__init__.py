@@ -1,0 +1,6 @@
+"""What users ask of an image: inspect, verify, which-layer, ls, cat, diff. Each takes an opened
+Image (or what ``imgtool.merge`` derives from one) and plain options and returns data; none prints.
+
+May import: ``imgtool.merge``, ``imgtool.layers``, ``imgtool.image``, ``imgtool.errors``,
+``imgtool.progress``.
+"""

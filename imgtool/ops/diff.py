@@ -1,0 +1,202 @@
+"""Comparing views: what each layer changed, what changed between two layers or two images."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from imgtool.image.image import Image
+from imgtool.layers.paths import display, join_path
+from imgtool.layers.tarstream import FILE
+from imgtool.merge.changes import (
+    ADDED,
+    MODIFIED,
+    REMOVALS,
+    Change,
+    ChangeLog,
+    differences,
+    file_size,
+    is_metadata_only,
+    kind_name,
+)
+from imgtool.merge.overlay import Node, Tree
+from imgtool.merge.view import MergedView
+
+DELETED_WORD = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class PathChange:
+    path: bytes
+    change: str  # added / modified / deleted
+    kind: str
+    size: int
+    what: tuple[str, ...] = ()
+
+
+def coarse(change: Change) -> PathChange:
+    """diff's vocabulary: hidden and replaced paths are deletions too."""
+    word = DELETED_WORD if change.change in REMOVALS else change.change
+    return PathChange(change.path, word, change.kind, change.size, change.what)
+
+
+def compare_trees(old: Tree, new: Tree) -> list[PathChange]:
+    """Every path that differs between two merged trees, in path order."""
+    result: list[PathChange] = []
+    stack = [(b"", old.root, new.root)]  # an explicit stack: trees can be deeper than Python recurses
+    while stack:
+        path, a, b = stack.pop()
+        _compare(path, a, b, result, stack)
+    result.sort(key=lambda c: (c.path, c.change))
+    return result
+
+
+def _compare(
+    path: bytes, a: Node, b: Node, out: list[PathChange], stack: list[tuple[bytes, Node, Node]]
+) -> None:
+    """Compare one path present in both trees; pushes the children present in both onto ``stack``."""
+    what = differences(a, b)
+    if what:
+        out.append(PathChange(path, MODIFIED, kind_name(b), file_size(b), what))
+    if "type" in what:  # replaced wholesale: whatever either side held below is gone or new
+        if a.children:
+            out.extend(_all(path, a, DELETED_WORD, skip_self=True))
+        if b.children:
+            out.extend(_all(path, b, ADDED, skip_self=True))
+        return
+    a_children = a.children or {}
+    b_children = b.children or {}
+    for name in sorted(a_children.keys() | b_children.keys()):
+        child_path = join_path(path, name)
+        if name not in b_children:
+            out.extend(_all(child_path, a_children[name], DELETED_WORD))
+        elif name not in a_children:
+            out.extend(_all(child_path, b_children[name], ADDED))
+        else:
+            stack.append((child_path, a_children[name], b_children[name]))
+
+
+def _all(path: bytes, node: Node, word: str, skip_self: bool = False) -> Iterator[PathChange]:
+    stack = [(path, node)]
+    while stack:
+        current, item = stack.pop()
+        if not (skip_self and current == path):
+            yield PathChange(current, word, kind_name(item), file_size(item))
+        if item.children:
+            stack.extend(
+                (join_path(current, n), item.children[n]) for n in sorted(item.children, reverse=True)
+            )
+
+
+@dataclass(slots=True)
+class LayerSummary:
+    index: int
+    digest: str
+    created_by: str | None
+    added: int = 0
+    modified: int = 0
+    metadata_only: int = 0
+    deleted: int = 0
+    bytes_added: int = 0
+    bytes_unreachable: int = 0
+    changes: list[PathChange] = field(default_factory=list)
+
+
+def summarize_layers(image: Image, log: ChangeLog, upto: int | None = None) -> list[LayerSummary]:
+    by_layer = log.by_layer()
+    count = len(image.layers) if upto is None else upto + 1
+    summaries = []
+    for layer in image.layers[:count]:
+        summary = LayerSummary(layer.index, str(layer.digest), layer.created_by)
+        stored: set[tuple[int, int]] = set()  # files counted: one file, many hardlinks, counts once
+        for change in by_layer.get(layer.index, []):
+            if change.change == MODIFIED and not change.what:
+                continue  # listed again without any change: not a change of this layer
+            item = coarse(change)
+            summary.changes.append(item)
+            summary.bytes_unreachable += change.unreachable
+            if item.change == ADDED:
+                summary.added += 1
+                summary.bytes_added += _new_data(layer.index, change, stored)
+            elif item.change == MODIFIED:
+                summary.modified += 1
+                if "content" in change.what or "type" in change.what:
+                    summary.bytes_added += _new_data(layer.index, change, stored)
+                elif is_metadata_only(change.what):
+                    summary.metadata_only += 1
+            else:
+                summary.deleted += 1
+        summary.changes.sort(key=lambda c: c.path)
+        summaries.append(summary)
+    return summaries
+
+
+def _new_data(layer: int, change: Change, stored: set[tuple[int, int]]) -> int:
+    """The bytes a change stores: a file this layer holds the data of, counted once whatever its
+    names (a hardlink to a lower layer's file stores none)."""
+    if change.inode is None or change.inode[0] != layer or change.inode in stored:
+        return 0
+    stored.add(change.inode)
+    return change.size
+
+
+@dataclass(slots=True)
+class Efficiency:
+    stored_bytes: int
+    final_bytes: int
+    wasted_bytes: int
+    top_wasters: list[tuple[bytes, int, int]]  # path, wasted bytes, number of versions lost
+
+    @property
+    def score(self) -> float:
+        return 1.0 if self.stored_bytes == 0 else self.final_bytes / self.stored_bytes
+
+
+def efficiency(view: MergedView, log: ChangeLog, top: int = 10) -> Efficiency:
+    """dive's question: how many of the bytes the layers store does the final image still show?"""
+    tree = view.tree
+    stored_bytes = sum(e.size for index in view.indexes for e in index.entries if e.kind == FILE)
+    seen: set[tuple[int, int]] = set()
+    final = 0
+    for _path, node in tree.walk():
+        content = node.content
+        inode = node.inode
+        if content is not None and content.kind == FILE and inode is not None:
+            key = (inode[0], content.ordinal)
+            if key not in seen:
+                seen.add(key)
+                final += content.size
+    waste: dict[bytes, list[int]] = defaultdict(lambda: [0, 0])
+    for change in log.changes:
+        if change.unreachable:
+            slot = waste[change.path]
+            slot[0] += change.unreachable
+            slot[1] += 1
+    ranked = sorted(((p, w[0], w[1]) for p, w in waste.items()), key=lambda t: (-t[1], t[0]))
+    return Efficiency(stored_bytes, final, max(0, stored_bytes - final), ranked[:top])
+
+
+def change_json(change: PathChange) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "path": display(change.path),
+        "change": change.change,
+        "type": change.kind,
+        "size": change.size,
+    }
+    if change.change == MODIFIED:
+        doc["what"] = list(change.what)
+    return doc
+
+
+def shared_layers(first: Image, second: Image) -> tuple[int, list[str]]:
+    """The length of the common base (same diff_ids bottom up) and every diff_id both images hold."""
+    common = 0
+    for a, b in zip(first.layers, second.layers, strict=False):
+        if a.diff_id != b.diff_id:
+            break
+        common += 1
+    theirs = {layer.diff_id for layer in second.layers}
+    both = [str(layer.diff_id) for layer in first.layers if layer.diff_id in theirs]
+    return common, both

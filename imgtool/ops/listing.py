@@ -1,0 +1,174 @@
+"""ls: rows describing paths of a merged view, or the entries of one layer."""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from imgtool.errors import ImageNotFoundError
+from imgtool.layers.paths import display, escape, join_path
+from imgtool.layers.tarstream import (
+    BLOCKDEV_KIND,
+    CHARDEV,
+    DIR,
+    FIFO_KIND,
+    FILE,
+    HARDLINK_KIND,
+    IMPLIED_DIR,
+    KIND_NAMES,
+    OPAQUE,
+    SYMLINK_KIND,
+    WHITEOUT,
+    Entry,
+)
+from imgtool.merge.index import LayerIndex
+from imgtool.merge.lookup import find, no_match, queries
+from imgtool.merge.overlay import Node, Tree
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_TYPE_CHARS: Final = {
+    FILE: "-",
+    DIR: "d",
+    SYMLINK_KIND: "l",
+    HARDLINK_KIND: "h",
+    CHARDEV: "c",
+    BLOCKDEV_KIND: "b",
+    FIFO_KIND: "p",
+    WHITEOUT: "w",
+    OPAQUE: "o",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    path: bytes
+    entry: Entry
+    layer: int | None
+    kind: str  # what the row is: a type name, or "whiteout"/"opaque" for --only listings
+    target: str | None  # symlink target or hardlink path
+
+
+def mode_string(entry: Entry) -> str:
+    """``drwxr-xr-x``-style text, with setuid/setgid/sticky shown as ls shows them."""
+    mode = entry.mode
+    kind_bits = {
+        FILE: stat.S_IFREG,
+        DIR: stat.S_IFDIR,
+        SYMLINK_KIND: stat.S_IFLNK,
+        CHARDEV: stat.S_IFCHR,
+        BLOCKDEV_KIND: stat.S_IFBLK,
+        FIFO_KIND: stat.S_IFIFO,
+    }
+    if entry.kind in kind_bits:
+        return stat.filemode(kind_bits[entry.kind] | mode)
+    return _TYPE_CHARS[entry.kind] + stat.filemode(mode)[1:]
+
+
+def time_string(mtime_ns: int) -> str:
+    """UTC date and time; a time no calendar can show is given in seconds since the epoch."""
+    try:
+        return datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        return f"@{mtime_ns // 1_000_000_000}"
+
+
+def rfc3339(mtime_ns: int) -> str | None:
+    """The time as RFC 3339 in UTC (as inspect shows times), nanoseconds kept; None outside years 1-9999."""
+    seconds, nanos = divmod(mtime_ns, 1_000_000_000)
+    try:
+        when = _EPOCH + timedelta(seconds=seconds)
+    except OverflowError:
+        return None
+    fraction = f".{nanos:09d}".rstrip("0") if nanos else ""
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+def _node_row(path: bytes, node: Node, tree: Tree | None = None) -> Row:
+    """The row of one path; with ``tree``, a symlink shows what it resolves to (``ls -L``): the
+    metadata and layer of its target, under the link's own name."""
+    if tree is not None and node.entry is not None and (node.content or IMPLIED_DIR).kind == SYMLINK_KIND:
+        resolved = find(tree, path, follow_last=True).node
+        if resolved is not None:  # a dangling symlink is shown as itself, as ls -L shows it
+            node = resolved
+    content = node.content or IMPLIED_DIR
+    entry = node.entry
+    target = None
+    if entry is not None and entry.kind == SYMLINK_KIND:
+        target = escape(entry.link)
+    elif entry is not None and entry.kind == HARDLINK_KIND:
+        target = display(entry.link)
+    kind = KIND_NAMES[entry.kind] if entry is not None else "dir"  # a hardlink says so, as in which-layer
+    return Row(path, content, node.layer if node.layer >= 0 else None, kind, target)
+
+
+def list_tree(tree: Tree, path: bytes, recursive: bool, dereference: bool = False) -> list[Row]:
+    """Like ``ls -l PATH`` (``-R``: everything below it).
+
+    Symlinks in PATH's parents are followed inside the image. PATH itself, when a symlink, is
+    listed as the link (as ``ls -l`` lists it), unless it leads to a directory, which is then
+    listed through (as ``ls`` lists ``/bin``); with ``dereference`` (``ls -L``) every symlink
+    shown, PATH or listed, shows what it resolves to.
+    """
+    found = find(tree, path, follow_last=False)
+    if found.node is None:
+        raise ImageNotFoundError(f"{display(path)}: no such file or directory in the image")
+    if found.is_symlink:
+        target = find(tree, path, follow_last=True)
+        if target.node is not None and target.node.is_dir:
+            found = target
+    resolved, node = found.path, found.node
+    assert node is not None
+    shown = tree if dereference else None
+    if not node.is_dir:
+        return [_node_row(resolved, node, shown)]
+    if recursive:
+        return [_node_row(p, n, shown) for p, n in tree.walk(resolved) if p != resolved]
+    assert node.children is not None
+    return [
+        _node_row(join_path(resolved, name), node.children[name], shown) for name in sorted(node.children)
+    ]
+
+
+def list_query(tree: Tree, text: str, recursive: bool, dereference: bool = False) -> list[Row]:
+    """``ls`` of a typed PATH or a shell pattern: each match is listed as if it had been named alone."""
+    paths = queries(tree, text)
+    if paths is None:
+        raise no_match(text)
+    rows: list[Row] = []
+    for path in paths:
+        rows.extend(list_tree(tree, path, recursive, dereference))
+    return rows
+
+
+def list_layer(index: LayerIndex, layer: int, path: bytes) -> list[Row]:
+    """The entries of one layer under PATH, as its tar states them (whiteouts included)."""
+    prefix = path + b"/" if path else b""
+    rows = []
+    for entry in sorted(index.entries, key=lambda e: (e.path, e.ordinal)):
+        if path and entry.path != path and not entry.path.startswith(prefix):
+            continue
+        target = None
+        if entry.kind == SYMLINK_KIND:
+            target = escape(entry.link)
+        elif entry.kind == HARDLINK_KIND:
+            target = display(entry.link)
+        rows.append(Row(entry.path, entry, layer, KIND_NAMES[entry.kind], target))
+    return rows
+
+
+def row_json(row: Row, digests: list[str]) -> dict[str, Any]:
+    entry = row.entry
+    return {
+        "path": display(row.path),
+        "type": row.kind,
+        "mode": f"{entry.mode:04o}",
+        "uid": entry.uid,
+        "gid": entry.gid,
+        "size": entry.size if entry.kind == FILE else 0,
+        "mtime": rfc3339(entry.mtime_ns),
+        "linkname": row.target,
+        "layer": row.layer,
+        "layer_digest": digests[row.layer] if row.layer is not None else None,
+    }

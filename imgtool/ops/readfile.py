@@ -1,0 +1,57 @@
+"""cat: a file's bytes as the final image has them, read from the one layer that holds them."""
+
+from __future__ import annotations
+
+import tempfile
+from typing import BinaryIO, Final
+
+from imgtool.errors import ImageNotFoundError, ImgtoolError, LayerError
+from imgtool.image.image import Image
+from imgtool.layers.paths import display
+from imgtool.layers.tarstream import DIR, FILE, LayerReader
+from imgtool.merge.index import check_indexed
+from imgtool.merge.lookup import find
+from imgtool.merge.overlay import Tree
+
+_IN_MEMORY: Final = 8 << 20
+
+
+class NotAFileError(ImgtoolError):
+    """The path exists but is no regular file: a negative answer about the image, not a usage error."""
+
+
+def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: int | None = None) -> int:
+    """Write the content of ``path`` (symlinks followed, inside the image) to ``out``.
+
+    The content is held aside (in memory, or a temporary file when large) until its layer
+    has been read to the end and verified: nothing unverified ever reaches ``out``.
+    """
+    found = find(tree, path, follow_last=True)
+    resolved, node = found.path, found.node
+    if node is None:
+        raise ImageNotFoundError(f"{display(path)}: no such file in the image")
+    content = node.content
+    if node.is_dir or content is None or content.kind == DIR:
+        raise NotAFileError(f"{display(path)}: is a directory")
+    if content.kind != FILE:
+        raise NotAFileError(f"{display(path)}: is not a regular file ({content.kind_name})")
+    inode = node.inode
+    assert inode is not None
+    layer = image.layers[inode[0]]
+    with tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY, prefix="imgtool-") as held:
+        with layer.open(max_size) as stream:
+            reader = LayerReader(stream, layer.what)
+            for entry in reader:
+                if entry.ordinal != content.ordinal:
+                    continue
+                check_indexed(entry, content, layer.what)
+                while chunk := reader.read_data():
+                    held.write(chunk)
+                break
+            stream.finish(reader)
+        if held.tell() != content.size:
+            raise LayerError(f"{layer.what}: {display(resolved)} is shorter than its header says")
+        held.seek(0)
+        while chunk := held.read(1 << 20):
+            out.write(chunk)
+    return content.size
