@@ -32,7 +32,6 @@ from imgtool import whiteout
 from imgtool.errors import ImageFormatError
 from imgtool.paths import display, join_path, split_path
 from imgtool.resolution import (
-    MAX_PATH_BYTES,
     Frame,
     PathTooLongError,
     Targets,
@@ -42,6 +41,7 @@ from imgtool.resolution import (
     root_frame,
     shorten,
 )
+from imgtool.tarreader import MAX_PATH_BYTES
 from imgtool.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
 
 ROOT_LAYER: Final = -1

@@ -9,7 +9,7 @@ from imgtool.changes import ChangeLog
 from imgtool.diff import compare_trees
 from imgtool.errors import LimitExceededError
 from imgtool.overlay import Tree
-from imgtool.resolution import MAX_PATH_BYTES
+from imgtool.tarreader import MAX_PATH_BYTES
 from tests.unit.test_overlay import D, E, O, S, W, apply, summary
 
 DEEP = "/".join(["d"] * 3000)  # 5 999 bytes, 3 000 levels: deeper than Python recurses
