@@ -51,8 +51,9 @@ _MAX_META_SIZE: Final = 1 << 20  # PAX records and GNU long names above this are
 MAX_PAX_BYTES: Final = 1 << 20  # PAX record data of one member, all its consecutive headers together
 MAX_PAX_RECORDS: Final = 1 << 16  # PAX records of one member
 # A name is a path; the kernel takes at most PATH_MAX (4096) bytes in one call, but a tree can be
-# deeper (written with openat): 16 KiB is four times that, and bounds a name's depth to 8192.
-MAX_PATH_BYTES: Final = 1 << 14
+# deeper (written with openat): 8 KiB is twice that, and bounds a name's depth to 4096. The merge
+# holds paths as resolved (through symlinks) to the same bound.
+MAX_PATH_BYTES: Final = 8192
 MAX_SYMLINK_TARGET: Final = 4095  # the kernel's PATH_MAX, counting its NUL: symlink(2) takes no longer
 XATTR_NAME_MAX: Final = 255  # the kernel's limits (linux/limits.h)
 XATTR_SIZE_MAX: Final = 1 << 16  # one value; also the bound on all of one member's values together

@@ -31,9 +31,9 @@ from typing import Final
 from imgtool.errors import ImageFormatError
 from imgtool.layers import whiteout
 from imgtool.layers.paths import display, join_path, split_path
+from imgtool.layers.tarreader import MAX_PATH_BYTES
 from imgtool.layers.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
 from imgtool.merge.resolution import (
-    MAX_PATH_BYTES,
     Frame,
     PathTooLongError,
     Targets,

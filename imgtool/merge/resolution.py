@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Final
 
 from imgtool.errors import LimitExceededError
 from imgtool.layers.paths import display, join_path
+from imgtool.layers.tarreader import MAX_PATH_BYTES  # one bound: names read, paths resolved
 from imgtool.layers.tarstream import SYMLINK_KIND
 
 if TYPE_CHECKING:
     from imgtool.merge.overlay import Node
 
 MAX_LINK_HOPS: Final = 255
-MAX_PATH_BYTES: Final = 8192  # twice the kernel's PATH_MAX: longer than anything a process can open
 _SHOWN_BYTES: Final = 96  # of a path too long to be shown whole in a message
 
 # A position reached while resolving: (name, node or None where nothing exists, parent position, length of

@@ -167,7 +167,7 @@ def test_a_path_beyond_the_limit_is_one_error_in_bounded_memory(
     run, _ = measured(args, tmp_path, stdout=tmp_path / "stdout")
     message = error_message(run.stderr)
     assert re.fullmatch(
-        layer_re(0) + r": entry '(a/)+\.\.\.' at offset \d+: name of 60001 bytes \(the limit is 16384\)",
+        layer_re(0) + r": entry '(a/)+\.\.\.' at offset \d+: name of 60001 bytes \(the limit is 8192\)",
         message,
     ), message
     assert run.code == 1

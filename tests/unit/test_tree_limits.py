@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from imgtool.errors import LimitExceededError
+from imgtool.layers.tarreader import MAX_PATH_BYTES
 from imgtool.merge.changes import ChangeLog
 from imgtool.merge.overlay import Tree
-from imgtool.merge.resolution import MAX_PATH_BYTES
 from imgtool.ops.diff import compare_trees
 from tests.unit.test_overlay import D, E, O, S, W, apply, summary
 
