@@ -80,7 +80,6 @@ def forbid_layer_reads(monkeypatch: pytest.MonkeyPatch) -> Callable[[], list[str
 
         monkeypatch.setattr(Layer, "open_blob", refuse)
         monkeypatch.setattr(Layer, "open", refuse)
-        monkeypatch.setattr(Layer, "entries", refuse)
         return attempts
 
     return forbid
