@@ -258,6 +258,9 @@ def test_layout_blob_paths_come_only_from_well_formed_digests(tmp_path: Path) ->
     assert source.blob_size(good) == len(result.image.config)
     assert source.blob_size(Digest("sha256", "0" * 64)) is None
     assert not source.has_blob(Digest("sha256", "0" * 64))
+    with pytest.raises(ImageNotFoundError) as caught:
+        source.open_blob(Digest("sha256", "0" * 64))
+    assert str(caught.value) == f"{result.path}: blobs/sha256/{'0' * 64} not found"
     forged = [
         Digest("sha256", "../../secret"),
         Digest("sha256", good.hex[:63]),

@@ -3,6 +3,10 @@ blob by digest. Config, layers, diff_ids, platform and verification are derived 
 :mod:`imgtool.sources.build`, once for all sources (as go-containerregistry's ``partial``
 derives an image from a few methods).
 
+Layers are blobs here because every source so far stores them as tars; a layer's entries are
+read from that tar (``imgtool.layers.tarstream.layer_entries``), so a source whose layers are
+directories needs only another producer of entries, not another build.
+
 A new source is one module with a class implementing :class:`ImageSource` and a function
 ``Reference -> ImageSource``, registered in ``SOURCES`` in :mod:`imgtool.sources`.
 """
