@@ -1,7 +1,7 @@
 """An opened image: its manifest, config and layers, whatever source it came from.
 
-Sources reduce to a blob store plus the choice of manifest; everything else
-(verification, decompression, layer entries) is derived here, once.
+Sources reduce to blobs by digest plus the choice of manifest (``imgtool.sources.core``);
+everything else (verification, decompression, layer entries) is derived from that, once.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from imgtool.image.model import (
 from imgtool.image.readable import Readable
 
 if TYPE_CHECKING:
-    from imgtool.image.readable import BlobStore, Drainable, RawStream
+    from imgtool.image.readable import BlobSource, Drainable, RawStream
 
 Warn = Callable[[str], None]
 
@@ -140,7 +140,7 @@ class Image:
     config_bytes: bytes
     tags: list[str]
     layers: list[Layer]
-    store: BlobStore = field(repr=False)
+    store: BlobSource = field(repr=False)  # the source the image was opened from
     manifest_synthesized: bool = False  # docker save stores no manifest: imgtool derived this one
     index: IndexInfo | None = None  # the image index this manifest was chosen from, if any
     # A manifest that costs reading the layers to derive (skopeo's for a docker-save with compressed

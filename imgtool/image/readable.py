@@ -4,9 +4,12 @@ stream every source can use, a byte range of an open file."""
 from __future__ import annotations
 
 import os
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from imgtool.errors import LayerError
+
+if TYPE_CHECKING:
+    from imgtool.image.digest import Digest
 
 
 class Readable(Protocol):
@@ -24,8 +27,29 @@ class RawStream(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
+class BlobSource(Protocol):
+    """Blobs addressed by digest: what an Image reads its config and layers from.
+
+    Every source implements it (see ``imgtool.sources.core``); the streams are raw and
+    unverified, the callers wrap them in a VerifyingReader with the digest they asked for.
+    """
+
+    location: str
+
+    def open_blob(self, digest: Digest) -> RawStream:
+        """The blob; ImageNotFoundError naming it when the source does not hold it."""
+        ...
+
+    def has_blob(self, digest: Digest) -> bool: ...
+    def blob_size(self, digest: Digest) -> int | None:
+        """The stored size, None when the source does not know it without reading the blob."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class BlobStore(Protocol):
-    """Files addressed by their path inside an image layout or archive."""
+    """Files addressed by their path inside an image layout or archive (the OCI layout source's)."""
 
     location: str
 

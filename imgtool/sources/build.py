@@ -1,101 +1,73 @@
-"""The part every source shares: from manifest bytes to an Image with verified config and layers."""
+"""The part every source shares: from the core (a resolved manifest, blobs by digest) to an Image
+with verified config and layers."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from imgtool.errors import ImageFormatError, ImageNotFoundError
 from imgtool.image.digest import Digest, read_verified
 from imgtool.image.image import Image, Layer
-from imgtool.image.model import (
-    MAX_CONFIG_BYTES,
-    Descriptor,
-    IndexInfo,
-    load_json,
-    parse_config,
-    parse_manifest,
-)
-from imgtool.image.readable import BlobStore, RawStream
-from imgtool.sources.stores import blob_path
+from imgtool.image.model import MAX_CONFIG_BYTES, Platform, load_json, parse_config, parse_manifest
+from imgtool.image.readable import RawStream
+from imgtool.sources.core import ImageSource
 
 
 def build_image(
-    *,
-    store: BlobStore,
-    reference: str,
-    transport: str,
-    manifest_digest: Digest | None,
-    manifest_media_type: str,
-    manifest_bytes: bytes,
-    tags: list[str],
-    config_bytes: bytes | None = None,
-    layer_paths: Sequence[str] | None = None,
-    layer_blobs: Sequence[Descriptor] | None = None,
-    manifest_synthesized: bool = False,
-    index: IndexInfo | None = None,
-    derive_manifest: Callable[[], bytes] | None = None,
+    source: ImageSource, *, reference: str, selector: str | None, platform: Platform | None
 ) -> Image:
-    """``config_bytes`` and ``layer_paths`` are given by sources that do not store blobs by digest,
-    ``layer_blobs`` by those whose manifest does not describe the layer files as stored (skopeo's
-    manifest for a docker-save archive names each layer by its diff_id). With ``derive_manifest``,
-    ``manifest_bytes`` is provisional (right in its config and number of layers) and the image's
-    manifest is what ``derive_manifest`` returns, the first time it is asked for.
-    """
-    what = f"{store.location}: manifest"
-    manifest = parse_manifest(load_json(manifest_bytes, what), what)
-    if config_bytes is None:
-        config_path = blob_path(manifest.config.digest)
-        if not store.exists(config_path):
-            raise ImageNotFoundError(f"{store.location}: config blob {manifest.config.digest} is missing")
-        with store.open(config_path) as raw:
-            config_bytes = read_verified(
-                raw,
-                manifest.config.digest,
-                manifest.config.size,
-                f"config {manifest.config.digest}",
-                MAX_CONFIG_BYTES,
-            )
-    config_what = f"{store.location}: config {manifest.config.digest}"
+    """The image ``selector`` names in ``source``: everything but the choice of manifest and the
+    blobs themselves is derived here."""
+    resolved = source.resolve(selector, platform)
+    what = f"{source.location}: manifest"
+    manifest = parse_manifest(load_json(resolved.manifest_bytes, what), what)
+    config_digest = manifest.config.digest
+    if not source.has_blob(config_digest):
+        raise ImageNotFoundError(f"{source.location}: config blob {config_digest} is missing")
+    with source.open_blob(config_digest) as raw:
+        config_bytes = read_verified(
+            raw, config_digest, manifest.config.size, f"config {config_digest}", MAX_CONFIG_BYTES
+        )
+    config_what = f"{source.location}: config {config_digest}"
     config = parse_config(load_json(config_bytes, config_what, MAX_CONFIG_BYTES), config_what)
     if len(manifest.layers) != len(config.diff_ids):
         raise ImageFormatError(
-            f"{store.location}: manifest lists {len(manifest.layers)} layers "
+            f"{source.location}: manifest lists {len(manifest.layers)} layers "
             f"but the config has {len(config.diff_ids)} diff_ids"
         )
     history = config.layer_history(len(manifest.layers))
-    layers = []
-    for i, desc in enumerate(manifest.layers if layer_blobs is None else layer_blobs):
-        path = layer_paths[i] if layer_paths is not None else blob_path(desc.digest)
-        layers.append(
-            Layer(
-                index=i,
-                media_type=desc.media_type,
-                digest=desc.digest,
-                size=desc.size,
-                diff_id=config.diff_ids[i],
-                history=history[i],
-                urls=desc.urls,
-                _opener=_opener(store, path) if store.exists(path) else None,
-            )
+    layers = [
+        Layer(
+            index=i,
+            media_type=desc.media_type,
+            digest=desc.digest,
+            size=desc.size,
+            diff_id=config.diff_ids[i],
+            history=history[i],
+            urls=desc.urls,
+            _opener=_opener(source, desc.digest) if source.has_blob(desc.digest) else None,
         )
+        for i, desc in enumerate(manifest.layers)
+    ]
+    synthesized = resolved.digest is None
     return Image(
         reference=reference,
-        transport=transport,
-        stored_manifest_digest=manifest_digest,
-        manifest_media_type=manifest_media_type,
+        transport=source.transport,
+        stored_manifest_digest=Digest.of_bytes(resolved.manifest_bytes) if synthesized else resolved.digest,
+        manifest_media_type=resolved.media_type,
         manifest=manifest,
-        stored_manifest_bytes=manifest_bytes,
-        config_digest=manifest.config.digest,
+        stored_manifest_bytes=resolved.manifest_bytes,
+        config_digest=config_digest,
         config=config,
         config_bytes=config_bytes,
-        tags=tags,
+        tags=list(resolved.tags),
         layers=layers,
-        store=store,
-        manifest_synthesized=manifest_synthesized,
-        index=index,
-        derive_manifest=derive_manifest,
+        store=source,
+        manifest_synthesized=synthesized,
+        index=resolved.index,
+        derive_manifest=resolved.derive_manifest,
     )
 
 
-def _opener(store: BlobStore, path: str) -> Callable[[], RawStream]:
-    return lambda: store.open(path)
+def _opener(source: ImageSource, digest: Digest) -> Callable[[], RawStream]:
+    return lambda: source.open_blob(digest)

@@ -26,7 +26,6 @@ from imgtool.errors import (
 )
 from imgtool.image.compression import CHUNK, Compression, open_decompressed, sniff
 from imgtool.image.digest import Digest
-from imgtool.image.image import Image
 from imgtool.image.model import (
     DOCKER_CONFIG,
     DOCKER_LAYER,
@@ -35,12 +34,16 @@ from imgtool.image.model import (
     MAX_CONFIG_BYTES,
     MAX_MANIFEST_BYTES,
     Descriptor,
+    Platform,
     load_json,
     parse_config,
     parse_descriptor,
+    parse_manifest,
 )
+from imgtool.image.readable import RawStream
 from imgtool.sources import oci_layout
-from imgtool.sources.build import build_image
+from imgtool.sources.core import Resolved, open_tar
+from imgtool.sources.reference import DOCKER_ARCHIVE, Reference
 from imgtool.sources.stores import TarStore
 
 _DIGEST_NAME: Final = re.compile(
@@ -228,39 +231,64 @@ def _find_oci_manifest(store: TarStore, config_digest: Digest) -> tuple[oci_layo
     return None
 
 
-def open_archive(store: TarStore, reference: str, selector: str | None) -> Image:
-    entry = choose(read_entries(store), selector, store.location)
-    config_bytes, config_digest = _read_config(store, entry.config)
-    what = f"{store.location}: config {config_digest}"
-    diff_ids = parse_config(load_json(config_bytes, what, MAX_CONFIG_BYTES), what).diff_ids
-    if len(diff_ids) != len(entry.layers):
-        raise ImageFormatError(
-            f"{store.location}: manifest.json lists {len(entry.layers)} layers "
-            f"but the config has {len(diff_ids)} diff_ids"
-        )
+class DockerArchive:
+    """The core of a ``docker save`` archive: its "blobs" are members named in manifest.json.
 
-    found = _find_oci_manifest(store, config_digest)
-    derive: Callable[[], bytes] | None = None
-    if found is not None:
-        candidate, manifest_bytes = found
-        manifest_digest: Digest | None = candidate.descriptor.digest
-        media_type = candidate.media_type
-        layer_blobs = None
-    else:
+    The config is found by its digest (its sha256, or the sha512 its name gives), a layer file by
+    the digest the manifest gives it: its diff_id if uncompressed, else the sha256 of the file;
+    in a Docker 25+ archive, the digests of the archive's own OCI manifest.
+    """
+
+    transport = DOCKER_ARCHIVE
+
+    def __init__(self, store: TarStore) -> None:
+        self.location = store.location
+        self._store = store
+        self._members: dict[Digest, str] = {}  # filled by resolve: the blobs of the chosen image
+
+    def names(self) -> list[str]:
+        names: list[str] = []
+        for entry in read_entries(self._store):
+            names.extend(entry.repo_tags)
+            names.append(f"@{entry.position}")
+        return names
+
+    def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
+        store = self._store
+        entry = choose(read_entries(store), selector, store.location)
+        config_bytes, config_digest = _read_config(store, entry.config)
+        what = f"{store.location}: config {config_digest}"
+        diff_ids = parse_config(load_json(config_bytes, what, MAX_CONFIG_BYTES), what).diff_ids
+        if len(diff_ids) != len(entry.layers):
+            raise ImageFormatError(
+                f"{store.location}: manifest.json lists {len(entry.layers)} layers "
+                f"but the config has {len(diff_ids)} diff_ids"
+            )
+        members = {config_digest: entry.config}
+        found = _find_oci_manifest(store, config_digest)
+        if found is not None:
+            candidate, manifest_bytes = found
+            what = f"{store.location}: manifest"
+            layers = parse_manifest(load_json(manifest_bytes, what), what).layers
+            for desc, path in zip(layers, entry.layers, strict=False):  # build checks the count
+                if store.exists(path):
+                    members.setdefault(desc.digest, path)
+            self._members = members
+            digest = candidate.descriptor.digest
+            return Resolved(manifest_bytes, candidate.media_type, digest, entry.repo_tags)
         files: list[_LayerFile | dict[str, Any]] = []
         for path, diff_id in zip(entry.layers, diff_ids, strict=True):
             if store.exists(path):
-                files.append(_layer_file(store, path, diff_id))
+                layer = _layer_file(store, path, diff_id)
+                files.append(layer)
+                members.setdefault(layer.blob.digest, path)
             elif str(diff_id) in entry.layer_sources:
                 files.append(entry.layer_sources[str(diff_id)])
             else:
                 raise ImageNotFoundError(f"{store.location}: layer {path} is missing from the archive")
-        layer_blobs = [
-            item.blob
-            if isinstance(item, _LayerFile)
-            else parse_descriptor(item, f"{store.location}: manifest.json[{i}] LayerSources")
-            for i, item in enumerate(files)
-        ]
+        for i, item in enumerate(files):  # a LayerSources descriptor must be one
+            if not isinstance(item, _LayerFile):
+                parse_descriptor(item, f"{store.location}: manifest.json[{i}] LayerSources")
 
         def synthesize(count: bool) -> bytes:
             layers = [
@@ -279,22 +307,35 @@ def open_archive(store: TarStore, reference: str, selector: str | None) -> Image
             }
             return json.dumps(manifest, separators=(",", ":")).encode()
 
-        manifest_bytes = synthesize(count=False)
-        manifest_digest = Digest.of_bytes(manifest_bytes)
-        media_type = DOCKER_MANIFEST
+        derive: Callable[[], bytes] | None = None
         if any(isinstance(item, _LayerFile) and item.compressed for item in files):
             derive = lambda: synthesize(count=True)  # noqa: E731 - reads every compressed layer
-    return build_image(
-        store=store,
-        reference=reference,
-        transport="docker-archive",
-        manifest_digest=manifest_digest,
-        manifest_media_type=media_type,
-        manifest_bytes=manifest_bytes,
-        tags=list(entry.repo_tags),
-        config_bytes=config_bytes,
-        layer_paths=entry.layers,
-        layer_blobs=layer_blobs,
-        manifest_synthesized=found is None,
-        derive_manifest=derive,
-    )
+        self._members = members
+        return Resolved(synthesize(count=False), DOCKER_MANIFEST, None, entry.repo_tags, None, derive)
+
+    def _member(self, digest: Digest) -> str:
+        path = self._members.get(digest)
+        if path is None:
+            raise ImageNotFoundError(f"{self.location}: blob {digest} is not in the archive")
+        return path
+
+    def open_blob(self, digest: Digest) -> RawStream:
+        return self._store.open(self._member(digest))
+
+    def has_blob(self, digest: Digest) -> bool:
+        return digest in self._members
+
+    def blob_size(self, digest: Digest) -> int | None:
+        return self._store.size(self._member(digest)) if digest in self._members else None
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def open_archive(ref: Reference) -> DockerArchive:
+    """``docker-archive:PATH``: a ``docker save`` tarball."""
+    tar = open_tar(ref)
+    if not tar.exists("manifest.json"):
+        tar.close()
+        raise ImageFormatError(f"{ref.path}: not a docker-save archive (no manifest.json)")
+    return DockerArchive(tar)

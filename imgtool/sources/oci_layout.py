@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -15,7 +17,6 @@ from imgtool.errors import (
     MediaTypeError,
 )
 from imgtool.image.digest import Digest, read_verified
-from imgtool.image.image import Image
 from imgtool.image.model import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -33,14 +34,16 @@ from imgtool.image.model import (
     parse_descriptor,
     parse_index,
 )
-from imgtool.image.readable import BlobStore
-from imgtool.sources.build import build_image
-from imgtool.sources.stores import blob_path
+from imgtool.image.readable import BlobStore, RawStream
+from imgtool.sources.core import Resolved, open_tar
+from imgtool.sources.reference import OCI, OCI_ARCHIVE, Reference, require_exists
+from imgtool.sources.stores import DirStore
 
 MAX_INDEX_DEPTH: Final = 8  # image indexes nested in one another below index.json
 MAX_DESCRIPTORS: Final = 4096  # descriptors in index.json and every distinct index it leads to, together
 MAX_VISITS: Final = 4 * MAX_DESCRIPTORS  # index entries followed, counting an index reached again anew
 _ATTESTATION: Final = "attestation-manifest"
+_HEX: Final = {"sha256": re.compile(r"[0-9a-f]{64}"), "sha512": re.compile(r"[0-9a-f]{128}")}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,14 @@ def some(items: list[str], limit: int = 5) -> str:
     """At most ``limit`` items, then how many more: error messages stay one short line."""
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def blob_path(digest: Digest) -> str:
+    """Where a layout keeps a blob: built only from a well-formed digest, whoever constructed it."""
+    pattern = _HEX.get(digest.algorithm)
+    if pattern is None or pattern.fullmatch(digest.hex) is None:
+        raise ImageFormatError(f"not a valid sha256/sha512 digest: {str(digest)!r}")
+    return f"blobs/{digest.algorithm}/{digest.hex}"
 
 
 def read_index(store: BlobStore) -> Index:
@@ -337,25 +348,67 @@ def choose(
     return best[0]
 
 
-def open_layout(
-    *, store: BlobStore, reference: str, transport: str, selector: str | None, platform: Platform | None
-) -> Image:
-    check_layout(store)
-    listing = list_layout(store)
-    chosen = choose(listing.candidates, selector, platform, store.location, listing.unusable)
-    desc = chosen.descriptor
-    manifest_bytes = read_blob_json(store, desc, "manifest")
+class OciLayout:
+    """The core of an OCI image layout, a directory or a tar archive: blobs under ``blobs/``."""
 
-    return build_image(
-        store=store,
-        reference=reference,
-        transport=transport,
-        manifest_digest=desc.digest,
-        manifest_media_type=chosen.media_type,
-        manifest_bytes=manifest_bytes,
-        tags=list(chosen.tags),
-        index=_index_info(chosen, listing),
-    )
+    def __init__(self, store: BlobStore, transport: str) -> None:
+        self.location = store.location
+        self.transport = transport
+        self._store = store
+
+    def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
+        store = self._store
+        check_layout(store)
+        listing = list_layout(store)
+        chosen = choose(listing.candidates, selector, platform, store.location, listing.unusable)
+        desc = chosen.descriptor
+        return Resolved(
+            manifest_bytes=read_blob_json(store, desc, "manifest"),
+            media_type=chosen.media_type,
+            digest=desc.digest,
+            tags=chosen.tags,
+            index=_index_info(chosen, listing),
+        )
+
+    def names(self) -> list[str]:
+        return sorted({t for c in list_candidates(self._store) for t in c.tags})
+
+    def open_blob(self, digest: Digest) -> RawStream:
+        return self._store.open(blob_path(digest))
+
+    def has_blob(self, digest: Digest) -> bool:
+        return self._store.exists(blob_path(digest))
+
+    def blob_size(self, digest: Digest) -> int | None:
+        path = blob_path(digest)
+        return self._store.size(path) if self._store.exists(path) else None
+
+    def close(self) -> None:
+        self._store.close()
+
+
+def open_directory(ref: Reference) -> OciLayout:
+    """``oci:DIR``: an OCI image layout directory."""
+    require_exists(ref)
+    if not os.path.isdir(ref.path):
+        raise ImageFormatError(f"{ref.path}: not a directory (oci: expects an OCI layout directory)")
+    store = DirStore(ref.path)
+    if not store.exists("oci-layout"):
+        raise ImageFormatError(f"{ref.path}: not an OCI image layout (no oci-layout file)")
+    return OciLayout(store, OCI)
+
+
+def open_archive(ref: Reference) -> OciLayout:
+    """``oci-archive:PATH``: an OCI image layout in a tar archive."""
+    tar = open_tar(ref)
+    if not is_layout(tar):
+        tar.close()
+        raise ImageFormatError(f"{ref.path}: not an OCI archive (no oci-layout and index.json)")
+    return OciLayout(tar, OCI_ARCHIVE)
+
+
+def is_layout(store: BlobStore) -> bool:
+    return store.exists("oci-layout") and store.exists("index.json")
 
 
 def _index_info(chosen: Candidate, listing: Listing) -> IndexInfo | None:

@@ -38,8 +38,9 @@ class Reference:
         return f"{self.transport}:{self.path}{tail}"
 
 
-def parse_reference(text: str) -> Reference:
-    """``oci:DIR[:REF]``, ``oci-archive:PATH[:REF]``, ``docker-archive:PATH[:NAME:TAG|:@N]`` or a path.
+def parse_reference(text: str, transports: tuple[str, ...] = TRANSPORTS) -> Reference:
+    """``oci:DIR[:REF]``, ``oci-archive:PATH[:REF]``, ``docker-archive:PATH[:NAME:TAG|:@N]`` or a path
+    (``transports``: the transport names known, those of the registry in :mod:`imgtool.sources`).
 
     As in skopeo, the path ends at the first colon; a path that itself holds a
     colon is still found when the whole remainder names an existing file.
@@ -52,7 +53,7 @@ def parse_reference(text: str) -> Reference:
                 f"{text}: the {prefix.rstrip(':')} transport is not supported yet; "
                 "use skopeo copy to make an oci: layout"
             )
-    for transport in TRANSPORTS:
+    for transport in transports:
         prefix = transport + ":"
         if text.startswith(prefix):
             rest = text[len(prefix) :]

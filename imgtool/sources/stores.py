@@ -17,7 +17,7 @@ from typing import Final
 
 from imgtool.errors import ImageFormatError, ImageNotFoundError, LayerError, OutputError, UnsafePathError
 from imgtool.image.compression import CHUNK, Compression, open_decompressed, sniff
-from imgtool.image.digest import Digest, content_hasher
+from imgtool.image.digest import content_hasher
 from imgtool.image.readable import FileSlice, RawStream, Readable
 from imgtool.layers.paths import clean_path
 from imgtool.layers.tarreader import DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarReader
@@ -44,11 +44,6 @@ def file_kind(mode: int) -> str:
         if test(mode):
             return name
     return "of an unknown type"
-
-
-def blob_path(digest: Digest) -> str:
-    """Blob paths are only ever built from a parsed digest."""
-    return f"blobs/{digest.algorithm}/{digest.hex}"
 
 
 class DirStore:
