@@ -11,6 +11,7 @@ from imgtool.layers.tarstream import FILE, SYMLINK_KIND
 from imgtool.merge.changes import REMOVALS, Change, ChangeLog, kind_name
 from imgtool.merge.lookup import find, queries
 from imgtool.merge.overlay import Node, Tree
+from imgtool.ops.common import LayerRef, Reading, layer_refs, merged
 
 
 @dataclass(slots=True)
@@ -62,6 +63,25 @@ def answers_for(tree: Tree, log: ChangeLog, texts: list[str]) -> list[Answer]:
             continue
         result.extend(answer(tree, log, text, path) for path in paths)
     return result
+
+
+@dataclass(slots=True)
+class WhichResult:
+    """which-layer's answer: one Answer per path asked (a pattern gives one per match)."""
+
+    layers: list[LayerRef]
+    answers: list[Answer]
+
+    @property
+    def all_found(self) -> bool:
+        return all(a.exists for a in self.answers)
+
+
+def which_layer(image: Image, paths: list[str], reading: Reading) -> WhichResult:
+    """The layer that supplies each of ``paths`` in the final image, with every change to it."""
+    log = ChangeLog()
+    view = merged(image, reading, recorder=log)
+    return WhichResult(layer_refs(image), answers_for(view.tree, log, paths))
 
 
 def _layer_ref(image: Image, index: int) -> dict[str, Any] | None:
@@ -118,4 +138,4 @@ def _linkname(node: Node | None) -> str | None:
     return None
 
 
-__all__ = ["Answer", "answers_for", "kind_name", "to_json"]
+__all__ = ["Answer", "WhichResult", "answers_for", "kind_name", "to_json", "which_layer"]
