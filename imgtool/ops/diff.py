@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from imgtool.image.image import Image
-from imgtool.layers.paths import display, join_path
+from imgtool.layers.paths import join_path
 from imgtool.layers.tarstream import FILE
 from imgtool.merge.changes import (
     ADDED,
@@ -177,18 +176,6 @@ def efficiency(view: MergedView, log: ChangeLog, top: int = 10) -> Efficiency:
             slot[1] += 1
     ranked = sorted(((p, w[0], w[1]) for p, w in waste.items()), key=lambda t: (-t[1], t[0]))
     return Efficiency(stored_bytes, final, max(0, stored_bytes - final), ranked[:top])
-
-
-def change_json(change: PathChange) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "path": display(change.path),
-        "change": change.change,
-        "type": change.kind,
-        "size": change.size,
-    }
-    if change.change == MODIFIED:
-        doc["what"] = list(change.what)
-    return doc
 
 
 def shared_layers(first: Image, second: Image) -> tuple[int, list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
 from imgtool.errors import ImageNotFoundError, UsageError
 from imgtool.image.image import Image
@@ -159,22 +159,6 @@ def list_layer(index: LayerIndex, layer: int, path: bytes) -> list[Row]:
             target = display(entry.link)
         rows.append(Row(entry.path, entry, layer, KIND_NAMES[entry.kind], target))
     return rows
-
-
-def row_json(row: Row, digests: list[str]) -> dict[str, Any]:
-    entry = row.entry
-    return {
-        "path": display(row.path),
-        "type": row.kind,
-        "mode": f"{entry.mode:04o}",
-        "uid": entry.uid,
-        "gid": entry.gid,
-        "size": entry.size if entry.kind == FILE else 0,
-        "mtime": rfc3339(entry.mtime_ns),
-        "linkname": row.target,
-        "layer": row.layer,
-        "layer_digest": digests[row.layer] if row.layer is not None else None,
-    }
 
 
 @dataclass(slots=True)

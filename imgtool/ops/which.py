@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from imgtool.image.image import Image
-from imgtool.layers.paths import display, escape
-from imgtool.layers.tarstream import FILE, SYMLINK_KIND
+from imgtool.layers.tarstream import SYMLINK_KIND
 from imgtool.merge.changes import REMOVALS, Change, ChangeLog, kind_name
 from imgtool.merge.lookup import find, queries
 from imgtool.merge.overlay import Node, Tree
@@ -84,58 +82,4 @@ def which_layer(image: Image, paths: list[str], reading: Reading) -> WhichResult
     return WhichResult(layer_refs(image), answers_for(view.tree, log, paths))
 
 
-def _layer_ref(image: Image, index: int) -> dict[str, Any] | None:
-    if index < 0:
-        return None
-    layer = image.layers[index]
-    return {"index": index, "digest": str(layer.digest), "created_by": layer.created_by}
-
-
-def to_json(image: Image, item: Answer) -> dict[str, Any]:
-    node = item.node
-    content = node.content if node is not None else None
-    entry = node.entry if node is not None else None
-    return {
-        "path": None if item.unmatched_pattern else display(item.path),
-        "query": escape(item.asked.encode("utf-8", "surrogateescape")),
-        "exists": node is not None,
-        "layer": _layer_ref(image, node.layer) if node is not None else None,
-        "type": (entry.kind_name if entry is not None else "dir") if node is not None else None,
-        "size": content.size if content is not None and content.kind == FILE else (0 if node else None),
-        "mode": f"{content.mode:04o}" if content is not None else ("0755" if node else None),
-        "uid": content.uid if content is not None else (0 if node else None),
-        "gid": content.gid if content is not None else (0 if node else None),
-        "linkname": _linkname(node),
-        "via": [
-            {
-                "symlink": display(step.path),
-                "target": escape(step.target),
-                "layer": _layer_ref(image, step.layer),
-            }
-            for step in item.via
-        ],
-        "history": [
-            {
-                "index": change.layer,
-                "digest": str(image.layers[change.layer].digest),
-                "change": change.change,
-                "what": list(change.what),
-                "type": change.kind,
-                "size": change.size,
-            }
-            for change in item.history
-        ],
-    }
-
-
-def _linkname(node: Node | None) -> str | None:
-    if node is None or node.entry is None:
-        return None
-    if node.entry.link:
-        if node.entry.kind == SYMLINK_KIND:
-            return escape(node.entry.link)
-        return display(node.entry.link)
-    return None
-
-
-__all__ = ["Answer", "WhichResult", "answers_for", "kind_name", "to_json", "which_layer"]
+__all__ = ["Answer", "WhichResult", "answers_for", "kind_name", "which_layer"]
