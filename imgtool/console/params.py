@@ -8,15 +8,22 @@ parsed, so a bad platform fails before any image is opened (exit 2, the message 
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Any, ParamSpec, TypeVar
 
 import click
 from click.shell_completion import CompletionItem
 
 from imgtool.console.completion import complete_image, complete_image_path
-from imgtool.console.output import DEFAULT_TABLE_FORMAT, TABLE_FORMATS
+from imgtool.console.funnel import warn
+from imgtool.console.output import DEFAULT_TABLE_FORMAT, TABLE_FORMATS, TerminalProgress, use_colour
 from imgtool.image.model import Platform
+from imgtool.merge.index import IndexCache
+from imgtool.ops.common import Reading
+from imgtool.progress import NoProgress, Progress
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -79,21 +86,104 @@ _format_option = click.option(
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
+def progress_for(quiet: bool) -> Progress:
+    return TerminalProgress() if sys.stderr.isatty() and not quiet else NoProgress()
+
+
+@dataclass(frozen=True, slots=True)
+class ImageOptions:
+    """The shared options of an image command, as the command receives them (``opts``)."""
+
+    platform: Platform | None = None
+    no_cache: bool = False
+    quiet: bool = False
+    as_json: bool = False
+    table_format: str = DEFAULT_TABLE_FORMAT
+
+    def reading(self, quiet: bool | None = None) -> Reading:
+        """How to read layers: the index cache unless --no-cache, a progress bar on a terminal
+        unless -q or --json (or ``quiet``)."""
+        shown = not (self.quiet or self.as_json) if quiet is None else not quiet
+        return Reading(None if self.no_cache else IndexCache(), progress_for(not shown), warn)
+
+    @property
+    def progress(self) -> Progress:
+        """A progress bar on a terminal, unless -q or --json."""
+        return progress_for(self.quiet or self.as_json)
+
+    @property
+    def colour(self) -> bool:
+        return use_colour(sys.stdout)
+
+
 def image_options(
     *, cache: bool = True, quiet: bool = True, output: bool = True
-) -> Callable[[Callable[P, R]], Callable[P, R]]:
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
     """The options image commands share, after the command's own: --platform, then (as the
-    command has them) --no-cache, -q/--quiet, --json and --format."""
+    command has them) --no-cache, -q/--quiet, --json and --format. The command gets them as one
+    :class:`ImageOptions`, its ``opts`` argument."""
     chosen = [
         _platform_option,
         *([_no_cache_option] if cache else []),
         *([_quiet_option] if quiet else []),
         *([_json_option, _format_option] if output else []),
     ]
+    names = {f.name for f in fields(ImageOptions)}
 
-    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+    def decorate(func: Callable[..., R]) -> Callable[..., R]:
+        @functools.wraps(func)
+        def command(*args: Any, **kwargs: Any) -> R:
+            shared = {name: kwargs.pop(name) for name in names if name in kwargs}
+            return func(*args, opts=ImageOptions(**shared), **kwargs)
+
         for option in reversed(chosen):
-            func = option(func)
-        return func
+            command = option(command)
+        return command
 
     return decorate
+
+
+def flatten_options(func: Callable[P, R]) -> Callable[P, R]:
+    """flatten's own options: where to write and how."""
+    options = [
+        click.option(
+            "-o",
+            "--output",
+            required=True,
+            metavar="DIR|FILE.tar|-",
+            help="A directory (must not exist or be empty), a .tar file, or - for a tar stream on stdout. "
+            "A symlink there is refused, never followed.",
+        ),
+        click.option(
+            "--tar", "force_tar", is_flag=True, help="Write a tar file even if the name does not end in .tar."
+        ),
+        click.option(
+            "--force", is_flag=True, help="Replace a non-empty output directory or an existing tar file."
+        ),
+        click.option(
+            "--safe",
+            is_flag=True,
+            help="Leave out device nodes, setuid/setgid bits and all but user.* xattrs (to look at files, "
+            "not to run them).",
+        ),
+        click.option(
+            "--layers", "upto", type=int, metavar="N", help="Stop after layer N (0 is the bottom layer)."
+        ),
+        click.option(
+            "--provenance",
+            type=click.Path(dir_okay=False, writable=True),
+            metavar="FILE",
+            help="Also write which layer supplied each path (TSV, or JSON if FILE ends in .json); it goes "
+            "into place with the output. A symlink there is refused.",
+        ),
+        click.option(
+            "--max-size",
+            type=int,
+            metavar="BYTES",
+            help="Refuse a layer whose uncompressed tar exceeds BYTES (default: the free space at the "
+            "output; for -o -, in TMPDIR).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
