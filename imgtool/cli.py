@@ -8,19 +8,27 @@ from collections.abc import Sequence
 
 import click
 
-from imgtool import __version__
 from imgtool.console import render
+from imgtool.console.app import cli
 from imgtool.console.completion import SHELLS, completion_script
-from imgtool.console.funnel import fail, run, set_debug, warn
+from imgtool.console.funnel import fail, run, warn
 from imgtool.console.params import (
     IMAGE,
     IMAGE_PATH,
+    FlattenOptions,
     ImageOptions,
     flatten_options,
     image_argument,
     image_options,
 )
 from imgtool.errors import UsageError
+from imgtool.ops import summary
+from imgtool.ops.diff import diff_images as images_diff
+from imgtool.ops.diff import diff_layers as layers_diff
+from imgtool.ops.listing import list_image
+from imgtool.ops.readfile import cat as cat_file
+from imgtool.ops.verify import all_ok, verify_image
+from imgtool.ops.which import which_layer as which
 from imgtool.sources import open_image
 
 __all__ = ["cli", "fail", "main", "warn"]
@@ -28,36 +36,6 @@ __all__ = ["cli", "fail", "main", "warn"]
 
 def out(text: str) -> None:
     click.echo(text, nl=False)
-
-
-@click.group(
-    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
-    invoke_without_command=False,
-    no_args_is_help=True,
-)
-@click.version_option(__version__, "-V", "--version", prog_name="imgtool", message="%(prog)s %(version)s")
-@click.option("--debug", is_flag=True, help="Show a traceback when something fails.")
-def cli(debug: bool) -> None:
-    """Inspect, flatten and take apart container images.
-
-    \b
-    IMAGE is a path to a docker-save tarball, an OCI archive or an OCI layout
-    directory (imgtool looks at what is there), or one of:
-      oci:DIR[:REF]                        an OCI layout directory
-      oci-archive:PATH[:REF]               an OCI archive (tar of a layout)
-      docker-archive:PATH[:NAME:TAG|:@N]   a docker-save tarball
-
-    \b
-    Examples:
-      imgtool inspect examples/sample.tar
-      imgtool flatten examples/sample.tar -o rootfs
-      imgtool which-layer examples/sample.tar /etc/app/app.conf
-
-    Exit status: 0 success; 1 a failure, or a negative answer (a path absent,
-    images that differ, a digest mismatch); 2 a usage error; 130 interrupted.
-    """
-
-    set_debug(debug)
 
 
 @cli.command()
@@ -72,14 +50,11 @@ def inspect(image: str, no_trunc: bool, opts: ImageOptions) -> None:
       imgtool inspect examples/sample.tar
       imgtool inspect oci:examples/sample-oci:1.1 --json
     """
-
-    from imgtool.ops import summary
-
     with open_image(image, opts.platform) as img:
         doc = summary.describe_image(img)
     for message in doc["warnings"]:
         warn(message)
-    out(render.json_text(doc) if opts.as_json else render.inspect_text(doc, no_trunc, opts.table_format))
+    out(render.inspect(doc, no_trunc, opts))
 
 
 @cli.command()
@@ -95,16 +70,9 @@ def verify(image: str, opts: ImageOptions) -> None:
     Example:
       imgtool verify examples/sample.tar
     """
-
-    from imgtool.ops.verify import all_ok, verify_image
-
     with open_image(image, opts.platform) as img:
         findings = verify_image(img, opts.progress)
-    out(
-        render.verify_json(findings)
-        if opts.as_json
-        else render.verify_text(findings, opts.table_format, opts.colour)
-    )
+    out(render.verify(findings, opts))
     if not all_ok(findings):
         sys.exit(1)
 
@@ -113,17 +81,7 @@ def verify(image: str, opts: ImageOptions) -> None:
 @image_argument
 @flatten_options
 @image_options(output=False)
-def flatten(
-    image: str,
-    output: str,
-    force_tar: bool,
-    force: bool,
-    safe: bool,
-    upto: int | None,
-    provenance: str | None,
-    max_size: int | None,
-    opts: ImageOptions,
-) -> None:
+def flatten(image: str, how: FlattenOptions, opts: ImageOptions) -> None:
     """Write the image's root filesystem to a directory or a tar.
 
     The layers are applied in order, as a container would see them: whiteouts
@@ -144,32 +102,27 @@ def flatten(
       imgtool flatten examples/sample.tar -o rootfs.tar --layers 1 --provenance paths.tsv
       imgtool flatten oci:examples/sample-oci:1.1 -o - | tar -t
     """
+    from imgtool.flatten import api
 
-    from imgtool.flatten.api import default_max_size
-    from imgtool.flatten.api import flatten as flatten_image
-
-    reading = opts.reading()
+    reading, output = opts.reading(), how.output
     with open_image(image, opts.platform) as img:
-        result = flatten_image(
+        result = api.flatten(
             img,
             sys.stdout.buffer if output == "-" else output,
-            as_tar=force_tar or output == "-" or output.endswith(".tar"),
-            force=force,
-            upto=upto,
+            as_tar=how.as_tar,
+            force=how.force,
+            upto=how.upto,
             cache=reading.cache,
             progress=reading.progress,
-            max_size=max_size if max_size is not None else default_max_size(output),
-            provenance=provenance,
-            safe=safe,
+            max_size=how.max_size if how.max_size is not None else api.default_max_size(output),
+            provenance=how.provenance,
+            safe=how.safe,
             warn=warn,
         )
-    note = render.safe_note(result.safe) if result.safe is not None and not opts.quiet else None
-    if note:
-        click.echo(note, err=True)
     if output == "-":
         sys.stdout.buffer.flush()
-    if not opts.quiet:
-        click.echo(render.wrote_note(result, output), err=True)
+    for note in [] if opts.quiet else render.flatten_notes(result, output):
+        click.echo(note, err=True)
 
 
 @cli.command("which-layer")
@@ -186,16 +139,9 @@ def which_layer(image: str, paths: tuple[str, ...], opts: ImageOptions) -> None:
     Example:
       imgtool which-layer examples/sample.tar /bin/hello '/etc/app/*'
     """
-
-    from imgtool.ops.which import which_layer as which
-
     with open_image(image, opts.platform) as img:
         result = which(img, list(paths), opts.reading())
-    out(
-        render.which_json(result)
-        if opts.as_json
-        else render.which_text(result, opts.table_format, opts.colour)
-    )
+    out(render.which(result, opts))
     if not result.all_found:
         sys.exit(1)
 
@@ -235,9 +181,6 @@ def ls(
       imgtool ls examples/sample.tar '/usr/bin/h*'
       imgtool ls examples/sample.tar / -R --layer 3 --only
     """
-
-    from imgtool.ops.listing import list_image
-
     if only and layer_number is None:
         raise UsageError("--only needs --layer N")
     with open_image(image, opts.platform) as img:
@@ -250,7 +193,7 @@ def ls(
             only=only,
             dereference=dereference,
         )
-    out(render.ls_json(listing) if opts.as_json else render.ls_text(listing, opts.table_format))
+    out(render.ls(listing, opts))
 
 
 @cli.command("cat")
@@ -266,9 +209,6 @@ def cat(image: str, path: str, opts: ImageOptions) -> None:
     Example:
       imgtool cat examples/sample.tar /etc/app/app.conf
     """
-
-    from imgtool.ops.readfile import cat as cat_file
-
     with open_image(image, opts.platform) as img:
         cat_file(img, path, sys.stdout.buffer, opts.reading(quiet=True))
         sys.stdout.buffer.flush()
@@ -308,15 +248,9 @@ def diff_layers(
       imgtool diff layers examples/sample.tar 2 -v     # every change of layer 2
       imgtool diff layers examples/sample.tar 1 3      # after layer 1 against after layer 3
     """
-
-    from imgtool.ops.diff import diff_layers as diff
-
     with open_image(image, opts.platform) as img:
-        result = diff(img, opts.reading(), first, second, top)
-    if opts.as_json:
-        out(render.diff_layers_json(result))
-    else:
-        out(render.diff_layers_text(result, verbose, opts.table_format, opts.colour))
+        result = layers_diff(img, opts.reading(), first, second, top)
+    out(render.diff_layers(result, verbose, opts))
 
 
 @diff_group.command("images")
@@ -332,15 +266,9 @@ def diff_images(image1: str, image2: str, opts: ImageOptions) -> None:
     Example:
       imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
     """
-
-    from imgtool.ops.diff import diff_images as diff
-
     with open_image(image1, opts.platform) as first, open_image(image2, opts.platform) as second:
-        result = diff(first, second, opts.reading())
-    if opts.as_json:
-        out(render.diff_images_json(result, image1, image2))
-    else:
-        out(render.diff_images_text(result, opts.table_format, opts.colour))
+        result = images_diff(first, second, opts.reading())
+    out(render.diff_images(result, image1, image2, opts))
     if not result.identical:
         sys.exit(1)
 
@@ -356,7 +284,6 @@ def completion(shell: str) -> None:
       imgtool completion zsh > ~/.zfunc/_imgtool
       imgtool completion fish > ~/.config/fish/completions/imgtool.fish
     """
-
     click.echo(completion_script(cli, shell), nl=False)
 
 

@@ -12,7 +12,7 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import click
 from click.shell_completion import CompletionItem
@@ -25,7 +25,6 @@ from imgtool.merge.index import IndexCache
 from imgtool.ops.common import Reading
 from imgtool.progress import NoProgress, Progress
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 
@@ -128,23 +127,48 @@ def image_options(
         *([_quiet_option] if quiet else []),
         *([_json_option, _format_option] if output else []),
     ]
-    names = {f.name for f in fields(ImageOptions)}
+    return _gathered(chosen, ImageOptions, "opts")
+
+
+def _gathered(
+    options: list[Callable[[Any], Any]], into: type[Any], name: str
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Adds ``options`` to a command, which gets their values as one ``into`` (a dataclass whose
+    fields are the options' names), its argument ``name``."""
+    names = {f.name for f in fields(into)}
 
     def decorate(func: Callable[..., R]) -> Callable[..., R]:
         @functools.wraps(func)
         def command(*args: Any, **kwargs: Any) -> R:
-            shared = {name: kwargs.pop(name) for name in names if name in kwargs}
-            return func(*args, opts=ImageOptions(**shared), **kwargs)
+            values = {key: kwargs.pop(key) for key in names if key in kwargs}
+            return func(*args, **{name: into(**values)}, **kwargs)
 
-        for option in reversed(chosen):
+        for option in reversed(options):
             command = option(command)
         return command
 
     return decorate
 
 
-def flatten_options(func: Callable[P, R]) -> Callable[P, R]:
-    """flatten's own options: where to write and how."""
+@dataclass(frozen=True, slots=True)
+class FlattenOptions:
+    """flatten's own options, as the command receives them (``how``)."""
+
+    output: str
+    force_tar: bool = False
+    force: bool = False
+    safe: bool = False
+    upto: int | None = None
+    provenance: str | None = None
+    max_size: int | None = None
+
+    @property
+    def as_tar(self) -> bool:
+        return self.force_tar or self.output == "-" or self.output.endswith(".tar")
+
+
+def flatten_options(func: Callable[..., R]) -> Callable[..., R]:
+    """flatten's own options: where to write and how (a :class:`FlattenOptions`, ``how``)."""
     options = [
         click.option(
             "-o",
@@ -184,6 +208,4 @@ def flatten_options(func: Callable[P, R]) -> Callable[P, R]:
             "output; for -o -, in TMPDIR).",
         ),
     ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return _gathered(options, FlattenOptions, "how")(func)

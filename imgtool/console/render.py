@@ -19,8 +19,8 @@ from imgtool.ops.verify import Finding
 from imgtool.ops.which import Answer, WhichResult
 
 if TYPE_CHECKING:
+    from imgtool.console.params import ImageOptions
     from imgtool.flatten.api import FlattenResult
-    from imgtool.flatten.safe import SafeStats
 
 
 def short(digest: object, full: bool = False) -> str:
@@ -428,16 +428,51 @@ def _shared_text(base: int, shared: int) -> str:
 # -- flatten -----------------------------------------------------------------------------------
 
 
-def safe_note(stats: SafeStats) -> str | None:
-    """flatten --safe's line on stderr: what it left out or changed, if anything."""
-    changed = [
-        f"left out {stats.devices} device nodes" if stats.devices else "",
-        f"cleared setuid/setgid bits of {stats.setid} entries" if stats.setid else "",
-        f"dropped {stats.xattrs} extended attributes" if stats.xattrs else "",
-    ]
-    return "imgtool: --safe: " + ", ".join(word for word in changed if word) if any(changed) else None
-
-
-def wrote_note(result: FlattenResult, output: str) -> str:
+def flatten_notes(result: FlattenResult, output: str) -> list[str]:
+    """flatten's lines on stderr: what --safe left out or changed (if anything), what it wrote."""
+    notes = []
+    stats = result.safe
+    if stats is not None:
+        changed = [
+            f"left out {stats.devices} device nodes" if stats.devices else "",
+            f"cleared setuid/setgid bits of {stats.setid} entries" if stats.setid else "",
+            f"dropped {stats.xattrs} extended attributes" if stats.xattrs else "",
+        ]
+        if any(changed):
+            notes.append("imgtool: --safe: " + ", ".join(word for word in changed if word))
     dest = "stdout" if output == "-" else output
-    return f"imgtool: wrote {result.paths} paths ({human_size(result.data_bytes)} of file data) to {dest}"
+    notes.append(
+        f"imgtool: wrote {result.paths} paths ({human_size(result.data_bytes)} of file data) to {dest}"
+    )
+    return notes
+
+
+# -- each command's output, as its options ask ------------------------------------------------
+
+
+def inspect(doc: dict[str, Any], no_trunc: bool, opts: ImageOptions) -> str:
+    return json_text(doc) if opts.as_json else inspect_text(doc, no_trunc, opts.table_format)
+
+
+def verify(findings: list[Finding], opts: ImageOptions) -> str:
+    return verify_json(findings) if opts.as_json else verify_text(findings, opts.table_format, opts.colour)
+
+
+def which(result: WhichResult, opts: ImageOptions) -> str:
+    return which_json(result) if opts.as_json else which_text(result, opts.table_format, opts.colour)
+
+
+def ls(listing: Listing, opts: ImageOptions) -> str:
+    return ls_json(listing) if opts.as_json else ls_text(listing, opts.table_format)
+
+
+def diff_layers(result: LayerRange | LayerChanges, verbose: bool, opts: ImageOptions) -> str:
+    if opts.as_json:
+        return diff_layers_json(result)
+    return diff_layers_text(result, verbose, opts.table_format, opts.colour)
+
+
+def diff_images(result: ImageDiff, first: str, second: str, opts: ImageOptions) -> str:
+    if opts.as_json:
+        return diff_images_json(result, first, second)
+    return diff_images_text(result, opts.table_format, opts.colour)
