@@ -51,10 +51,10 @@ def inspect(image: str, no_trunc: bool, opts: ImageOptions) -> None:
       imgtool inspect oci:examples/sample-oci:1.1 --json
     """
     with open_image(image, opts.platform) as img:
-        doc = summary.describe_image(img)
-    for message in doc["warnings"]:
+        facts = summary.describe_image(img)
+    for message in facts.warnings:
         warn(message)
-    out(render.inspect(doc, no_trunc, opts))
+    out(render.inspect(facts, no_trunc, opts))
 
 
 @cli.command()

@@ -8,13 +8,14 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from imgtool.console.output import change_word, clean, escape_text, human_size, style, table, to_json
-from imgtool.image.model import short_layer_type
+from imgtool.image.model import IndexInfo, short_layer_type
 from imgtool.layers.paths import display, escape
 from imgtool.layers.tarstream import FILE, SYMLINK_KIND, Entry
 from imgtool.merge.changes import MODIFIED
 from imgtool.ops.common import LayerRef
 from imgtool.ops.diff import ImageDiff, LayerChanges, LayerRange, PathChange
 from imgtool.ops.listing import Listing, mode_string, rfc3339, time_string
+from imgtool.ops.summary import ImageSummary
 from imgtool.ops.verify import Finding
 from imgtool.ops.which import Answer, WhichResult
 
@@ -44,6 +45,61 @@ def json_text(value: Any) -> str:
 
 
 # -- inspect -----------------------------------------------------------------------------------
+
+
+def inspect_json(summary: ImageSummary) -> dict[str, Any]:
+    """The inspect document (schema in docs/json.md)."""
+    config = summary.config
+    return {
+        "reference": summary.reference,
+        "transport": summary.transport,
+        "manifest_digest": summary.manifest_digest,
+        "manifest_media_type": summary.manifest_media_type,
+        "manifest_synthesized": summary.manifest_synthesized,
+        "index": _index_json(summary.index),
+        "config_digest": summary.config_digest,
+        "platform": str(config.platform),
+        "created": config.created,
+        "tags": list(summary.tags),
+        "entrypoint": list(config.entrypoint) if config.entrypoint is not None else None,
+        "cmd": list(config.cmd) if config.cmd is not None else None,
+        "env": list(config.env),
+        "working_dir": config.working_dir,
+        "user": config.user,
+        "labels": dict(config.labels),
+        "layers": [dataclasses.asdict(layer) for layer in summary.layers],
+        "history": [
+            {
+                "created": h.created,
+                "created_by": h.created_by,
+                "comment": h.comment,
+                "empty_layer": h.empty_layer,
+            }
+            for h in config.history
+        ],
+        "warnings": list(summary.warnings),
+    }
+
+
+def _index_json(index: IndexInfo | None) -> dict[str, Any] | None:
+    """The image index the manifest was chosen from, every entry listed."""
+    if index is None:
+        return None
+    return {
+        "digest": str(index.digest) if index.digest is not None else None,
+        "media_type": index.media_type,
+        "manifests": [
+            {
+                "digest": str(entry.digest),
+                "media_type": entry.media_type,
+                "size": entry.size,
+                "platform": str(entry.platform) if entry.platform else None,
+                "chosen": entry.chosen,
+                "attestation": entry.attestation,
+            }
+            for entry in index.entries
+        ],
+    }
 
 
 def inspect_text(doc: dict[str, Any], no_trunc: bool, table_format: str) -> str:
@@ -450,7 +506,8 @@ def flatten_notes(result: FlattenResult, output: str) -> list[str]:
 # -- each command's output, as its options ask ------------------------------------------------
 
 
-def inspect(doc: dict[str, Any], no_trunc: bool, opts: ImageOptions) -> str:
+def inspect(summary: ImageSummary, no_trunc: bool, opts: ImageOptions) -> str:
+    doc = inspect_json(summary)
     return json_text(doc) if opts.as_json else inspect_text(doc, no_trunc, opts.table_format)
 
 

@@ -15,7 +15,7 @@ from imgtool.ops.common import LayerRef, Reading
 from imgtool.ops.diff import ImageDiff, LayerChanges, LayerRange, PathChange, diff_images, diff_layers
 from imgtool.ops.listing import list_image
 from imgtool.ops.readfile import NotAFileError, cat
-from imgtool.ops.summary import describe_image
+from imgtool.ops.summary import LayerFacts, describe_image
 from imgtool.ops.verify import all_ok, verify_image
 from imgtool.ops.which import which_layer
 from imgtool.sources import open_image
@@ -181,9 +181,24 @@ def test_diff_images(layout: OciResult, tmp_path: Path) -> None:
 
 
 def test_inspect_and_verify(image: Image, layout: OciResult) -> None:
-    doc = describe_image(image)
-    assert [layer["digest"] for layer in doc["layers"]] == layout.image.layer_digests
-    assert doc["warnings"] == []
+    facts = describe_image(image)
+    assert facts.layers == [
+        LayerFacts(
+            n,
+            layout.image.layer_digests[n],
+            layout.image.diff_ids[n],
+            layout.image.layer_sizes[n],
+            layout.image.layer_media_types[n],
+            "gzip",
+            f"/bin/sh -c #(nop) ADD file:layer{n} in / ",
+        )
+        for n in range(3)
+    ]
+    assert (facts.manifest_digest, facts.config_digest) == (
+        layout.image.manifest_digest,
+        layout.image.config_digest,
+    )
+    assert (facts.index, facts.tags, facts.warnings) == (None, ["v1"], [])
     findings = verify_image(image)
     assert all_ok(findings)
     assert {f.status for f in findings} == {"ok"}
