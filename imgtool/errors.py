@@ -6,6 +6,8 @@ ImgtoolError into a single ``imgtool: error: ...`` line.
 
 from __future__ import annotations
 
+import copy
+
 
 class ImgtoolError(Exception):
     """Base class: something about the image, its files or the request is wrong."""
@@ -67,3 +69,11 @@ class InterruptedAfterOutputError(ImgtoolError):
     """Interrupted once the output was already in place; the message says what is left, and where."""
 
     exit_code = 130
+
+
+def with_context(exc: ImgtoolError, context: str) -> ImgtoolError:
+    """``exc`` with ``context: `` before its message, of its own class and with its own attributes
+    (a DigestMismatchError keeps ``check`` and ``actual``); raise it ``from exc``."""
+    copied = copy.copy(exc)
+    copied.args = (f"{context}: {exc}", *exc.args[1:])
+    return copied

@@ -28,6 +28,7 @@ import click
 from click.shell_completion import CompletionItem, get_completion_class
 
 from imgtool.errors import ImgtoolError
+from imgtool.image.model import Platform
 from imgtool.layers.paths import join_path
 from imgtool.layers.tarstream import SYMLINK_KIND
 from imgtool.merge.index import IndexCache
@@ -216,7 +217,7 @@ def complete_image_path(ctx: click.Context, param: click.Parameter, incomplete: 
     return items
 
 
-def _cached_tree(reference: str, platform: str | None) -> Tree | None:
+def _cached_tree(reference: str, platform: Platform | str | None) -> Tree | None:
     """The image's merged tree if every layer index is cached, else None."""
     try:
         with open_image(reference, platform) as image:

@@ -1,4 +1,6 @@
-"""Rendering: tables through tabulate, JSON, colour and progress. The only module that knows formats.
+"""Rendering primitives: tables through tabulate, JSON, colour and progress. With
+:mod:`imgtool.console.render`, which builds each command's table and document from them, the only
+place that knows formats.
 
 Every string that came from an image (names, config fields, tags, media types, URLs, messages that
 quote them) reaches the terminal only through this module or the CLI's error funnel, and never raw:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from imgtool.errors import ImgtoolError, UsageError
+from imgtool.errors import ImgtoolError, UsageError, with_context
 from imgtool.image.image import Image, LayerStream
 from imgtool.layers.tarstream import LayerReader
 from imgtool.merge.index import IndexCache, LayerIndex, index_image
@@ -42,7 +42,7 @@ def apply_indexes(
         try:
             tree.apply(number, index.entries, recorder)
         except ImgtoolError as exc:
-            raise type(exc)(f"{image.layers[number].what}: {exc}") from exc
+            raise with_context(exc, image.layers[number].what) from exc
     return tree
 
 

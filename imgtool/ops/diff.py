@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from imgtool.image.image import Image
-from imgtool.layers.paths import display, join_path
+from imgtool.layers.paths import join_path
 from imgtool.layers.tarstream import FILE
 from imgtool.merge.changes import (
     ADDED,
@@ -22,7 +21,8 @@ from imgtool.merge.changes import (
     kind_name,
 )
 from imgtool.merge.overlay import Node, Tree
-from imgtool.merge.view import MergedView
+from imgtool.merge.view import MergedView, apply_indexes, check_layer_number
+from imgtool.ops.common import Reading, merged
 
 DELETED_WORD = "deleted"
 
@@ -178,18 +178,6 @@ def efficiency(view: MergedView, log: ChangeLog, top: int = 10) -> Efficiency:
     return Efficiency(stored_bytes, final, max(0, stored_bytes - final), ranked[:top])
 
 
-def change_json(change: PathChange) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "path": display(change.path),
-        "change": change.change,
-        "type": change.kind,
-        "size": change.size,
-    }
-    if change.change == MODIFIED:
-        doc["what"] = list(change.what)
-    return doc
-
-
 def shared_layers(first: Image, second: Image) -> tuple[int, list[str]]:
     """The length of the common base (same diff_ids bottom up) and every diff_id both images hold."""
     common = 0
@@ -200,3 +188,68 @@ def shared_layers(first: Image, second: Image) -> tuple[int, list[str]]:
     theirs = {layer.diff_id for layer in second.layers}
     both = [str(layer.diff_id) for layer in first.layers if layer.diff_id in theirs]
     return common, both
+
+
+@dataclass(slots=True)
+class LayerRange:
+    """``diff layers A B``: the tree after layer A against the tree after layer B."""
+
+    first: int
+    second: int
+    changes: list[PathChange]
+
+
+@dataclass(slots=True)
+class LayerChanges:
+    """``diff layers [A]``: what each layer changed (only layer A's, when ``only`` is set), and the
+    space the layers waste."""
+
+    summaries: list[LayerSummary]
+    efficiency: Efficiency
+    only: int | None = None
+
+
+def diff_layers(
+    image: Image, reading: Reading, first: int | None = None, second: int | None = None, top: int = 10
+) -> LayerRange | LayerChanges:
+    """Each layer's changes, layer ``first``'s alone, or the trees after ``first`` and ``second``."""
+    check_layer_number(image, first, "A =")
+    check_layer_number(image, second, "B =")
+    if first is not None and second is not None:
+        view = merged(image, reading, upto=max(first, second))
+        lower = apply_indexes(image, view.indexes, upto=min(first, second))
+        changes = compare_trees(*((lower, view.tree) if first <= second else (view.tree, lower)))
+        return LayerRange(first, second, changes)
+    log = ChangeLog()
+    view = merged(image, reading, recorder=log)
+    summaries = summarize_layers(image, log)
+    waste = efficiency(view, log, top)
+    if first is not None:
+        summaries = [summaries[first]]
+    return LayerChanges(summaries, waste, first)
+
+
+@dataclass(slots=True)
+class ImageDiff:
+    """``diff images``: every path that differs between two final trees, and the layers both hold."""
+
+    changes: list[PathChange]
+    shared_base_layers: int
+    shared_diff_ids: list[str]
+
+    @property
+    def identical(self) -> bool:
+        return not self.changes
+
+    def counts(self) -> dict[str, int]:
+        words = (ADDED, MODIFIED, DELETED_WORD)
+        return {word: sum(1 for c in self.changes if c.change == word) for word in words}
+
+
+def diff_images(first: Image, second: Image, reading: Reading) -> ImageDiff:
+    """Compare the final trees of two images."""
+    view1 = merged(first, reading)
+    view2 = merged(second, reading)
+    changes = compare_trees(view1.tree, view2.tree)
+    base, shared = shared_layers(first, second)
+    return ImageDiff(changes, base, shared)

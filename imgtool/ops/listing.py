@@ -5,9 +5,10 @@ from __future__ import annotations
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Final
 
-from imgtool.errors import ImageNotFoundError
+from imgtool.errors import ImageNotFoundError, UsageError
+from imgtool.image.image import Image
 from imgtool.layers.paths import display, escape, join_path
 from imgtool.layers.tarstream import (
     BLOCKDEV_KIND,
@@ -23,9 +24,11 @@ from imgtool.layers.tarstream import (
     WHITEOUT,
     Entry,
 )
-from imgtool.merge.index import LayerIndex
-from imgtool.merge.lookup import find, no_match, queries
+from imgtool.merge.index import LayerIndex, index_image
+from imgtool.merge.lookup import find, no_match, normalize_query, queries
 from imgtool.merge.overlay import Node, Tree
+from imgtool.merge.view import check_layer_number
+from imgtool.ops.common import Reading, merged
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TYPE_CHARS: Final = {
@@ -158,17 +161,34 @@ def list_layer(index: LayerIndex, layer: int, path: bytes) -> list[Row]:
     return rows
 
 
-def row_json(row: Row, digests: list[str]) -> dict[str, Any]:
-    entry = row.entry
-    return {
-        "path": display(row.path),
-        "type": row.kind,
-        "mode": f"{entry.mode:04o}",
-        "uid": entry.uid,
-        "gid": entry.gid,
-        "size": entry.size if entry.kind == FILE else 0,
-        "mtime": rfc3339(entry.mtime_ns),
-        "linkname": row.target,
-        "layer": row.layer,
-        "layer_digest": digests[row.layer] if row.layer is not None else None,
-    }
+@dataclass(slots=True)
+class Listing:
+    """ls's answer: the rows, and the digest of every layer (rows name layers by number)."""
+
+    rows: list[Row]
+    digests: list[str]
+
+
+def list_image(
+    image: Image,
+    path: str,
+    reading: Reading,
+    *,
+    recursive: bool = False,
+    layer: int | None = None,
+    only: bool = False,
+    dereference: bool = False,
+) -> Listing:
+    """``ls PATH``: the final tree, the tree after ``layer``, or (``only``) that layer's own entries."""
+    if only and layer is None:
+        raise UsageError("--only needs --layer N")
+    check_layer_number(image, layer, "--layer")
+    digests = [str(item.digest) for item in image.layers]
+    if only:
+        assert layer is not None
+        indexes = index_image(
+            image, cache=reading.cache, progress=reading.progress, upto=layer, warn=reading.warn
+        )
+        return Listing(list_layer(indexes[layer], layer, normalize_query(path)), digests)
+    view = merged(image, reading, upto=layer)
+    return Listing(list_query(view.tree, path, recursive, dereference), digests)

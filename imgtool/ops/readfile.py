@@ -10,8 +10,9 @@ from imgtool.image.image import Image
 from imgtool.layers.paths import display
 from imgtool.layers.tarstream import DIR, FILE, LayerReader
 from imgtool.merge.index import check_indexed
-from imgtool.merge.lookup import find
+from imgtool.merge.lookup import find, normalize_query
 from imgtool.merge.overlay import Tree
+from imgtool.ops.common import Reading, merged
 
 _IN_MEMORY: Final = 8 << 20
 
@@ -55,3 +56,9 @@ def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: in
         while chunk := held.read(1 << 20):
             out.write(chunk)
     return content.size
+
+
+def cat(image: Image, path: str, out: BinaryIO, reading: Reading) -> int:
+    """``cat PATH``: the file's bytes to ``out`` (see :func:`read_file`); returns how many."""
+    view = merged(image, reading)
+    return read_file(image, view.tree, normalize_query(path), out)

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from imgtool.image.image import Image
-from imgtool.layers.paths import display, escape
-from imgtool.layers.tarstream import FILE, SYMLINK_KIND
+from imgtool.layers.tarstream import SYMLINK_KIND
 from imgtool.merge.changes import REMOVALS, Change, ChangeLog, kind_name
 from imgtool.merge.lookup import find, queries
 from imgtool.merge.overlay import Node, Tree
+from imgtool.ops.common import LayerRef, Reading, layer_refs, merged
 
 
 @dataclass(slots=True)
@@ -64,58 +63,23 @@ def answers_for(tree: Tree, log: ChangeLog, texts: list[str]) -> list[Answer]:
     return result
 
 
-def _layer_ref(image: Image, index: int) -> dict[str, Any] | None:
-    if index < 0:
-        return None
-    layer = image.layers[index]
-    return {"index": index, "digest": str(layer.digest), "created_by": layer.created_by}
+@dataclass(slots=True)
+class WhichResult:
+    """which-layer's answer: one Answer per path asked (a pattern gives one per match)."""
+
+    layers: list[LayerRef]
+    answers: list[Answer]
+
+    @property
+    def all_found(self) -> bool:
+        return all(a.exists for a in self.answers)
 
 
-def to_json(image: Image, item: Answer) -> dict[str, Any]:
-    node = item.node
-    content = node.content if node is not None else None
-    entry = node.entry if node is not None else None
-    return {
-        "path": None if item.unmatched_pattern else display(item.path),
-        "query": escape(item.asked.encode("utf-8", "surrogateescape")),
-        "exists": node is not None,
-        "layer": _layer_ref(image, node.layer) if node is not None else None,
-        "type": (entry.kind_name if entry is not None else "dir") if node is not None else None,
-        "size": content.size if content is not None and content.kind == FILE else (0 if node else None),
-        "mode": f"{content.mode:04o}" if content is not None else ("0755" if node else None),
-        "uid": content.uid if content is not None else (0 if node else None),
-        "gid": content.gid if content is not None else (0 if node else None),
-        "linkname": _linkname(node),
-        "via": [
-            {
-                "symlink": display(step.path),
-                "target": escape(step.target),
-                "layer": _layer_ref(image, step.layer),
-            }
-            for step in item.via
-        ],
-        "history": [
-            {
-                "index": change.layer,
-                "digest": str(image.layers[change.layer].digest),
-                "change": change.change,
-                "what": list(change.what),
-                "type": change.kind,
-                "size": change.size,
-            }
-            for change in item.history
-        ],
-    }
+def which_layer(image: Image, paths: list[str], reading: Reading) -> WhichResult:
+    """The layer that supplies each of ``paths`` in the final image, with every change to it."""
+    log = ChangeLog()
+    view = merged(image, reading, recorder=log)
+    return WhichResult(layer_refs(image), answers_for(view.tree, log, paths))
 
 
-def _linkname(node: Node | None) -> str | None:
-    if node is None or node.entry is None:
-        return None
-    if node.entry.link:
-        if node.entry.kind == SYMLINK_KIND:
-            return escape(node.entry.link)
-        return display(node.entry.link)
-    return None
-
-
-__all__ = ["Answer", "answers_for", "kind_name", "to_json"]
+__all__ = ["Answer", "WhichResult", "answers_for", "kind_name", "which_layer"]

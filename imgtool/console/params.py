@@ -1,0 +1,211 @@
+"""The command line's own parameter types and the options every image command shares.
+
+``ImageReference`` and ``ImagePath`` carry their shell completion; ``PlatformType`` turns
+``os/arch[/variant]`` into a :class:`~imgtool.image.model.Platform` while the command line is
+parsed, so a bad platform fails before any image is opened (exit 2, the message of
+:meth:`Platform.parse`, which the error funnel prints as it prints every usage error).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
+
+import click
+from click.shell_completion import CompletionItem
+
+from imgtool.console.completion import complete_image, complete_image_path
+from imgtool.console.funnel import warn
+from imgtool.console.output import DEFAULT_TABLE_FORMAT, TABLE_FORMATS, TerminalProgress, use_colour
+from imgtool.image.model import Platform
+from imgtool.merge.index import IndexCache
+from imgtool.ops.common import Reading
+from imgtool.progress import NoProgress, Progress
+
+R = TypeVar("R")
+
+
+class ImageReference(click.ParamType[str, str]):
+    """An image reference (a path, ``oci:DIR[:REF]``, ...); opened by the command, completed here."""
+
+    name = "image"
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return complete_image(ctx, param, incomplete)
+
+
+class ImagePath(click.ParamType[str, str]):
+    """A path inside the image named by the command's IMAGE; completed from the index cache."""
+
+    name = "path"
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return complete_image_path(ctx, param, incomplete)
+
+
+class PlatformType(click.ParamType[Platform, "str | Platform"]):
+    name = "platform"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Platform:
+        return value if isinstance(value, Platform) else Platform.parse(str(value))
+
+
+IMAGE = ImageReference()
+IMAGE_PATH = ImagePath()
+PLATFORM = PlatformType()
+
+image_argument = click.argument("image", metavar="IMAGE", type=IMAGE)
+
+_platform_option = click.option(
+    "--platform",
+    type=PLATFORM,
+    metavar="OS/ARCH[/VARIANT]",
+    help="Which image of a multi-platform index to use (default: this machine's platform).",
+)
+_no_cache_option = click.option(
+    "--no-cache", is_flag=True, help="Do not read or write the layer index cache ($XDG_CACHE_HOME/imgtool)."
+)
+_quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
+_format_option = click.option(
+    "--format",
+    "table_format",
+    type=click.Choice(TABLE_FORMATS),
+    default=DEFAULT_TABLE_FORMAT,
+    show_default=True,
+    metavar="FORMAT",
+    help="Table style, any of tabulate's formats (plain, simple, github, grid, ...).",
+)
+_json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def progress_for(quiet: bool) -> Progress:
+    return TerminalProgress() if sys.stderr.isatty() and not quiet else NoProgress()
+
+
+@dataclass(frozen=True, slots=True)
+class ImageOptions:
+    """The shared options of an image command, as the command receives them (``opts``)."""
+
+    platform: Platform | None = None
+    no_cache: bool = False
+    quiet: bool = False
+    as_json: bool = False
+    table_format: str = DEFAULT_TABLE_FORMAT
+
+    def reading(self, quiet: bool | None = None) -> Reading:
+        """How to read layers: the index cache unless --no-cache, a progress bar on a terminal
+        unless -q or --json (or ``quiet``)."""
+        shown = not (self.quiet or self.as_json) if quiet is None else not quiet
+        return Reading(None if self.no_cache else IndexCache(), progress_for(not shown), warn)
+
+    @property
+    def progress(self) -> Progress:
+        """A progress bar on a terminal, unless -q or --json."""
+        return progress_for(self.quiet or self.as_json)
+
+    @property
+    def colour(self) -> bool:
+        return use_colour(sys.stdout)
+
+
+def image_options(
+    *, cache: bool = True, quiet: bool = True, output: bool = True
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """The options image commands share, after the command's own: --platform, then (as the
+    command has them) --no-cache, -q/--quiet, --json and --format. The command gets them as one
+    :class:`ImageOptions`, its ``opts`` argument."""
+    chosen = [
+        _platform_option,
+        *([_no_cache_option] if cache else []),
+        *([_quiet_option] if quiet else []),
+        *([_json_option, _format_option] if output else []),
+    ]
+    return _gathered(chosen, ImageOptions, "opts")
+
+
+def _gathered(
+    options: list[Callable[[Any], Any]], into: type[Any], name: str
+) -> Callable[[Callable[..., R]], Callable[..., R]]:
+    """Adds ``options`` to a command, which gets their values as one ``into`` (a dataclass whose
+    fields are the options' names), its argument ``name``."""
+    names = {f.name for f in fields(into)}
+
+    def decorate(func: Callable[..., R]) -> Callable[..., R]:
+        @functools.wraps(func)
+        def command(*args: Any, **kwargs: Any) -> R:
+            values = {key: kwargs.pop(key) for key in names if key in kwargs}
+            return func(*args, **{name: into(**values)}, **kwargs)
+
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+@dataclass(frozen=True, slots=True)
+class FlattenOptions:
+    """flatten's own options, as the command receives them (``how``)."""
+
+    output: str
+    force_tar: bool = False
+    force: bool = False
+    safe: bool = False
+    upto: int | None = None
+    provenance: str | None = None
+    max_size: int | None = None
+
+    @property
+    def as_tar(self) -> bool:
+        return self.force_tar or self.output == "-" or self.output.endswith(".tar")
+
+
+def flatten_options(func: Callable[..., R]) -> Callable[..., R]:
+    """flatten's own options: where to write and how (a :class:`FlattenOptions`, ``how``)."""
+    options = [
+        click.option(
+            "-o",
+            "--output",
+            required=True,
+            metavar="DIR|FILE.tar|-",
+            help="A directory (must not exist or be empty), a .tar file, or - for a tar stream on stdout. "
+            "A symlink there is refused, never followed.",
+        ),
+        click.option(
+            "--tar", "force_tar", is_flag=True, help="Write a tar file even if the name does not end in .tar."
+        ),
+        click.option(
+            "--force", is_flag=True, help="Replace a non-empty output directory or an existing tar file."
+        ),
+        click.option(
+            "--safe",
+            is_flag=True,
+            help="Leave out device nodes, setuid/setgid bits and all but user.* xattrs (to look at files, "
+            "not to run them).",
+        ),
+        click.option(
+            "--layers", "upto", type=int, metavar="N", help="Stop after layer N (0 is the bottom layer)."
+        ),
+        click.option(
+            "--provenance",
+            type=click.Path(dir_okay=False, writable=True),
+            metavar="FILE",
+            help="Also write which layer supplied each path (TSV, or JSON if FILE ends in .json); it goes "
+            "into place with the output. A symlink there is refused.",
+        ),
+        click.option(
+            "--max-size",
+            type=int,
+            metavar="BYTES",
+            help="Refuse a layer whose uncompressed tar exceeds BYTES (default: the free space at the "
+            "output; for -o -, in TMPDIR).",
+        ),
+    ]
+    return _gathered(options, FlattenOptions, "how")(func)
