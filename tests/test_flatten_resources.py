@@ -12,6 +12,7 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Final
 
 import pytest
 
@@ -114,6 +115,22 @@ def _replace_last_layer(layout: Path, blob_path: Path) -> str:
     return f"oci:{layout}:v1"
 
 
+_UNPRIVILEGED: Final = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def _unprivileged_python() -> str | None:
+    """Why this interpreter cannot run as an unprivileged user (None when it can): an interpreter
+    installed under root's home with its libpython beside it cannot load that library as nobody."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        return "needs root and setpriv"
+    probe = subprocess.run(
+        [*_UNPRIVILEGED, sys.executable, "-c", "pass"], capture_output=True, text=True, check=False
+    )
+    if probe.returncode != 0:
+        return f"{sys.executable} cannot run as an unprivileged user: {probe.stderr.strip()}"
+    return None
+
+
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A directory an unprivileged user can reach (pytest's own tmp dirs are private to root)."""
@@ -123,8 +140,10 @@ def shared_dir() -> Iterator[Path]:
     shutil.rmtree(path)
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
 def test_without_root_ownership_and_devices_are_skipped_with_one_warning(shared_dir: Path) -> None:
+    reason = _unprivileged_python()
+    if reason is not None:
+        pytest.skip(reason)
     tmp_path = shared_dir
     layer = make_layer(
         [
@@ -149,10 +168,7 @@ def test_without_root_ownership_and_devices_are_skipped_with_one_warning(shared_
         path.chmod(0o755 if path.is_dir() else 0o644)
     env = {"PATH": os.environ["PATH"], "XDG_CACHE_HOME": str(work / "cache"), "HOME": str(work)}
     argv = [
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
+        *_UNPRIVILEGED,
         sys.executable,
         "-m",
         "imgtool",

@@ -175,11 +175,17 @@ class _LayerFile:
 def _layer_file(store: TarStore, path: str, diff_id: Digest) -> _LayerFile:
     """The blob a layer file is: its own digest (its diff_id if uncompressed), size and compression."""
     size = store.size(path)
-    with store.open(path) as raw:
-        kind = sniff(raw.read(6))
+    facts = store.streamed_facts(path)  # a compressed archive: known without reading it again
+    if facts is not None:
+        kind = facts.compression
+    else:
+        with store.open(path) as raw:
+            kind = sniff(raw.read(6))
     media_type = _LAYER_TYPES.get(kind, DOCKER_LAYER)
     if kind is Compression.NONE:
         return _LayerFile(path, Descriptor(media_type, diff_id, size), compressed=False)
+    if facts is not None:
+        return _LayerFile(path, Descriptor(media_type, Digest("sha256", facts.sha256), size), compressed=True)
     hasher = hashlib.sha256()
     with store.open(path) as raw:
         while chunk := raw.read(CHUNK):
@@ -207,6 +213,11 @@ def _skopeo_layer(store: TarStore, layer: _LayerFile, diff_id: Digest, count: bo
     }
     if not count:
         return as_stored
+    facts = store.streamed_facts(layer.path)
+    if facts is not None:  # counted when the archive was read
+        if facts.unpacked_size is None:
+            return as_stored
+        return {"mediaType": DOCKER_LAYER_GZIP, "size": facts.unpacked_size, "digest": str(diff_id)}
     try:
         with store.open(layer.path) as raw:
             _, stream = open_decompressed(raw, f"{store.location}: layer {layer.path}")

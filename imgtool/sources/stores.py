@@ -7,6 +7,7 @@ VerifyingReader with the digest they expect.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import shutil
 import stat
@@ -15,7 +16,14 @@ import threading
 from dataclasses import dataclass
 from typing import Final
 
-from imgtool.errors import ImageFormatError, ImageNotFoundError, LayerError, OutputError, UnsafePathError
+from imgtool.errors import (
+    ImageFormatError,
+    ImageNotFoundError,
+    LayerError,
+    MediaTypeError,
+    OutputError,
+    UnsafePathError,
+)
 from imgtool.image.compression import CHUNK, Compression, open_decompressed, sniff
 from imgtool.image.digest import content_hasher
 from imgtool.image.readable import FileSlice, RawStream, Readable
@@ -101,6 +109,18 @@ class DirStore:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamedFacts:
+    """What reading a member of a compressed archive once, as the scan does, tells of it: its sha256
+    and, when it is itself compressed, how many bytes it decompresses to (None when it does not
+    decompress cleanly). A docker-archive describes its layer files by these, so that opening one
+    needs no temporary copy of the archive."""
+
+    sha256: str
+    compression: Compression
+    unpacked_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class _Member:
     offset: int
     size: int
@@ -108,6 +128,7 @@ class _Member:
     linkname: bytes
     head: bytes = b""  # of a compressed archive: the first bytes of the data (all of a small member)
     content: bytes = b""  # of a compressed archive: the content digest of the data, to compare duplicates
+    facts: StreamedFacts | None = None  # of a compressed archive: what the scan learnt of the data
 
 
 class _StreamedMember:
@@ -204,9 +225,11 @@ class TarStore:
                 member = _Member(header.data_offset, header.size, header.typeflag, header.linkname)
                 if self.streamed and header.typeflag == REGULAR:
                     whole = header.size <= KEEP_MEMBER_BYTES and kept + header.size <= KEEP_TOTAL_BYTES
-                    head, digest = _read_streamed(reader, header.size if whole else HEAD_BYTES)
+                    head, digest, facts = _read_streamed(
+                        reader, header.size if whole else HEAD_BYTES, f"{self.location}: {name}"
+                    )
                     kept += len(head)
-                    member = dataclasses.replace(member, head=head, content=digest)
+                    member = dataclasses.replace(member, head=head, content=digest, facts=facts)
                 earlier = members.get(name)
                 if earlier is not None and not self._same(earlier, member):
                     # Tools disagree on which copy counts (skopeo reads the first, tar keeps the last).
@@ -319,6 +342,10 @@ class TarStore:
     def size(self, path: str) -> int:
         return self._resolve(path).size
 
+    def streamed_facts(self, path: str) -> StreamedFacts | None:
+        """Of a compressed archive, what the scan learnt of a regular member (None otherwise)."""
+        return self._resolve(path).facts if self.streamed else None
+
     def names(self) -> list[str]:
         return list(self._members)
 
@@ -342,15 +369,46 @@ class _Counted:
         return data
 
 
-def _read_streamed(reader: TarReader, keep: int) -> tuple[bytes, bytes]:
-    """The member's first ``keep`` bytes and the content digest of all its data, read to its end."""
-    hasher = content_hasher()
-    head: list[bytes] = []
-    have = 0
-    while chunk := reader.read_data():
-        hasher.update(chunk)
-        if have < keep:
-            piece = bytes(chunk[: keep - have])
-            head.append(piece)
-            have += len(piece)
-    return b"".join(head), hasher.digest()
+class _MemberData:
+    """A member's data as the scan reads it: each piece hashed twice (the content digest that
+    compares duplicates, and sha256) and its first bytes kept."""
+
+    def __init__(self, reader: TarReader, keep: int) -> None:
+        self._reader = reader
+        self._keep = keep
+        self.content = content_hasher()
+        self.sha256 = hashlib.sha256()
+        self.head: list[bytes] = []
+        self._have = 0
+
+    def read(self, n: int = -1, /) -> bytes:
+        chunk = self._reader.read_data(CHUNK if n < 0 else max(1, min(n, CHUNK)))
+        if chunk:
+            self.content.update(chunk)
+            self.sha256.update(chunk)
+            if self._have < self._keep:
+                piece = bytes(chunk[: self._keep - self._have])
+                self.head.append(piece)
+                self._have += len(piece)
+        return bytes(chunk)
+
+
+def _read_streamed(reader: TarReader, keep: int, what: str) -> tuple[bytes, bytes, StreamedFacts]:
+    """The member's first ``keep`` bytes, the content digest of all its data and what else one
+    reading tells of it, read to its end. A compressed member is decompressed on the way, into
+    nothing but a count of its bytes: memory stays at one piece."""
+    data = _MemberData(reader, max(keep, HEAD_BYTES))
+    unpacked: int | None = None
+    kind = Compression.NONE
+    try:
+        kind, stream = open_decompressed(data, what)
+        if kind is not Compression.NONE:
+            unpacked = 0
+            while piece := stream.read(CHUNK):
+                unpacked += len(piece)
+    except (MediaTypeError, LayerError):
+        unpacked = None  # not a stream imgtool decompresses: described as it is stored
+    while data.read(CHUNK):
+        pass
+    head = b"".join(data.head)[:keep]
+    return head, data.content.digest(), StreamedFacts(data.sha256.hexdigest(), kind, unpacked)

@@ -43,6 +43,7 @@ from tests.imagefactory import (
     Platform,
     RawDescriptor,
     canonical_json,
+    incompressible,
     make_layer,
     sha256_digest,
     write_docker_archive,
@@ -445,6 +446,31 @@ def test_inspect_of_a_compressed_save_writes_no_temporary_file(big_save: Path, t
     text = out.read_text()
     assert "Tags:        big:1" in text
     assert re.search(r"^0 +sha256:\S+ +sha256:\S+ +1\.1 GB +docker tar\.gzip +none", text, re.MULTILINE), text
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_inspect_of_a_compressed_save_of_compressed_layers_writes_no_temporary_file(
+    tmp_path: Path, compression: str
+) -> None:
+    """kaniko-style layers (compressed inside the archive), one of them larger than what the scan keeps
+    in memory, in an archive compressed as a whole: the digest skopeo would give comes from the one
+    streamed reading (no file over 1 MiB may be written), and equals that of the same archive
+    uncompressed, where the layer files are read in place."""
+    big = incompressible(6 * MiB, b"kaniko")
+    spec = ImageSpec([make_layer([File("big", big)]), make_layer([File("small", b"s")])])
+    plain, packed = tmp_path / "save.tar", tmp_path / "save.tar.gz"
+    write_docker_archive(plain, [(spec, ["kaniko:1"])], layer_compression=compression)  # type: ignore[arg-type]
+    write_docker_archive(packed, [(spec, ["kaniko:1"])], outer="gzip", layer_compression=compression)  # type: ignore[arg-type]
+    digests = []
+    for archive in (plain, packed):
+        out = tmp_path / f"{archive.name}.json"
+        child = run(["inspect", str(archive), "--json"], tmp_path, stdout=out, preexec=file_size_limit(MiB))
+        assert (child.code, child.stderr) == (0, "")
+        doc = json.loads(out.read_text())
+        digests.append((doc["manifest_digest"], [layer["digest"] for layer in doc["layers"]]))
+    assert digests[0] == digests[1]
+    verify = run(["verify", str(packed)], tmp_path)
+    assert verify.code == 0, verify.stderr
 
 
 @contextlib.contextmanager
