@@ -42,7 +42,7 @@ from imgtool.sources import open_image
 from imgtool.system.libc import keep_freed_memory
 
 if TYPE_CHECKING:
-    from imgtool.merge.overlay import ChangeRecorder
+    from imgtool.merge.changes import ChangeRecorder
     from imgtool.merge.view import MergedView
 
 P = ParamSpec("P")
@@ -447,6 +447,8 @@ def to_json_list(items: list[Any]) -> str:
 
 def _render_answer(img: Image, item: Any, table_format: str) -> None:
     from imgtool.layers.paths import display, escape
+    from imgtool.layers.tarstream import Kind
+    from imgtool.merge.changes import ChangeWord
 
     if item.unmatched_pattern:
         click.echo(f"{escape_text(item.asked)}: no path in the image matches")
@@ -478,8 +480,8 @@ def _render_answer(img: Image, item: Any, table_format: str) -> None:
             click.echo("  dir  0755  0:0  (implied by entries below it)")
         else:
             entry = node.entry
-            kind = entry.kind_name if entry is not None else "dir"
-            size = human_size(content.size) if content.kind == 0 else "-"
+            kind = entry.kind_name if entry is not None else Kind.DIR.word
+            size = human_size(content.size) if content.kind == Kind.FILE else "-"
             link = f"  -> {_linkname_text(entry)}" if entry is not None and entry.link else ""
             click.echo(f"  {kind}  {size}  {_mode(content)}  {content.uid}:{content.gid}{link}")
     if item.history:
@@ -489,7 +491,7 @@ def _render_answer(img: Image, item: Any, table_format: str) -> None:
                 c.layer,
                 short(img.layers[c.layer].digest),
                 change_word(c.change, colour),
-                ", ".join(c.what) or ("unchanged" if c.change == "modified" else "-"),
+                ", ".join(c.what) or ("unchanged" if c.change == ChangeWord.MODIFIED else "-"),
                 c.kind,
             )
             for c in item.history
@@ -502,9 +504,9 @@ def _render_answer(img: Image, item: Any, table_format: str) -> None:
 
 def _linkname_text(entry: Any) -> str:
     from imgtool.layers.paths import display, escape
-    from imgtool.layers.tarstream import SYMLINK_KIND
+    from imgtool.layers.tarstream import Kind
 
-    if entry.kind == SYMLINK_KIND:
+    if entry.kind == Kind.SYMLINK:
         return escape(entry.link)
     return display(entry.link)
 
@@ -552,6 +554,7 @@ def ls(
       imgtool ls examples/sample.tar / -R --layer 3 --only
     """
     from imgtool.layers.paths import display
+    from imgtool.layers.tarstream import Kind
     from imgtool.merge.index import index_image
     from imgtool.merge.lookup import normalize_query
     from imgtool.merge.view import check_layer_number
@@ -580,18 +583,19 @@ def ls(
         click.echo(to_json([row_json(r, digests) for r in rows]))
         return
     table_rows = []
+    file, whiteout, opaque, symlink = Kind.FILE, Kind.WHITEOUT.word, Kind.OPAQUE.word, Kind.SYMLINK.word
     for row in rows:
         entry = row.entry
         name = display(row.path)
-        if row.kind in ("whiteout", "opaque"):
-            name = f"{name} ({'deleted' if row.kind == 'whiteout' else 'opaque: lower contents hidden'})"
+        if row.kind in (whiteout, opaque):
+            name = f"{name} ({'deleted' if row.kind == whiteout else 'opaque: lower contents hidden'})"
         elif row.target is not None:
-            name = f"{name} {'->' if row.kind == 'symlink' else '=>'} {row.target}"
+            name = f"{name} {'->' if row.kind == symlink else '=>'} {row.target}"
         table_rows.append(
             (
                 mode_string(entry),
                 f"{entry.uid}:{entry.gid}",
-                str(entry.size) if entry.kind == 0 else "",
+                str(entry.size) if entry.kind == file else "",
                 time_string(entry.mtime_ns),
                 "-" if row.layer is None else str(row.layer),
                 name,
@@ -750,13 +754,15 @@ def diff_layers(
 
 def _render_changes(changes: list[Any], table_format: str) -> None:
     from imgtool.layers.paths import display
+    from imgtool.layers.tarstream import Kind
 
     colour = use_colour(sys.stdout)
+    file = Kind.FILE.word
     rows = [
         (
             change_word(c.change, colour),
             c.kind,
-            human_size(c.size) if c.kind == "file" else "",
+            human_size(c.size) if c.kind == file else "",
             ", ".join(c.what),
             display(c.path),
         )
@@ -789,6 +795,7 @@ def diff_images(
     Example:
       imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
     """
+    from imgtool.merge.changes import ChangeWord
     from imgtool.ops.diff import change_json, compare_trees, shared_layers
 
     with open_image(image1, platform) as first, open_image(image2, platform) as second:
@@ -796,7 +803,10 @@ def diff_images(
         view2 = _merged(second, no_cache=no_cache, quiet=quiet or as_json)
         changes = compare_trees(view1.tree, view2.tree)
         base, shared = shared_layers(first, second)
-    counts = {word: sum(1 for c in changes if c.change == word) for word in ("added", "modified", "deleted")}
+    counts = {
+        word: sum(1 for c in changes if c.change == word)
+        for word in (ChangeWord.ADDED, ChangeWord.MODIFIED, ChangeWord.DELETED)
+    }
     if as_json:
         click.echo(
             to_json(
@@ -816,8 +826,8 @@ def diff_images(
             _render_changes(changes, table_format)
             click.echo()
         click.echo(
-            f"{counts['added']} added, {counts['modified']} modified, {counts['deleted']} deleted; "
-            + _shared_text(base, len(shared))
+            f"{counts[ChangeWord.ADDED]} added, {counts[ChangeWord.MODIFIED]} modified, "
+            f"{counts[ChangeWord.DELETED]} deleted; " + _shared_text(base, len(shared))
         )
     if changes:
         sys.exit(1)

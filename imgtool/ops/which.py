@@ -7,7 +7,7 @@ from typing import Any
 
 from imgtool.image.image import Image
 from imgtool.layers.paths import display, escape
-from imgtool.layers.tarstream import FILE, SYMLINK_KIND
+from imgtool.layers.tarstream import Kind
 from imgtool.merge.changes import REMOVALS, Change, ChangeLog, kind_name
 from imgtool.merge.lookup import find, queries
 from imgtool.merge.overlay import Node, Tree
@@ -48,7 +48,7 @@ def answer(tree: Tree, log: ChangeLog, asked: str, path: bytes) -> Answer:
     for link_path in found.links:
         link = find(tree, link_path, follow_last=False)
         content = link.node.content if link.node is not None else None
-        if link.node is not None and content is not None and content.kind == SYMLINK_KIND:
+        if link.node is not None and content is not None and content.kind == Kind.SYMLINK:
             via.append(LinkStep(link_path, content.link, link.node.layer))
     return Answer(asked, found.path, found.node, log.for_path(found.path), via)
 
@@ -80,8 +80,8 @@ def to_json(image: Image, item: Answer) -> dict[str, Any]:
         "query": escape(item.asked.encode("utf-8", "surrogateescape")),
         "exists": node is not None,
         "layer": _layer_ref(image, node.layer) if node is not None else None,
-        "type": (entry.kind_name if entry is not None else "dir") if node is not None else None,
-        "size": content.size if content is not None and content.kind == FILE else (0 if node else None),
+        "type": (entry.kind_name if entry is not None else Kind.DIR.word) if node is not None else None,
+        "size": content.size if content is not None and content.kind == Kind.FILE else (0 if node else None),
         "mode": f"{content.mode:04o}" if content is not None else ("0755" if node else None),
         "uid": content.uid if content is not None else (0 if node else None),
         "gid": content.gid if content is not None else (0 if node else None),
@@ -112,7 +112,7 @@ def _linkname(node: Node | None) -> str | None:
     if node is None or node.entry is None:
         return None
     if node.entry.link:
-        if node.entry.kind == SYMLINK_KIND:
+        if node.entry.kind == Kind.SYMLINK:
             return escape(node.entry.link)
         return display(node.entry.link)
     return None
