@@ -30,7 +30,7 @@ from click.shell_completion import CompletionItem, get_completion_class
 from imgtool.errors import ImgtoolError
 from imgtool.image.model import Platform
 from imgtool.layers.paths import join_path
-from imgtool.layers.tarstream import SYMLINK_KIND
+from imgtool.layers.tarstream import Kind
 from imgtool.merge.index import IndexCache
 from imgtool.merge.overlay import Node, Tree
 from imgtool.merge.view import apply_indexes
@@ -208,7 +208,7 @@ def complete_image_path(ctx: click.Context, param: click.Parameter, incomplete: 
         if text.startswith(".") and not start.startswith("."):
             continue
         child = parent.children[name]
-        if child.entry is not None and child.entry.kind == SYMLINK_KIND:
+        if child.entry is not None and child.entry.kind == Kind.SYMLINK:
             target = _resolved(tree, join_path(typed_dir.encode("utf-8", "surrogateescape"), name))
             is_dir = target is not None and target.is_dir
         else:

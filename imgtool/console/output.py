@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import IO, Any, Final
 
 from imgtool.layers.paths import escape
+from imgtool.merge.changes import ChangeWord
 
 DEFAULT_TABLE_FORMAT: Final = "simple"
 # tabulate's formats, spelled out so that starting imgtool does not import tabulate (a test keeps
@@ -127,15 +128,15 @@ def style(text: str, colour: str, enabled: bool) -> str:
 
 
 CHANGE_COLOURS: Final = {
-    "added": "green",
-    "modified": "yellow",
-    "deleted": "red",
-    "hidden": "red",
-    "replaced": "red",
+    ChangeWord.ADDED: "green",
+    ChangeWord.MODIFIED: "yellow",
+    ChangeWord.DELETED: "red",
+    ChangeWord.HIDDEN: "red",
+    ChangeWord.REPLACED: "red",
 }
 
 
-def change_word(word: str, enabled: bool) -> str:
+def change_word(word: ChangeWord, enabled: bool) -> str:
     """A change word (added, modified, deleted, ...) in its colour, when colour is on."""
     colour = CHANGE_COLOURS.get(word)
     return style(word, colour, enabled) if colour else word

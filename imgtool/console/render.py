@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from imgtool.console.output import change_word, clean, escape_text, human_size, style, table, to_json
 from imgtool.image.model import IndexInfo, short_layer_type
 from imgtool.layers.paths import display, escape
-from imgtool.layers.tarstream import FILE, SYMLINK_KIND, Entry
-from imgtool.merge.changes import MODIFIED
+from imgtool.layers.tarstream import Entry, Kind
+from imgtool.merge.changes import ChangeWord
 from imgtool.ops.common import LayerRef
 from imgtool.ops.diff import ImageDiff, LayerChanges, LayerRange, PathChange
 from imgtool.ops.listing import Listing, mode_string, rfc3339, time_string
@@ -212,7 +212,7 @@ def _answer_json(layers: list[LayerRef], item: Answer) -> dict[str, Any]:
         "exists": node is not None,
         "layer": _layer_ref(layers, node.layer) if node is not None else None,
         "type": (entry.kind_name if entry is not None else "dir") if node is not None else None,
-        "size": content.size if content is not None and content.kind == FILE else (0 if node else None),
+        "size": content.size if content is not None and content.kind == Kind.FILE else (0 if node else None),
         "mode": f"{content.mode:04o}" if content is not None else ("0755" if node else None),
         "uid": content.uid if content is not None else (0 if node else None),
         "gid": content.gid if content is not None else (0 if node else None),
@@ -240,7 +240,7 @@ def _answer_json(layers: list[LayerRef], item: Answer) -> dict[str, Any]:
 
 
 def _linkname_text(entry: Entry) -> str:
-    return escape(entry.link) if entry.kind == SYMLINK_KIND else display(entry.link)
+    return escape(entry.link) if entry.kind == Kind.SYMLINK else display(entry.link)
 
 
 def which_text(result: WhichResult, table_format: str, colour: bool) -> str:
@@ -283,7 +283,7 @@ def _answer_lines(layers: list[LayerRef], item: Answer, table_format: str, colou
         else:
             entry = node.entry
             kind = entry.kind_name if entry is not None else "dir"
-            size = human_size(content.size) if content.kind == FILE else "-"
+            size = human_size(content.size) if content.kind == Kind.FILE else "-"
             link = f"  -> {_linkname_text(entry)}" if entry is not None and entry.link else ""
             lines.append(f"  {kind}  {size}  {content.mode:04o}  {content.uid}:{content.gid}{link}")
     if item.history:
@@ -292,7 +292,7 @@ def _answer_lines(layers: list[LayerRef], item: Answer, table_format: str, colou
                 c.layer,
                 short(layers[c.layer].digest),
                 change_word(c.change, colour),
-                ", ".join(c.what) or ("unchanged" if c.change == MODIFIED else "-"),
+                ", ".join(c.what) or ("unchanged" if c.change == ChangeWord.MODIFIED else "-"),
                 c.kind,
             )
             for c in item.history
@@ -317,7 +317,7 @@ def ls_json(listing: Listing) -> str:
                 "mode": f"{entry.mode:04o}",
                 "uid": entry.uid,
                 "gid": entry.gid,
-                "size": entry.size if entry.kind == FILE else 0,
+                "size": entry.size if entry.kind == Kind.FILE else 0,
                 "mtime": rfc3339(entry.mtime_ns),
                 "linkname": row.target,
                 "layer": row.layer,
@@ -340,7 +340,7 @@ def ls_text(listing: Listing, table_format: str) -> str:
             (
                 mode_string(entry),
                 f"{entry.uid}:{entry.gid}",
-                str(entry.size) if entry.kind == FILE else "",
+                str(entry.size) if entry.kind == Kind.FILE else "",
                 time_string(entry.mtime_ns),
                 "-" if row.layer is None else str(row.layer),
                 name,
@@ -359,7 +359,7 @@ def change_json(change: PathChange) -> dict[str, Any]:
         "type": change.kind,
         "size": change.size,
     }
-    if change.change == MODIFIED:
+    if change.change == ChangeWord.MODIFIED:
         doc["what"] = list(change.what)
     return doc
 

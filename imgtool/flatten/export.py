@@ -20,19 +20,8 @@ from typing import IO, BinaryIO, Final
 from imgtool.errors import InterruptedAfterOutputError, LayerError, OutputError, UsageError
 from imgtool.flatten.plan import InodeKey, WritePlan, make_plan, trim_spool
 from imgtool.flatten.tarwriter import TarWriter
-from imgtool.layers.tarreader import BLOCKDEV, CHAR, DIRECTORY, FIFO, HARDLINK, REGULAR, SYMLINK, zero_chunks
-from imgtool.layers.tarstream import (
-    BLOCKDEV_KIND,
-    CHARDEV,
-    DIR,
-    FIFO_KIND,
-    FILE,
-    IMPLIED_DIR,
-    SYMLINK_KIND,
-    Entry,
-    stored_regions,
-    stored_size,
-)
+from imgtool.layers.tarreader import HARDLINK, REGULAR, zero_chunks
+from imgtool.layers.tarstream import IMPLIED_DIR, KIND_TYPEFLAGS, Entry, Kind, stored_regions, stored_size
 from imgtool.merge.index import check_indexed
 from imgtool.merge.overlay import Node
 from imgtool.merge.spool import release_range
@@ -40,12 +29,9 @@ from imgtool.merge.view import LayerData, MergedView
 from imgtool.progress import NoProgress, Progress
 from imgtool.system.staging import make_file, no_space, output_path, signals_deferred
 
+# The kinds written as a header alone, with their typeflags (a file's data follows its header).
 _TYPEFLAGS: Final = {
-    DIR: DIRECTORY,
-    SYMLINK_KIND: SYMLINK,
-    CHARDEV: CHAR,
-    BLOCKDEV_KIND: BLOCKDEV,
-    FIFO_KIND: FIFO,
+    kind: KIND_TYPEFLAGS[kind] for kind in (Kind.DIR, Kind.SYMLINK, Kind.CHAR, Kind.BLOCK, Kind.FIFO)
 }
 _MEMORY_HOLD_ENTRY: Final = 1 << 16
 _MEMORY_HOLD_TOTAL: Final = 32 << 20
@@ -69,7 +55,7 @@ def _add_header(tar: TarWriter, path: bytes, node: Node) -> None:
         gid=entry.gid,
         size=entry.size if entry.kind not in _TYPEFLAGS else 0,
         mtime_ns=entry.mtime_ns,
-        linkname=entry.link if entry.kind == SYMLINK_KIND else b"",
+        linkname=entry.link if entry.kind == Kind.SYMLINK else b"",
         devmajor=entry.devmajor,
         devminor=entry.devminor,
         xattrs=entry.xattrs,
@@ -203,7 +189,7 @@ def write_tar(
             if key in plan.shared:
                 first_path[key] = path
             _add_header(tar, path, node)
-            if entry.kind != FILE or entry.size == 0:
+            if entry.kind != Kind.FILE or entry.size == 0:
                 continue
             cursor = cursors.get(layer)
             if cursor is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from imgtool.layers.tarstream import FILE, stored_size
+from imgtool.layers.tarstream import Kind, stored_size
 from imgtool.merge.overlay import Node, Tree
 from imgtool.merge.view import MergedView
 
@@ -59,7 +59,7 @@ def make_plan(tree: Tree) -> WritePlan:
                 plan.links.setdefault(key, []).append(path)
                 continue
             first[key] = path
-        if entry.kind == FILE and entry.size > 0:
+        if entry.kind == Kind.FILE and entry.size > 0:
             plan.data.setdefault(layer, {})[entry.ordinal] = (path, node)
             plan.layer_bytes[layer] = plan.layer_bytes.get(layer, 0) + entry.size
             plan.data_bytes += entry.size

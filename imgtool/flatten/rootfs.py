@@ -25,16 +25,7 @@ from imgtool.flatten.plan import WritePlan, inode_key, make_plan, trim_spool
 from imgtool.image.image import Image
 from imgtool.layers.paths import display
 from imgtool.layers.tarreader import is_hole
-from imgtool.layers.tarstream import (
-    BLOCKDEV_KIND,
-    CHARDEV,
-    FIFO_KIND,
-    FILE,
-    SYMLINK_KIND,
-    Entry,
-    stored_regions,
-    stored_size,
-)
+from imgtool.layers.tarstream import Entry, Kind, stored_regions, stored_size
 from imgtool.merge.index import check_indexed
 from imgtool.merge.overlay import Node
 from imgtool.merge.spool import copy_range, release_range
@@ -134,7 +125,7 @@ class RootfsWriter:
                 os.utime(target, ns=(0, 0))
             return
         self._chown(target, entry)
-        if kind != SYMLINK_KIND:
+        if kind != Kind.SYMLINK:
             os.chmod(target, entry.mode)
         self._xattrs(target, entry)
         times = (entry.mtime_ns, entry.mtime_ns)
@@ -157,15 +148,15 @@ class RootfsWriter:
         assert entry is not None
         full = self._full(path)
         with _output_errors(path, self.directory):
-            if entry.kind == SYMLINK_KIND:
+            if entry.kind == Kind.SYMLINK:
                 os.symlink(entry.link, full)
-            elif entry.kind in (CHARDEV, BLOCKDEV_KIND):
+            elif entry.kind in (Kind.CHAR, Kind.BLOCK):
                 if not self.privileged:
                     self._count("skipped_devices")
                     return False
-                kind_bit = stat.S_IFCHR if entry.kind == CHARDEV else stat.S_IFBLK
+                kind_bit = stat.S_IFCHR if entry.kind == Kind.CHAR else stat.S_IFBLK
                 os.mknod(full, kind_bit | 0o600, os.makedev(entry.devmajor, entry.devminor))
-            elif entry.kind == FIFO_KIND:
+            elif entry.kind == Kind.FIFO:
                 os.mkfifo(full, 0o600)
             else:
                 os.close(os.open(full, _OPEN_FLAGS, 0o600))
@@ -181,7 +172,7 @@ class RootfsWriter:
             fd = os.open(full, _OPEN_FLAGS, 0o600)
             try:
                 fill(fd)
-                self._apply(fd, entry, FILE)
+                self._apply(fd, entry, Kind.FILE)
             finally:
                 os.close(fd)
         self._count("data_bytes", entry.size)

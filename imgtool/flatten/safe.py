@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from typing import Final
 
-from imgtool.layers.tarstream import BLOCKDEV_KIND, CHARDEV, Entry
+from imgtool.layers.tarstream import Entry, Kind
 from imgtool.merge.overlay import Node, Tree
 
 SETID_BITS: Final = stat.S_ISUID | stat.S_ISGID
@@ -72,7 +72,7 @@ def make_safe(tree: Tree) -> SafeStats:
             continue
         for name, child in list(node.children.items()):
             content = child.content
-            if content is not None and content.kind in (CHARDEV, BLOCKDEV_KIND):
+            if content is not None and content.kind in (Kind.CHAR, Kind.BLOCK):
                 del node.children[name]
                 cleaner.stats.devices += 1
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
+from enum import IntEnum
 from typing import Final
 
 from imgtool.errors import LayerError, UnsafePathError
@@ -31,36 +32,52 @@ from imgtool.layers.tarreader import (
     TarReader,
 )
 
-FILE: Final = 0
-DIR: Final = 1
-SYMLINK_KIND: Final = 2
-HARDLINK_KIND: Final = 3
-CHARDEV: Final = 4
-BLOCKDEV_KIND: Final = 5
-FIFO_KIND: Final = 6
-WHITEOUT: Final = 7
-OPAQUE: Final = 8
 
-KIND_NAMES: Final = {
-    FILE: "file",
-    DIR: "dir",
-    SYMLINK_KIND: "symlink",
-    HARDLINK_KIND: "hardlink",
-    CHARDEV: "char",
-    BLOCKDEV_KIND: "block",
-    FIFO_KIND: "fifo",
-    WHITEOUT: "whiteout",
-    OPAQUE: "opaque",
+class Kind(IntEnum):
+    """What an entry is: the one vocabulary of entry kinds.
+
+    The values are stored in the header cache (as plain ints: marshal refuses int subclasses),
+    so they must never be renumbered. Its :attr:`word` (``KIND_NAMES``) is the word the JSON and
+    the tables use: its name in lower case.
+    """
+
+    FILE = 0
+    DIR = 1
+    SYMLINK = 2
+    HARDLINK = 3
+    CHAR = 4
+    BLOCK = 5
+    FIFO = 6
+    WHITEOUT = 7
+    OPAQUE = 8
+
+    @property
+    def word(self) -> str:
+        """The kind's word in the JSON and the tables (``symlink``)."""
+        return KIND_NAMES[self]
+
+
+KIND_NAMES: Final[dict[Kind, str]] = {kind: kind.name.lower() for kind in Kind}
+# The kind by its stored int value (the values run 0, 1, 2, ...): cheaper than calling Kind(value).
+KIND_BY_VALUE: Final[tuple[Kind, ...]] = tuple(sorted(Kind))
+# The one map between kinds and tar typeflags (WHITEOUT and OPAQUE are not tar types).
+KIND_TYPEFLAGS: Final[dict[Kind, bytes]] = {
+    Kind.FILE: REGULAR,
+    Kind.DIR: DIRECTORY,
+    Kind.SYMLINK: SYMLINK,
+    Kind.HARDLINK: HARDLINK,
+    Kind.CHAR: CHAR,
+    Kind.BLOCK: BLOCKDEV,
+    Kind.FIFO: FIFO,
 }
-_TYPEFLAG_KINDS: Final = {
-    REGULAR: FILE,
-    DIRECTORY: DIR,
-    SYMLINK: SYMLINK_KIND,
-    HARDLINK: HARDLINK_KIND,
-    CHAR: CHARDEV,
-    BLOCKDEV: BLOCKDEV_KIND,
-    FIFO: FIFO_KIND,
-}
+_TYPEFLAG_KINDS: Final = {typeflag: kind for kind, typeflag in KIND_TYPEFLAGS.items()}
+# Module-level names for the per-entry code below: on Python 3.11 ``Kind.FILE`` is a descriptor
+# lookup costing several times a global's; these are the same members.
+_FILE: Final = Kind.FILE
+_DIR: Final = Kind.DIR
+_SYMLINK: Final = Kind.SYMLINK
+_HARDLINK: Final = Kind.HARDLINK
+_CHAR: Final = Kind.CHAR
 
 
 @dataclass(slots=True)
@@ -78,7 +95,7 @@ class Entry:
     """
 
     path: bytes
-    kind: int
+    kind: Kind
     mode: int
     uid: int
     gid: int
@@ -100,7 +117,7 @@ class Entry:
 
 ENTRY_FIELDS: Final = tuple(field.name for field in fields(Entry))
 # A directory that exists only because entries were written below it: 0755, root's, at the epoch.
-IMPLIED_DIR: Final = Entry(b"", DIR, 0o755, 0, 0, 0, 0, b"", 0, 0, None, None, -1)
+IMPLIED_DIR: Final = Entry(b"", Kind.DIR, 0o755, 0, 0, 0, 0, b"", 0, 0, None, None, -1)
 
 
 def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entry]:
@@ -118,27 +135,27 @@ def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entr
     if whiteout.PREFIX in path:  # the whiteout words, checked only where they can be
         parent, base = split_path(path)
         if whiteout.is_opaque_marker(base):
-            return [_marker(OPAQUE, parent, header, ordinal)]
+            return [_marker(Kind.OPAQUE, parent, header, ordinal)]
         if whiteout.is_aufs_meta(base):
             return []
         target = whiteout.whiteout_target(base)
         if target is not None:
             if target in (b"", b".", b".."):
                 raise _refused(header, what, f"whiteout names no file ('{escape(target)}')")
-            return [_marker(WHITEOUT, join_path(parent, target), header, ordinal)]
-    if kind == CHARDEV and whiteout.is_overlay_whiteout(True, header.devmajor, header.devminor):
+            return [_marker(Kind.WHITEOUT, join_path(parent, target), header, ordinal)]
+    if kind is _CHAR and whiteout.is_overlay_whiteout(True, header.devmajor, header.devminor):
         if not path:
             raise _refused(header, what, "whiteout of the root directory")
-        return [_marker(WHITEOUT, path, header, ordinal)]
+        return [_marker(Kind.WHITEOUT, path, header, ordinal)]
 
-    if not path and kind != DIR:
+    if not path and kind is not _DIR:
         raise _refused(header, what, "refusing to replace the root directory with a non-directory")
     link = b""
-    if kind == SYMLINK_KIND:
+    if kind is _SYMLINK:
         link = header.linkname
         if not link:
             raise LayerError(f"{what}: entry '{escape(header.name)}': symlink with an empty target")
-    elif kind == HARDLINK_KIND:
+    elif kind is _HARDLINK:
         try:
             link = clean_path(header.linkname)
         except UnsafePathError as exc:
@@ -148,7 +165,7 @@ def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entr
     xattrs = header.xattrs
     opaque = False
     if xattrs:
-        opaque = kind == DIR and whiteout.has_opaque_xattr(xattrs)
+        opaque = kind is _DIR and whiteout.has_opaque_xattr(xattrs)
         xattrs = whiteout.strip_overlay_xattrs(xattrs)
     entry = Entry(
         path,
@@ -168,7 +185,7 @@ def entries_from_header(header: TarHeader, ordinal: int, what: str) -> list[Entr
         header.sparse,
     )
     if opaque:
-        return [entry, _marker(OPAQUE, path, header, ordinal)]
+        return [entry, _marker(Kind.OPAQUE, path, header, ordinal)]
     return [entry]
 
 
@@ -195,7 +212,7 @@ def _refused(header: TarHeader, what: str, reason: str) -> UnsafePathError:
     return UnsafePathError(f"{what}: entry '{escape(header.name)}': {reason}")
 
 
-def _marker(kind: int, path: bytes, header: TarHeader, ordinal: int) -> Entry:
+def _marker(kind: Kind, path: bytes, header: TarHeader, ordinal: int) -> Entry:
     return Entry(path, kind, 0, 0, 0, 0, header.mtime_ns, b"", 0, 0, None, None, ordinal)
 
 
@@ -223,7 +240,7 @@ class LayerReader:
     def __iter__(self) -> Iterator[Entry]:
         for ordinal, header in enumerate(self._tar):
             for entry in entries_from_header(header, ordinal, self.what):
-                if self._hash_content and entry.kind == FILE:
+                if self._hash_content and entry.kind is _FILE:
                     entry.digest = self._hash_data()
                 yield entry
 

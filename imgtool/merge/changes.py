@@ -10,26 +10,46 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Final
+from enum import StrEnum
+from typing import TYPE_CHECKING, Final, TypeAlias
 
-from imgtool.layers.tarstream import FILE, IMPLIED_DIR, KIND_NAMES, Entry
-from imgtool.merge.overlay import DELETED, HIDDEN, REPLACED, ChangeRecorder, Node
+from imgtool.layers.tarstream import IMPLIED_DIR, KIND_NAMES, Entry, Kind
 
-ADDED: Final = "added"
-MODIFIED: Final = "modified"
-REMOVALS: Final = frozenset({DELETED, HIDDEN, REPLACED})
+if TYPE_CHECKING:
+    from imgtool.merge.overlay import Node
+
+
+class ChangeWord(StrEnum):
+    """What a layer did to a path: the one vocabulary of change words, written as they are in the
+    JSON and the tables (a StrEnum member is its word: it compares, formats and dumps as it)."""
+
+    ADDED = "added"
+    MODIFIED = "modified"
+    DELETED = "deleted"  # a whiteout named it or an ancestor
+    HIDDEN = "hidden"  # an opaque directory above it was cleared
+    REPLACED = "replaced"  # an ancestor, or the path itself, was replaced by another entry
+
+
+# Why a path stopped existing; diff layers and diff images call all of them deletions.
+REMOVALS: Final = frozenset({ChangeWord.DELETED, ChangeWord.HIDDEN, ChangeWord.REPLACED})
+# The same members under module-level names, for the code run once per entry: on Python 3.11
+# ``ChangeWord.ADDED`` is a descriptor lookup costing several times a global's.
+_ADDED: Final = ChangeWord.ADDED
+_MODIFIED: Final = ChangeWord.MODIFIED
+_FILE: Final = Kind.FILE
+_DIR: Final = Kind.DIR
 METADATA_FIELDS: Final = frozenset({"mode", "owner", "mtime", "xattrs"})
 
 
 def kind_name(node: Node) -> str:
     """The type a path has in the filesystem: a hardlink is whatever its inode is."""
     content = node.content
-    return "dir" if content is None else KIND_NAMES[content.kind]
+    return KIND_NAMES[_DIR] if content is None else KIND_NAMES[content.kind]
 
 
 def file_size(node: Node) -> int:
     content = node.content
-    return content.size if content is not None and content.kind == FILE else 0
+    return content.size if content is not None and content.kind == _FILE else 0
 
 
 def differences(old: Node, new: Node) -> tuple[str, ...]:
@@ -41,7 +61,7 @@ def differences(old: Node, new: Node) -> tuple[str, ...]:
     if a.kind != b.kind:
         return ("type",)
     what: list[str] = []
-    if a.kind == FILE and not _same_content(a, b):
+    if a.kind == _FILE and not _same_content(a, b):
         what.append("content")
     if a.mode != b.mode:
         what.append("mode")
@@ -74,7 +94,7 @@ def is_metadata_only(what: tuple[str, ...]) -> bool:
 class Change:
     layer: int
     path: bytes
-    change: str
+    change: ChangeWord
     kind: str
     size: int
     what: tuple[str, ...] = ()
@@ -85,12 +105,25 @@ class Change:
 def inode_key(node: Node) -> tuple[int, int] | None:
     """Which regular file a path is, the same for all its hardlinks; None for anything else."""
     inode = node.inode
-    if inode is None or inode[1].kind != FILE:
+    if inode is None or inode[1].kind != _FILE:
         return None
     return inode[0], inode[1].ordinal
 
 
-_Event = tuple[int, bytes, str, "Node | None", Node]
+class ChangeRecorder:
+    """Receives every change a layer makes; which-layer and diff listen, flatten does not."""
+
+    def added(self, layer: int, path: bytes, node: Node) -> None:
+        pass
+
+    def modified(self, layer: int, path: bytes, old: Node, new: Node) -> None:
+        pass
+
+    def removed(self, layer: int, path: bytes, node: Node, reason: ChangeWord) -> None:
+        pass
+
+
+_Event: TypeAlias = "tuple[int, bytes, ChangeWord, Node | None, Node]"
 
 
 class ChangeLog(ChangeRecorder):
@@ -105,24 +138,24 @@ class ChangeLog(ChangeRecorder):
         self._changes: list[Change] | None = None
 
     def added(self, layer: int, path: bytes, node: Node) -> None:
-        self._events.append((layer, path, ADDED, None, node))
+        self._events.append((layer, path, _ADDED, None, node))
 
     def modified(self, layer: int, path: bytes, old: Node, new: Node) -> None:
-        self._events.append((layer, path, MODIFIED, old, new))
+        self._events.append((layer, path, _MODIFIED, old, new))
 
-    def removed(self, layer: int, path: bytes, node: Node, reason: str) -> None:
+    def removed(self, layer: int, path: bytes, node: Node, reason: ChangeWord) -> None:
         self._events.append((layer, path, reason, None, node))
 
     @staticmethod
     def _change(event: _Event, lost: int = 0) -> Change:
         layer, path, word, old, node = event
-        if word == ADDED:
-            return Change(layer, path, ADDED, kind_name(node), file_size(node), inode=inode_key(node))
-        if word == MODIFIED:
+        if word is _ADDED:
+            return Change(layer, path, _ADDED, kind_name(node), file_size(node), inode=inode_key(node))
+        if word is _MODIFIED:
             assert old is not None
             what = differences(old, node)
             return Change(
-                layer, path, MODIFIED, kind_name(node), file_size(node), what, lost, inode_key(node)
+                layer, path, _MODIFIED, kind_name(node), file_size(node), what, lost, inode_key(node)
             )
         return Change(layer, path, word, kind_name(node), file_size(node), (), lost)
 
@@ -136,12 +169,12 @@ class ChangeLog(ChangeRecorder):
             for event in self._events:
                 _layer, _path, word, old, node = event
                 gone: Node | None = None
-                if word == MODIFIED:
+                if word is _MODIFIED:
                     assert old is not None
                     if old.inode != node.inode:
                         gone = old
                         _count(names, node, 1)
-                elif word == ADDED:
+                elif word is _ADDED:
                     _count(names, node, 1)
                 else:
                     gone = node

@@ -22,7 +22,7 @@ from imgtool.errors import LayerError
 from imgtool.image.digest import CONTENT_HASH, Digest
 from imgtool.image.findings import layer_warnings
 from imgtool.image.image import Image, Layer
-from imgtool.layers.tarstream import DIR, ENTRY_FIELDS, KIND_NAMES, OPAQUE, Entry, LayerReader
+from imgtool.layers.tarstream import ENTRY_FIELDS, KIND_BY_VALUE, KIND_NAMES, Entry, Kind, LayerReader
 from imgtool.merge.spool import Spool, Tee
 from imgtool.progress import LockedProgress, NoProgress, Progress
 
@@ -72,12 +72,14 @@ class IndexCache:
         columns = doc["columns"]
         if not has_digests:  # digests of another algorithm must never meet ours
             columns["digest"] = [None] * len(columns["path"])
+        columns["kind"] = list(map(KIND_BY_VALUE.__getitem__, columns["kind"]))  # stored as plain ints
         entries = list(map(Entry, *(columns[name] for name in ENTRY_FIELDS)))
         return LayerIndex(diff_id, entries, list(doc["warnings"]), has_digests)
 
     def store(self, index: LayerIndex) -> None:
         path = self._path(index.diff_id)
         columns = {name: [getattr(entry, name) for entry in index.entries] for name in ENTRY_FIELDS}
+        columns["kind"] = list(map(int, columns["kind"]))  # marshal refuses int subclasses such as Kind
         doc = {
             "version": FORMAT_VERSION,
             "columns": columns,
@@ -171,7 +173,7 @@ def _root_is_a_directory(paths: list[bytes], kinds: list[int]) -> bool:
     try:
         while True:
             at = paths.index(b"", at + 1)
-            if kinds[at] not in (DIR, OPAQUE):
+            if kinds[at] not in (Kind.DIR, Kind.OPAQUE):
                 return False
     except ValueError:
         return True

@@ -16,7 +16,7 @@ from typing import Final
 
 from imgtool.errors import ImageNotFoundError, UnsafePathError, UsageError
 from imgtool.layers.paths import clean_path, join_path
-from imgtool.layers.tarstream import SYMLINK_KIND
+from imgtool.layers.tarstream import Kind
 from imgtool.merge.overlay import Node, Tree
 
 GLOB_CHARS: Final = frozenset("*?[")
@@ -33,7 +33,7 @@ class Found:
     @property
     def is_symlink(self) -> bool:
         content = self.node.content if self.node is not None else None
-        return content is not None and content.kind == SYMLINK_KIND
+        return content is not None and content.kind == Kind.SYMLINK
 
 
 def has_glob(text: str) -> bool:

@@ -32,7 +32,8 @@ from imgtool.errors import ImageFormatError
 from imgtool.layers import whiteout
 from imgtool.layers.paths import display, join_path, split_path
 from imgtool.layers.tarreader import MAX_PATH_BYTES
-from imgtool.layers.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, SYMLINK_KIND, WHITEOUT, Entry
+from imgtool.layers.tarstream import Entry, Kind
+from imgtool.merge.changes import ChangeRecorder, ChangeWord
 from imgtool.merge.resolution import (
     Frame,
     PathTooLongError,
@@ -47,10 +48,14 @@ from imgtool.merge.resolution import (
 ROOT_LAYER: Final = -1
 _SPECIAL_NAMES: Final = (b"", b".", b"..")
 
-# Why a path stopped existing, in which-layer's words.
-DELETED: Final = "deleted"  # a whiteout named it or an ancestor
-HIDDEN: Final = "hidden"  # an opaque directory above it was cleared
-REPLACED: Final = "replaced"  # an ancestor, or the path itself, was replaced by another entry
+# The members of Kind and ChangeWord under module-level names, for the code run once per entry:
+# on Python 3.11 ``Kind.DIR`` is a descriptor lookup costing several times a global's.
+_FILE: Final = Kind.FILE
+_DIR: Final = Kind.DIR
+_SYMLINK: Final = Kind.SYMLINK
+_HARDLINK: Final = Kind.HARDLINK
+_WHITEOUT: Final = Kind.WHITEOUT
+_OPAQUE: Final = Kind.OPAQUE
 
 
 class Node:
@@ -69,7 +74,7 @@ class Node:
         self.layer = layer
         self.source = source
         self.upper = layer
-        is_dir = entry is None or entry.kind == DIR
+        is_dir = entry is None or entry.kind == _DIR
         self.children: dict[bytes, Node] | None = {} if is_dir else None
 
     @property
@@ -77,8 +82,8 @@ class Node:
         return self.children is not None
 
     @property
-    def kind(self) -> int:
-        return DIR if self.entry is None else self.entry.kind
+    def kind(self) -> Kind:
+        return _DIR if self.entry is None else self.entry.kind
 
     @property
     def inode(self) -> tuple[int, Entry] | None:
@@ -91,19 +96,6 @@ class Node:
     def content(self) -> Entry | None:
         """The entry whose type, metadata and data this path has (a hardlink's target's)."""
         return self.source[1] if self.source is not None else self.entry
-
-
-class ChangeRecorder:
-    """Receives every change a layer makes; which-layer and diff listen, flatten does not."""
-
-    def added(self, layer: int, path: bytes, node: Node) -> None:
-        pass
-
-    def modified(self, layer: int, path: bytes, old: Node, new: Node) -> None:
-        pass
-
-    def removed(self, layer: int, path: bytes, node: Node, reason: str) -> None:
-        pass
 
 
 class Tree:
@@ -216,10 +208,10 @@ class _LayerApplier:
     def apply(self, entry: Entry) -> None:
         if whiteout.is_aufs_bookkeeping(entry.path):  # never content; its link targets are kept aside
             name = whiteout.aufs_link_name(entry.path)
-            if name is not None and entry.kind == FILE:
+            if name is not None and entry.kind == _FILE:
                 self._aufs_links[name] = entry
             return
-        if entry.kind in (WHITEOUT, OPAQUE):
+        if entry.kind in (_WHITEOUT, _OPAQUE):
             self._apply_marker(entry)
             return
         if not entry.path:
@@ -233,7 +225,7 @@ class _LayerApplier:
         children = parent.children
         assert children is not None
         existing = children.get(name)
-        if existing is not None and existing.is_dir and entry.kind == DIR:
+        if existing is not None and existing.is_dir and entry.kind == _DIR:
             new = Node(entry, self.layer)
             new.children = existing.children
             children[name] = new
@@ -241,17 +233,17 @@ class _LayerApplier:
                 self.recorder.modified(self.layer, path, existing, new)
             return
         if existing is not None:
-            self._remove(path, existing, REPLACED, keep_upper=False, report_self=False)
+            self._remove(path, existing, ChangeWord.REPLACED, keep_upper=False, report_self=False)
             del children[name]
             self._forget()
-        if entry.kind == HARDLINK_KIND:
+        if entry.kind == _HARDLINK:
             new = Node(entry, self.layer, self._link_source(entry))
         else:
             new = Node(entry, self.layer)
         children[name] = new
         # A new symlink changes no resolved directory (each exists as a directory: no path passes
         # through the new one), unless one was reached through a missing name and "..".
-        if self._lexical and entry.kind in (SYMLINK_KIND, HARDLINK_KIND):
+        if self._lexical and entry.kind in (_SYMLINK, _HARDLINK):
             self._forget()
         if self.recorder:
             if existing is None:
@@ -387,7 +379,7 @@ class _LayerApplier:
         return source
 
     def _apply_marker(self, entry: Entry) -> None:
-        opaque = entry.kind == OPAQUE
+        opaque = entry.kind == _OPAQUE
         raw = entry.path if opaque else split_path(entry.path)[0]
         frame = resolve(self.tree.root, self.tree.targets, root_frame(self.tree.root), raw)
         directory = frame[1]
@@ -397,18 +389,24 @@ class _LayerApplier:
         if opaque:
             for name in sorted(directory.children):
                 child = directory.children[name]
-                if self._remove(join_path(base, name), child, HIDDEN, keep_upper=True, report_self=True):
+                if self._remove(
+                    join_path(base, name), child, ChangeWord.HIDDEN, keep_upper=True, report_self=True
+                ):
                     del directory.children[name]
         else:
             name = split_path(entry.path)[1]
             target = directory.children.get(name)
             if target is None:
                 return
-            if self._remove(join_path(base, name), target, DELETED, keep_upper=True, report_self=True):
+            if self._remove(
+                join_path(base, name), target, ChangeWord.DELETED, keep_upper=True, report_self=True
+            ):
                 del directory.children[name]
         self._forget()
 
-    def _remove(self, path: bytes, node: Node, reason: str, keep_upper: bool, report_self: bool) -> bool:
+    def _remove(
+        self, path: bytes, node: Node, reason: ChangeWord, keep_upper: bool, report_self: bool
+    ) -> bool:
         """Remove ``node``'s subtree, except what this layer wrote when ``keep_upper``.
 
         Returns whether ``node`` itself is gone (the caller unlinks it from its parent).
@@ -435,7 +433,7 @@ class _LayerApplier:
             del item.children[name]
         return False
 
-    def _report_removed(self, path: bytes, node: Node, reason: str, report_self: bool) -> None:
+    def _report_removed(self, path: bytes, node: Node, reason: ChangeWord, report_self: bool) -> None:
         if self.recorder:
             for sub_path, sub in _subtree(path, node):
                 if sub_path != path or report_self:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Final
 from imgtool.errors import LimitExceededError
 from imgtool.layers.paths import display, join_path
 from imgtool.layers.tarreader import MAX_PATH_BYTES  # one bound: names read, paths resolved
-from imgtool.layers.tarstream import SYMLINK_KIND
+from imgtool.layers.tarstream import Kind
 
 if TYPE_CHECKING:
     from imgtool.merge.overlay import Node
@@ -108,7 +108,7 @@ def resolve_counted(  # noqa: PLR0917 - the state of a resolution, as it stands
         parent = frame[1]
         child = parent.children.get(name) if parent is not None and parent.children is not None else None
         content = child.content if child is not None else None
-        if content is not None and content.kind == SYMLINK_KIND:  # a hardlink to a symlink is one too
+        if content is not None and content.kind == Kind.SYMLINK:  # a hardlink to a symlink is one too
             hops += 1
             if hops > MAX_LINK_HOPS:
                 where = shorten(join_path(frame_path(frame), name))

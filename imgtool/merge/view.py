@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from imgtool.errors import ImgtoolError, UsageError, with_context
 from imgtool.image.image import Image, LayerStream
 from imgtool.layers.tarstream import LayerReader
+from imgtool.merge.changes import ChangeRecorder
 from imgtool.merge.index import IndexCache, LayerIndex, index_image
-from imgtool.merge.overlay import ChangeRecorder, Tree
+from imgtool.merge.overlay import Tree
 from imgtool.merge.readahead import ReadAhead
 from imgtool.merge.spool import Spool
 from imgtool.progress import Progress

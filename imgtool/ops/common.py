@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from imgtool.image.image import Image
+from imgtool.merge.changes import ChangeRecorder
 from imgtool.merge.index import IndexCache
-from imgtool.merge.overlay import ChangeRecorder
 from imgtool.merge.view import MergedView, merged_view
 from imgtool.progress import Progress
 

@@ -8,13 +8,12 @@ from dataclasses import dataclass, field
 
 from imgtool.image.image import Image
 from imgtool.layers.paths import join_path
-from imgtool.layers.tarstream import FILE
+from imgtool.layers.tarstream import Kind
 from imgtool.merge.changes import (
-    ADDED,
-    MODIFIED,
     REMOVALS,
     Change,
     ChangeLog,
+    ChangeWord,
     differences,
     file_size,
     is_metadata_only,
@@ -24,13 +23,11 @@ from imgtool.merge.overlay import Node, Tree
 from imgtool.merge.view import MergedView, apply_indexes, check_layer_number
 from imgtool.ops.common import Reading, merged
 
-DELETED_WORD = "deleted"
-
 
 @dataclass(frozen=True, slots=True)
 class PathChange:
     path: bytes
-    change: str  # added / modified / deleted
+    change: ChangeWord  # added / modified / deleted
     kind: str
     size: int
     what: tuple[str, ...] = ()
@@ -38,7 +35,7 @@ class PathChange:
 
 def coarse(change: Change) -> PathChange:
     """diff's vocabulary: hidden and replaced paths are deletions too."""
-    word = DELETED_WORD if change.change in REMOVALS else change.change
+    word = ChangeWord.DELETED if change.change in REMOVALS else change.change
     return PathChange(change.path, word, change.kind, change.size, change.what)
 
 
@@ -59,26 +56,26 @@ def _compare(
     """Compare one path present in both trees; pushes the children present in both onto ``stack``."""
     what = differences(a, b)
     if what:
-        out.append(PathChange(path, MODIFIED, kind_name(b), file_size(b), what))
+        out.append(PathChange(path, ChangeWord.MODIFIED, kind_name(b), file_size(b), what))
     if "type" in what:  # replaced wholesale: whatever either side held below is gone or new
         if a.children:
-            out.extend(_all(path, a, DELETED_WORD, skip_self=True))
+            out.extend(_all(path, a, ChangeWord.DELETED, skip_self=True))
         if b.children:
-            out.extend(_all(path, b, ADDED, skip_self=True))
+            out.extend(_all(path, b, ChangeWord.ADDED, skip_self=True))
         return
     a_children = a.children or {}
     b_children = b.children or {}
     for name in sorted(a_children.keys() | b_children.keys()):
         child_path = join_path(path, name)
         if name not in b_children:
-            out.extend(_all(child_path, a_children[name], DELETED_WORD))
+            out.extend(_all(child_path, a_children[name], ChangeWord.DELETED))
         elif name not in a_children:
-            out.extend(_all(child_path, b_children[name], ADDED))
+            out.extend(_all(child_path, b_children[name], ChangeWord.ADDED))
         else:
             stack.append((child_path, a_children[name], b_children[name]))
 
 
-def _all(path: bytes, node: Node, word: str, skip_self: bool = False) -> Iterator[PathChange]:
+def _all(path: bytes, node: Node, word: ChangeWord, skip_self: bool = False) -> Iterator[PathChange]:
     stack = [(path, node)]
     while stack:
         current, item = stack.pop()
@@ -112,15 +109,15 @@ def summarize_layers(image: Image, log: ChangeLog, upto: int | None = None) -> l
         summary = LayerSummary(layer.index, str(layer.digest), layer.created_by)
         stored: set[tuple[int, int]] = set()  # files counted: one file, many hardlinks, counts once
         for change in by_layer.get(layer.index, []):
-            if change.change == MODIFIED and not change.what:
+            if change.change == ChangeWord.MODIFIED and not change.what:
                 continue  # listed again without any change: not a change of this layer
             item = coarse(change)
             summary.changes.append(item)
             summary.bytes_unreachable += change.unreachable
-            if item.change == ADDED:
+            if item.change == ChangeWord.ADDED:
                 summary.added += 1
                 summary.bytes_added += _new_data(layer.index, change, stored)
-            elif item.change == MODIFIED:
+            elif item.change == ChangeWord.MODIFIED:
                 summary.modified += 1
                 if "content" in change.what or "type" in change.what:
                     summary.bytes_added += _new_data(layer.index, change, stored)
@@ -157,13 +154,13 @@ class Efficiency:
 def efficiency(view: MergedView, log: ChangeLog, top: int = 10) -> Efficiency:
     """dive's question: how many of the bytes the layers store does the final image still show?"""
     tree = view.tree
-    stored_bytes = sum(e.size for index in view.indexes for e in index.entries if e.kind == FILE)
+    stored_bytes = sum(e.size for index in view.indexes for e in index.entries if e.kind == Kind.FILE)
     seen: set[tuple[int, int]] = set()
     final = 0
     for _path, node in tree.walk():
         content = node.content
         inode = node.inode
-        if content is not None and content.kind == FILE and inode is not None:
+        if content is not None and content.kind == Kind.FILE and inode is not None:
             key = (inode[0], content.ordinal)
             if key not in seen:
                 seen.add(key)
@@ -242,7 +239,7 @@ class ImageDiff:
         return not self.changes
 
     def counts(self) -> dict[str, int]:
-        words = (ADDED, MODIFIED, DELETED_WORD)
+        words = (ChangeWord.ADDED, ChangeWord.MODIFIED, ChangeWord.DELETED)
         return {word: sum(1 for c in self.changes if c.change == word) for word in words}
 
 

@@ -10,20 +10,7 @@ from typing import Final
 from imgtool.errors import ImageNotFoundError, UsageError
 from imgtool.image.image import Image
 from imgtool.layers.paths import display, escape, join_path
-from imgtool.layers.tarstream import (
-    BLOCKDEV_KIND,
-    CHARDEV,
-    DIR,
-    FIFO_KIND,
-    FILE,
-    HARDLINK_KIND,
-    IMPLIED_DIR,
-    KIND_NAMES,
-    OPAQUE,
-    SYMLINK_KIND,
-    WHITEOUT,
-    Entry,
-)
+from imgtool.layers.tarstream import IMPLIED_DIR, KIND_NAMES, Entry, Kind
 from imgtool.merge.index import LayerIndex, index_image
 from imgtool.merge.lookup import find, no_match, normalize_query, queries
 from imgtool.merge.overlay import Node, Tree
@@ -32,16 +19,31 @@ from imgtool.ops.common import Reading, merged
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TYPE_CHARS: Final = {
-    FILE: "-",
-    DIR: "d",
-    SYMLINK_KIND: "l",
-    HARDLINK_KIND: "h",
-    CHARDEV: "c",
-    BLOCKDEV_KIND: "b",
-    FIFO_KIND: "p",
-    WHITEOUT: "w",
-    OPAQUE: "o",
+    Kind.FILE: "-",
+    Kind.DIR: "d",
+    Kind.SYMLINK: "l",
+    Kind.HARDLINK: "h",
+    Kind.CHAR: "c",
+    Kind.BLOCK: "b",
+    Kind.FIFO: "p",
+    Kind.WHITEOUT: "w",
+    Kind.OPAQUE: "o",
 }
+
+_KIND_BITS: Final = {
+    Kind.FILE: stat.S_IFREG,
+    Kind.DIR: stat.S_IFDIR,
+    Kind.SYMLINK: stat.S_IFLNK,
+    Kind.CHAR: stat.S_IFCHR,
+    Kind.BLOCK: stat.S_IFBLK,
+    Kind.FIFO: stat.S_IFIFO,
+}
+# The same members under module-level names, for the code run once per row: on Python 3.11
+# ``Kind.FILE`` is a descriptor lookup costing several times a global's.
+_FILE: Final = Kind.FILE
+_DIR: Final = Kind.DIR
+_SYMLINK: Final = Kind.SYMLINK
+_HARDLINK: Final = Kind.HARDLINK
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,16 +58,8 @@ class Row:
 def mode_string(entry: Entry) -> str:
     """``drwxr-xr-x``-style text, with setuid/setgid/sticky shown as ls shows them."""
     mode = entry.mode
-    kind_bits = {
-        FILE: stat.S_IFREG,
-        DIR: stat.S_IFDIR,
-        SYMLINK_KIND: stat.S_IFLNK,
-        CHARDEV: stat.S_IFCHR,
-        BLOCKDEV_KIND: stat.S_IFBLK,
-        FIFO_KIND: stat.S_IFIFO,
-    }
-    if entry.kind in kind_bits:
-        return stat.filemode(kind_bits[entry.kind] | mode)
+    if entry.kind in _KIND_BITS:
+        return stat.filemode(_KIND_BITS[entry.kind] | mode)
     return _TYPE_CHARS[entry.kind] + stat.filemode(mode)[1:]
 
 
@@ -91,18 +85,18 @@ def rfc3339(mtime_ns: int) -> str | None:
 def _node_row(path: bytes, node: Node, tree: Tree | None = None) -> Row:
     """The row of one path; with ``tree``, a symlink shows what it resolves to (``ls -L``): the
     metadata and layer of its target, under the link's own name."""
-    if tree is not None and node.entry is not None and (node.content or IMPLIED_DIR).kind == SYMLINK_KIND:
+    if tree is not None and node.entry is not None and (node.content or IMPLIED_DIR).kind == _SYMLINK:
         resolved = find(tree, path, follow_last=True).node
         if resolved is not None:  # a dangling symlink is shown as itself, as ls -L shows it
             node = resolved
     content = node.content or IMPLIED_DIR
     entry = node.entry
     target = None
-    if entry is not None and entry.kind == SYMLINK_KIND:
+    if entry is not None and entry.kind == _SYMLINK:
         target = escape(entry.link)
-    elif entry is not None and entry.kind == HARDLINK_KIND:
+    elif entry is not None and entry.kind == _HARDLINK:
         target = display(entry.link)
-    kind = KIND_NAMES[entry.kind] if entry is not None else "dir"  # a hardlink says so, as in which-layer
+    kind = KIND_NAMES[entry.kind if entry is not None else _DIR]  # a hardlink says so, as in which-layer
     return Row(path, content, node.layer if node.layer >= 0 else None, kind, target)
 
 
@@ -153,9 +147,9 @@ def list_layer(index: LayerIndex, layer: int, path: bytes) -> list[Row]:
         if path and entry.path != path and not entry.path.startswith(prefix):
             continue
         target = None
-        if entry.kind == SYMLINK_KIND:
+        if entry.kind == _SYMLINK:
             target = escape(entry.link)
-        elif entry.kind == HARDLINK_KIND:
+        elif entry.kind == _HARDLINK:
             target = display(entry.link)
         rows.append(Row(entry.path, entry, layer, KIND_NAMES[entry.kind], target))
     return rows

@@ -8,7 +8,7 @@ from typing import BinaryIO, Final
 from imgtool.errors import ImageNotFoundError, ImgtoolError, LayerError
 from imgtool.image.image import Image
 from imgtool.layers.paths import display
-from imgtool.layers.tarstream import DIR, FILE, LayerReader
+from imgtool.layers.tarstream import Kind, LayerReader
 from imgtool.merge.index import check_indexed
 from imgtool.merge.lookup import find, normalize_query
 from imgtool.merge.overlay import Tree
@@ -32,9 +32,9 @@ def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: in
     if node is None:
         raise ImageNotFoundError(f"{display(path)}: no such file in the image")
     content = node.content
-    if node.is_dir or content is None or content.kind == DIR:
+    if node.is_dir or content is None or content.kind == Kind.DIR:
         raise NotAFileError(f"{display(path)}: is a directory")
-    if content.kind != FILE:
+    if content.kind != Kind.FILE:
         raise NotAFileError(f"{display(path)}: is not a regular file ({content.kind_name})")
     inode = node.inode
     assert inode is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from imgtool.image.image import Image
-from imgtool.layers.tarstream import SYMLINK_KIND
+from imgtool.layers.tarstream import Kind
 from imgtool.merge.changes import REMOVALS, Change, ChangeLog, kind_name
 from imgtool.merge.lookup import find, queries
 from imgtool.merge.overlay import Node, Tree
@@ -47,7 +47,7 @@ def answer(tree: Tree, log: ChangeLog, asked: str, path: bytes) -> Answer:
     for link_path in found.links:
         link = find(tree, link_path, follow_last=False)
         content = link.node.content if link.node is not None else None
-        if link.node is not None and content is not None and content.kind == SYMLINK_KIND:
+        if link.node is not None and content is not None and content.kind == Kind.SYMLINK:
             via.append(LinkStep(link_path, content.link, link.node.layer))
     return Answer(asked, found.path, found.node, log.for_path(found.path), via)
 

@@ -38,7 +38,7 @@ from imgtool import ImgtoolError, open_image
 from imgtool.cli import main as cli_main
 from imgtool.flatten.export import write_tar
 from imgtool.flatten.rootfs import flatten_to_dir
-from imgtool.layers.tarstream import FILE
+from imgtool.layers.tarstream import Kind
 from imgtool.merge.changes import ChangeLog
 from imgtool.merge.view import merged_view
 from imgtool.ops.listing import list_tree
@@ -276,7 +276,9 @@ def exercise(reference: str) -> None:
         with contextlib.suppress(ImgtoolError):
             answers_for(view.tree, log, PROBES)
         files = [
-            path for path, node in view.tree.walk() if node.content is not None and node.content.kind == FILE
+            path
+            for path, node in view.tree.walk()
+            if node.content is not None and node.content.kind == Kind.FILE
         ]
         for path in files[:3]:
             with contextlib.suppress(ImgtoolError):

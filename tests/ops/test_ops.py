@@ -10,6 +10,7 @@ import pytest
 
 from imgtool.errors import ImageNotFoundError, UsageError
 from imgtool.image.image import Image
+from imgtool.merge.changes import ChangeWord
 from imgtool.merge.index import IndexCache
 from imgtool.ops.common import LayerRef, Reading
 from imgtool.ops.diff import ImageDiff, LayerChanges, LayerRange, PathChange, diff_images, diff_layers
@@ -151,10 +152,10 @@ def test_diff_layers_a_against_b(image: Image) -> None:
         0,
         2,
         [
-            PathChange(b"etc/a", "deleted", "file", 3),
-            PathChange(b"etc/b", "modified", "file", 2, ("content", "mode")),
-            PathChange(b"etc/c", "added", "file", 4),
-            PathChange(b"etc/l", "added", "symlink", 0),
+            PathChange(b"etc/a", ChangeWord.DELETED, "file", 3),
+            PathChange(b"etc/b", ChangeWord.MODIFIED, "file", 2, ("content", "mode")),
+            PathChange(b"etc/c", ChangeWord.ADDED, "file", 4),
+            PathChange(b"etc/l", ChangeWord.ADDED, "symlink", 0),
         ],
     )
     backward = diff_layers(image, Reading(), first=2, second=0)
@@ -174,7 +175,9 @@ def test_diff_images(layout: OciResult, tmp_path: Path) -> None:
     with open_image(layout.reference("v1")) as first, open_image(other.reference("v1")) as second:
         result = diff_images(first, second, Reading())
         same = diff_images(first, first, Reading())
-    assert result == ImageDiff([PathChange(b"etc/c", "deleted", "file", 4)], 2, layout.image.diff_ids[:2])
+    assert result == ImageDiff(
+        [PathChange(b"etc/c", ChangeWord.DELETED, "file", 4)], 2, layout.image.diff_ids[:2]
+    )
     assert result.counts() == {"added": 0, "modified": 0, "deleted": 1}
     assert not result.identical
     assert same.identical and same.shared_base_layers == 3

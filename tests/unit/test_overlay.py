@@ -5,16 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imgtool.errors import ImageFormatError, LimitExceededError
-from imgtool.layers.tarstream import (
-    DIR,
-    FILE,
-    HARDLINK_KIND,
-    KIND_NAMES,
-    OPAQUE,
-    SYMLINK_KIND,
-    WHITEOUT,
-    Entry,
-)
+from imgtool.layers.tarstream import KIND_NAMES, Entry, Kind
 from imgtool.merge.changes import ChangeLog
 from imgtool.merge.overlay import Tree
 
@@ -22,7 +13,7 @@ _counter = iter(range(1_000_000))
 
 
 def E(
-    path: str, kind: int = FILE, link: str = "", size: int = 1, mode: int = 0o644, digest: bytes = b""
+    path: str, kind: Kind = Kind.FILE, link: str = "", size: int = 1, mode: int = 0o644, digest: bytes = b""
 ) -> Entry:
     return Entry(
         path.encode(),
@@ -30,7 +21,7 @@ def E(
         mode,
         0,
         0,
-        size if kind == FILE else 0,
+        size if kind == Kind.FILE else 0,
         0,
         link.encode(),
         0,
@@ -42,23 +33,23 @@ def E(
 
 
 def D(path: str, mode: int = 0o755) -> Entry:
-    return E(path, DIR, mode=mode)
+    return E(path, Kind.DIR, mode=mode)
 
 
 def S(path: str, target: str) -> Entry:
-    return E(path, SYMLINK_KIND, link=target)
+    return E(path, Kind.SYMLINK, link=target)
 
 
 def H(path: str, target: str) -> Entry:
-    return E(path, HARDLINK_KIND, link=target)
+    return E(path, Kind.HARDLINK, link=target)
 
 
 def W(path: str) -> Entry:
-    return E(path, WHITEOUT)
+    return E(path, Kind.WHITEOUT)
 
 
 def O(path: str) -> Entry:  # noqa: E743 - reads as the marker it builds
-    return E(path, OPAQUE)
+    return E(path, Kind.OPAQUE)
 
 
 def apply(*layers: list[Entry], log: ChangeLog | None = None) -> Tree:

@@ -7,7 +7,7 @@ import pytest
 from imgtool.errors import LayerError, UnsafePathError
 from imgtool.layers.paths import clean_path
 from imgtool.layers.tarreader import CHAR, DIRECTORY, HARDLINK, REGULAR, SYMLINK, TarHeader
-from imgtool.layers.tarstream import DIR, FILE, HARDLINK_KIND, OPAQUE, WHITEOUT, entries_from_header
+from imgtool.layers.tarstream import Kind, entries_from_header
 
 
 @pytest.mark.parametrize(
@@ -56,27 +56,27 @@ def classify(h: TarHeader) -> list[tuple[bytes, int, bytes]]:
 
 
 def test_whiteouts_and_opaque_markers() -> None:
-    assert classify(header(b"./etc/.wh.passwd")) == [(b"etc/passwd", WHITEOUT, b"")]
-    assert classify(header(b".wh.tmp")) == [(b"tmp", WHITEOUT, b"")]
-    assert classify(header(b"var/cache/.wh..wh..opq")) == [(b"var/cache", OPAQUE, b"")]
-    assert classify(header(b".wh..wh..opq")) == [(b"", OPAQUE, b"")]
+    assert classify(header(b"./etc/.wh.passwd")) == [(b"etc/passwd", Kind.WHITEOUT, b"")]
+    assert classify(header(b".wh.tmp")) == [(b"tmp", Kind.WHITEOUT, b"")]
+    assert classify(header(b"var/cache/.wh..wh..opq")) == [(b"var/cache", Kind.OPAQUE, b"")]
+    assert classify(header(b".wh..wh..opq")) == [(b"", Kind.OPAQUE, b"")]
     assert classify(header(b"x/.wh..wh.plnk", DIRECTORY)) == []  # AUFS bookkeeping, not content
 
 
 def test_overlay_forms() -> None:
-    assert classify(header(b"etc/gone", CHAR, major=0, minor=0)) == [(b"etc/gone", WHITEOUT, b"")]
+    assert classify(header(b"etc/gone", CHAR, major=0, minor=0)) == [(b"etc/gone", Kind.WHITEOUT, b"")]
     assert classify(header(b"dev/null", CHAR, major=1, minor=3))[0][1] == 4
     opaque = entries_from_header(
         header(b"var/lib/", DIRECTORY, xattrs={"trusted.overlay.opaque": b"y", "user.keep": b"1"}),
         3,
         "layer 0",
     )
-    assert [(e.path, e.kind) for e in opaque] == [(b"var/lib", DIR), (b"var/lib", OPAQUE)]
+    assert [(e.path, e.kind) for e in opaque] == [(b"var/lib", Kind.DIR), (b"var/lib", Kind.OPAQUE)]
     assert opaque[0].xattrs == {"user.keep": b"1"}
 
 
 def test_hardlink_targets_are_cleaned_and_confined() -> None:
-    assert classify(header(b"b", HARDLINK, linkname=b"./a")) == [(b"b", HARDLINK_KIND, b"a")]
+    assert classify(header(b"b", HARDLINK, linkname=b"./a")) == [(b"b", Kind.HARDLINK, b"a")]
     with pytest.raises(UnsafePathError, match=r"entry 'b': hardlink target path '\.\./etc/shadow' escapes"):
         classify(header(b"b", HARDLINK, linkname=b"../etc/shadow"))
 
@@ -110,7 +110,7 @@ def test_refused_entries(h: TarHeader, error: type[Exception], message: str) -> 
 
 def test_ordinal_and_metadata_pass_through() -> None:
     (entry,) = entries_from_header(header(b"f", size=3), 42, "layer 0")
-    assert (entry.kind, entry.size, entry.mode, entry.ordinal) == (FILE, 3, 0o644, 42)
+    assert (entry.kind, entry.size, entry.mode, entry.ordinal) == (Kind.FILE, 3, 0o644, 42)
 
 
 @pytest.mark.parametrize(
