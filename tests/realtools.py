@@ -673,7 +673,15 @@ class Builder:
         ]
         if platform is not None:
             args += ["--platform", platform]
-        self.buildah(*args, str(context))
+        try:
+            self.buildah(*args, str(context))
+        except ToolError as exc:
+            # buildah's chroot isolation runs a sealed memfd copy of itself; sealing it fails now and
+            # then with EBUSY while another process still maps the copy. That is the tool's transient
+            # fault, not the build's: the same build is run once more (with --layers, from cache).
+            if "sealing memfd copy: Device or resource busy" not in exc.stderr:
+                raise
+            self.buildah(*args, str(context))
         ref = f"{self.storage_prefix}localhost/{name}:latest"
         self._image_ids[ref] = iidfile.read_text().strip().removeprefix("sha256:")
         return ref
