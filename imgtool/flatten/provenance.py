@@ -90,8 +90,3 @@ class StagedProvenance:
         if self._claim is not None:
             self._claim.release()
             self._claim = None
-
-
-def write_provenance(view: MergedView, dest: str) -> None:
-    """Write the provenance file at once (staged and renamed)."""
-    StagedProvenance(view, dest).commit()
