@@ -455,6 +455,24 @@ def compress(data: bytes, method: Compression, *, level: int | None = None) -> b
     raise ValueError(f"unknown compression {method!r}")
 
 
+def aufs_bookkeeping_layers(mtime: int) -> list[list[Member]]:
+    """Two layers as Docker's old aufs driver saved them: a base, then hardlinks into
+    ``.wh..wh.plnk/`` and the driver's other bookkeeping (``.wh..wh.aufs``, ``.wh..wh.orph/``)."""
+    return [
+        [Dir("bin/", mtime=mtime), File("bin/old", b"old", mtime=mtime)],
+        [
+            Dir(".wh..wh.plnk/", mode=0o700, mtime=mtime),
+            File(".wh..wh.plnk/264.1045", b"busybox\n", mode=0o755, mtime=mtime + 5),
+            Dir("bin/", mtime=mtime),
+            Hardlink("bin/sh", ".wh..wh.plnk/264.1045", mtime=mtime),
+            Hardlink("bin/ls", ".wh..wh.plnk/264.1045", mtime=mtime),
+            File(".wh..wh.aufs", b"", mode=0o600, mtime=mtime),
+            Dir(".wh..wh.orph/", mode=0o700, mtime=mtime),
+            File(".wh..wh.orph/lost", b"x", mtime=mtime),
+        ],
+    ]
+
+
 def incompressible(size: int, seed: bytes) -> bytes:
     """Deterministic bytes that no compressor shrinks."""
     out = bytearray()

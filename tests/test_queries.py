@@ -25,6 +25,7 @@ from tests.imagefactory import (
     Opaque,
     Symlink,
     Whiteout,
+    aufs_bookkeeping_layers,
     compress,
     make_layer,
     sha256_digest,
@@ -430,21 +431,7 @@ def test_diff_images_says_shared_layers_once(tmp_path: Path, ref: str, imgtool_c
     assert run.stdout.endswith("; no layers in common\n")
 
 
-AUFS = [
-    make_layer([Dir("bin/", mtime=T), File("bin/old", b"old", mtime=T)]),
-    make_layer(
-        [
-            Dir(".wh..wh.plnk/", mode=0o700, mtime=T),
-            File(".wh..wh.plnk/264.1045", b"busybox\n", mode=0o755, mtime=T + 5),
-            Dir("bin/", mtime=T),
-            Hardlink("bin/sh", ".wh..wh.plnk/264.1045", mtime=T),
-            Hardlink("bin/ls", ".wh..wh.plnk/264.1045", mtime=T),
-            File(".wh..wh.aufs", b"", mode=0o600, mtime=T),
-            Dir(".wh..wh.orph/", mode=0o700, mtime=T),
-            File(".wh..wh.orph/lost", b"x", mtime=T),
-        ]
-    ),
-]
+AUFS = [make_layer(members) for members in aufs_bookkeeping_layers(T)]
 
 
 def test_aufs_bookkeeping_stays_out_and_its_hardlinks_resolve(tmp_path: Path, imgtool_cli: CliRunner) -> None:

@@ -25,6 +25,7 @@ from tests.imagefactory import (
     Opaque,
     Symlink,
     Whiteout,
+    aufs_bookkeeping_layers,
     make_layer,
     write_oci_layout,
 )
@@ -176,19 +177,7 @@ EDGE_CASES: dict[str, list[list[Member]]] = {
         [Dir("a/", mtime=T), File("a/f", b"data", mtime=T)],
     ],
     # What Docker's old aufs driver saved: hardlinks into .wh..wh.plnk/, and its other bookkeeping.
-    "aufs-bookkeeping": [
-        [Dir("bin/", mtime=T), File("bin/old", b"old", mtime=T)],
-        [
-            Dir(".wh..wh.plnk/", mode=0o700, mtime=T),
-            File(".wh..wh.plnk/264.1045", b"busybox\n", mode=0o755, mtime=T + 5),
-            Dir("bin/", mtime=T),
-            Hardlink("bin/sh", ".wh..wh.plnk/264.1045", mtime=T),
-            Hardlink("bin/ls", ".wh..wh.plnk/264.1045", mtime=T),
-            File(".wh..wh.aufs", b"", mode=0o600, mtime=T),
-            Dir(".wh..wh.orph/", mode=0o700, mtime=T),
-            File(".wh..wh.orph/lost", b"x", mtime=T),
-        ],
-    ],
+    "aufs-bookkeeping": aufs_bookkeeping_layers(T),
 }
 
 
