@@ -17,7 +17,7 @@ from imgtool.errors import (
 )
 from imgtool.image.digest import Digest
 from imgtool.image.image import Image, Layer
-from imgtool.image.model import Platform
+from imgtool.image.platform import Platform
 from imgtool.sources import open_image
 
 __version__ = "0.1.0"

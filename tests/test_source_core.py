@@ -14,7 +14,7 @@ import imgtool.sources
 from imgtool.errors import ImageFormatError, ImageNotFoundError
 from imgtool.flatten.api import flatten
 from imgtool.image.digest import Digest
-from imgtool.image.model import Platform as ImagePlatform
+from imgtool.image.platform import Platform as ImagePlatform
 from imgtool.image.readable import RawStream
 from imgtool.ops.verify import verify_image
 from imgtool.sources import list_images, parse_reference

@@ -28,7 +28,7 @@ import click
 from click.shell_completion import CompletionItem, get_completion_class
 
 from imgtool.errors import ImgtoolError
-from imgtool.image.model import Platform
+from imgtool.image.platform import Platform
 from imgtool.layers.paths import join_path
 from imgtool.layers.tarstream import Kind
 from imgtool.merge.index import IndexCache

@@ -1,7 +1,7 @@
 """The command line's own parameter types and the options every image command shares.
 
 ``ImageReference`` and ``ImagePath`` carry their shell completion; ``PlatformType`` turns
-``os/arch[/variant]`` into a :class:`~imgtool.image.model.Platform` while the command line is
+``os/arch[/variant]`` into a :class:`~imgtool.image.platform.Platform` while the command line is
 parsed, so a bad platform fails before any image is opened (exit 2, the message of
 :meth:`Platform.parse`, which the error funnel prints as it prints every usage error).
 """
@@ -20,7 +20,7 @@ from click.shell_completion import CompletionItem
 from imgtool.console.completion import complete_image, complete_image_path
 from imgtool.console.funnel import warn
 from imgtool.console.output import DEFAULT_TABLE_FORMAT, TABLE_FORMATS, TerminalProgress, use_colour
-from imgtool.image.model import Platform
+from imgtool.image.platform import Platform
 from imgtool.merge.index import IndexCache
 from imgtool.ops.common import Reading
 from imgtool.progress import NoProgress, Progress

@@ -5,10 +5,10 @@ the CLI writes it."""
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from imgtool.console.output import change_word, clean, escape_text, human_size, style, table, to_json
-from imgtool.image.model import IndexInfo, short_layer_type
+from imgtool.image.model import IndexInfo
 from imgtool.layers.paths import display, escape
 from imgtool.layers.tarstream import Entry, Kind
 from imgtool.merge.changes import ChangeWord
@@ -22,6 +22,22 @@ from imgtool.ops.which import Answer, WhichResult
 if TYPE_CHECKING:
     from imgtool.console.params import ImageOptions
     from imgtool.flatten.api import FlattenResult
+
+
+_LAYER_TYPE_PREFIXES: Final = (
+    ("application/vnd.oci.image.layer.nondistributable.v1.", "oci foreign "),
+    ("application/vnd.oci.image.layer.v1.", "oci "),
+    ("application/vnd.docker.image.rootfs.foreign.diff.", "docker foreign "),
+    ("application/vnd.docker.image.rootfs.diff.", "docker "),
+)
+
+
+def short_layer_type(media_type: str) -> str:
+    """A layer media type for a narrow column: ``oci tar+gzip``, ``docker tar.gzip``; others in full."""
+    for prefix, label in _LAYER_TYPE_PREFIXES:
+        if media_type.startswith(prefix):
+            return label + media_type[len(prefix) :]
+    return media_type
 
 
 def short(digest: object, full: bool = False) -> str:

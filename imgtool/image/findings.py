@@ -13,7 +13,7 @@ from __future__ import annotations
 from imgtool.errors import ImgtoolError
 from imgtool.image.compression import Compression, sniff
 from imgtool.image.image import Image, Layer
-from imgtool.image.model import LAYER_TYPES
+from imgtool.image.mediatypes import LAYER_TYPES
 
 
 def blob_compression(layer: Layer) -> Compression | None:

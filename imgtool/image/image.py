@@ -14,15 +14,9 @@ from typing import TYPE_CHECKING
 from imgtool.errors import LimitExceededError, MediaTypeError
 from imgtool.image.compression import CHUNK, Compression, open_decompressed
 from imgtool.image.digest import Digest, VerifyingReader
-from imgtool.image.model import (
-    FOREIGN_LAYER_TYPES,
-    LAYER_TYPES,
-    HistoryEntry,
-    ImageConfig,
-    IndexInfo,
-    Manifest,
-    Platform,
-)
+from imgtool.image.mediatypes import FOREIGN_LAYER_TYPES, LAYER_TYPES
+from imgtool.image.model import HistoryEntry, ImageConfig, IndexInfo, Manifest
+from imgtool.image.platform import Platform
 from imgtool.image.readable import Readable
 
 if TYPE_CHECKING:

@@ -8,116 +8,22 @@ from __future__ import annotations
 
 import itertools
 import json
-import platform as _host
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from imgtool.errors import ImageFormatError, UsageError
+from imgtool.errors import ImageFormatError
 from imgtool.image.digest import Digest
+from imgtool.image.mediatypes import OCI_INDEX, OCI_MANIFEST, SCHEMA1_TYPES
+from imgtool.image.platform import Platform
 
-OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST: Final = "application/vnd.oci.image.manifest.v1+json"
-OCI_CONFIG: Final = "application/vnd.oci.image.config.v1+json"
-DOCKER_LIST: Final = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST: Final = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_CONFIG: Final = "application/vnd.docker.container.image.v1+json"
-DOCKER_LAYER: Final = "application/vnd.docker.image.rootfs.diff.tar"
-DOCKER_LAYER_GZIP: Final = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 REF_NAME: Final = "org.opencontainers.image.ref.name"
-
-INDEX_TYPES: Final = frozenset({OCI_INDEX, DOCKER_LIST})
-MANIFEST_TYPES: Final = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
-SCHEMA1_TYPES: Final = frozenset(
-    {
-        "application/vnd.docker.distribution.manifest.v1+json",
-        "application/vnd.docker.distribution.manifest.v1+prettyjws",
-    }
-)
-# Layer media types and the compression they announce (only a hint: the bytes decide).
-LAYER_TYPES: Final = {
-    "application/vnd.oci.image.layer.v1.tar": "none",
-    "application/vnd.oci.image.layer.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.v1.tar+zstd": "zstd",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar": "none",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "gzip",
-    "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd": "zstd",
-    DOCKER_LAYER: "none",
-    DOCKER_LAYER_GZIP: "gzip",
-    "application/vnd.docker.image.rootfs.diff.tar.zstd": "zstd",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip": "gzip",
-    "application/vnd.docker.image.rootfs.foreign.diff.tar": "none",
-}
-FOREIGN_LAYER_TYPES: Final = frozenset(t for t in LAYER_TYPES if "nondistributable" in t or "foreign" in t)
-_LAYER_TYPE_PREFIXES: Final = (
-    ("application/vnd.oci.image.layer.nondistributable.v1.", "oci foreign "),
-    ("application/vnd.oci.image.layer.v1.", "oci "),
-    ("application/vnd.docker.image.rootfs.foreign.diff.", "docker foreign "),
-    ("application/vnd.docker.image.rootfs.diff.", "docker "),
-)
-
-
-def short_layer_type(media_type: str) -> str:
-    """A layer media type for a narrow column: ``oci tar+gzip``, ``docker tar.gzip``; others in full."""
-    for prefix, label in _LAYER_TYPE_PREFIXES:
-        if media_type.startswith(prefix):
-            return label + media_type[len(prefix) :]
-    return media_type
-
 
 MAX_MANIFEST_BYTES: Final = 4 << 20  # a manifest, an index, index.json, manifest.json
 MAX_CONFIG_BYTES: Final = 32 << 20  # an image config (its history can be long)
 MAX_SMALL_JSON_BYTES: Final = 64 << 10  # oci-layout
 MAX_JSON_DEPTH: Final = 100  # arrays and objects nested in one another; real documents use under 10
-
-_ARCH_ALIASES: Final = {
-    "x86_64": "amd64",
-    "x86-64": "amd64",
-    "aarch64": "arm64",
-    "i386": "386",
-    "i686": "386",
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Platform:
-    os: str
-    architecture: str
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        parts = text.split("/")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise UsageError(f"invalid platform {text!r}: expected os/arch[/variant], e.g. linux/amd64")
-        return cls(parts[0], _ARCH_ALIASES.get(parts[1], parts[1]), parts[2] if len(parts) == 3 else None)
-
-    @classmethod
-    def host(cls) -> Platform:
-        machine = _host.machine().lower()
-        if machine.startswith("armv"):
-            return cls("linux", "arm", "v" + machine[4])
-        return cls("linux", _ARCH_ALIASES.get(machine, machine))
-
-    def matches(self, other: Platform) -> bool:
-        """Whether ``other`` (a candidate) satisfies ``self`` (a request)."""
-        if (self.os, self.architecture) != (other.os, other.architecture):
-            return False
-        if self.variant is None:
-            return True
-        return _norm_variant(self.architecture, self.variant) == _norm_variant(
-            other.architecture, other.variant
-        )
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-
-def _norm_variant(arch: str, variant: str | None) -> str | None:
-    if arch == "arm64" and variant in (None, "v8"):
-        return "v8"
-    return variant
 
 
 @dataclass(frozen=True, slots=True)

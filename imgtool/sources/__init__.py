@@ -15,7 +15,7 @@ import os
 
 from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError
 from imgtool.image.image import Image
-from imgtool.image.model import Platform
+from imgtool.image.platform import Platform
 from imgtool.sources import docker_archive, oci_layout, reference
 from imgtool.sources.build import build_image
 from imgtool.sources.core import ImageSource, SourceOpener, open_tar

@@ -8,7 +8,8 @@ from collections.abc import Callable
 from imgtool.errors import ImageFormatError, ImageNotFoundError
 from imgtool.image.digest import Digest, read_verified
 from imgtool.image.image import Image, Layer
-from imgtool.image.model import MAX_CONFIG_BYTES, Platform, load_json, parse_config, parse_manifest
+from imgtool.image.model import MAX_CONFIG_BYTES, load_json, parse_config, parse_manifest
+from imgtool.image.platform import Platform
 from imgtool.image.readable import RawStream
 from imgtool.sources.core import ImageSource
 

@@ -20,7 +20,8 @@ from typing import Protocol
 
 from imgtool.errors import ImageFormatError
 from imgtool.image.digest import Digest
-from imgtool.image.model import IndexInfo, Platform
+from imgtool.image.model import IndexInfo
+from imgtool.image.platform import Platform
 from imgtool.image.readable import BlobSource
 from imgtool.sources.reference import Reference, require_exists
 from imgtool.sources.stores import TarStore

@@ -26,20 +26,17 @@ from imgtool.errors import (
 )
 from imgtool.image.compression import CHUNK, Compression, open_decompressed, sniff
 from imgtool.image.digest import Digest
+from imgtool.image.mediatypes import DOCKER_CONFIG, DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_MANIFEST
 from imgtool.image.model import (
-    DOCKER_CONFIG,
-    DOCKER_LAYER,
-    DOCKER_LAYER_GZIP,
-    DOCKER_MANIFEST,
     MAX_CONFIG_BYTES,
     MAX_MANIFEST_BYTES,
     Descriptor,
-    Platform,
     load_json,
     parse_config,
     parse_descriptor,
     parse_manifest,
 )
+from imgtool.image.platform import Platform
 from imgtool.image.readable import RawStream
 from imgtool.sources import oci_layout
 from imgtool.sources.core import Resolved, open_tar

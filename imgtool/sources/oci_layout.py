@@ -17,23 +17,20 @@ from imgtool.errors import (
     MediaTypeError,
 )
 from imgtool.image.digest import Digest, read_verified
+from imgtool.image.mediatypes import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from imgtool.image.model import (
-    INDEX_TYPES,
-    MANIFEST_TYPES,
     MAX_MANIFEST_BYTES,
     MAX_SMALL_JSON_BYTES,
-    OCI_INDEX,
-    OCI_MANIFEST,
     Descriptor,
     Index,
     IndexEntry,
     IndexInfo,
-    Platform,
     load_json,
     media_type_of,
     parse_descriptor,
     parse_index,
 )
+from imgtool.image.platform import Platform
 from imgtool.image.readable import BlobStore, RawStream
 from imgtool.sources.core import Resolved, open_tar
 from imgtool.sources.reference import OCI, OCI_ARCHIVE, Reference, require_exists

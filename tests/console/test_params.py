@@ -9,7 +9,7 @@ import pytest
 from imgtool.cli import cli
 from imgtool.console.params import IMAGE, IMAGE_PATH, PLATFORM, ImagePath, ImageReference, PlatformType
 from imgtool.errors import UsageError
-from imgtool.image.model import Platform
+from imgtool.image.platform import Platform
 from tests.conftest import CliRunner
 
 BAD_PLATFORM = "imgtool: error: invalid platform 'linux': expected os/arch[/variant], e.g. linux/amd64\n"
