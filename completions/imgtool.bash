@@ -28,8 +28,8 @@ _imgtool_completion() {
     return 0
 }
 
-# Added to click's script by imgtool: bash splits the current word at the characters of
-# COMP_WORDBREAKS (':' among them), so oci:DIR:TAG arrives as oci, :, DIR, :, TAG.
+# bash splits the current word at the characters of COMP_WORDBREAKS (':' among them), so
+# oci:DIR:TAG arrives as oci, :, DIR, :, TAG.
 # Rejoin the pieces that no whitespace separates on the command line (words, cword), and
 # find the part of the current word that bash keeps, to trim it from replies (prefix).
 _imgtool_completion_words() {

@@ -3,20 +3,9 @@
 Completion must be quick or say nothing: paths inside an image come only from
 the layer index cache, and nothing here ever reads a layer.
 
-The scripts are click's own (``imgtool completion SHELL``), adjusted after click
-generates them for bash and zsh:
-
-- bash splits the word being completed at the characters in ``COMP_WORDBREAKS``,
-  ``:`` among them: ``oci:DIR:TAG`` reaches the completion function as five words,
-  and readline replaces only the text after the last colon. A function is inserted
-  that rejoins the pieces (those not separated by whitespace on the command line)
-  before asking imgtool, and trims the part bash keeps from each reply.
-- In bash and zsh, a candidate that ends in ``/`` or ``:`` (a directory, a transport
-  prefix) gets no trailing space, so completion can go on into the directory or the
-  tag. fish does this by itself.
-
-Each adjustment replaces a known piece of click's script; if click changes its
-script, :func:`completion_script` fails rather than produce a broken one.
+The scripts each shell sources are :mod:`imgtool.console.shells` (click's ``ShellComplete``
+classes, with imgtool's scripts); :func:`completion_script` is what ``imgtool completion SHELL``
+prints.
 """
 
 from __future__ import annotations
@@ -25,8 +14,9 @@ import os
 from typing import Final
 
 import click
-from click.shell_completion import CompletionItem, get_completion_class
+from click.shell_completion import CompletionItem
 
+from imgtool.console.shells import SHELL_CLASSES
 from imgtool.errors import ImgtoolError
 from imgtool.image.platform import Platform
 from imgtool.layers.paths import join_path
@@ -37,96 +27,17 @@ from imgtool.merge.view import apply_indexes
 from imgtool.sources import list_images, open_image
 from imgtool.sources.reference import TRANSPORTS
 
-SHELLS: Final = ("bash", "zsh", "fish")
+SHELLS: Final = tuple(SHELL_CLASSES)  # bash, zsh, fish
 COMPLETE_VAR: Final = "_IMGTOOL_COMPLETE"
 PROG_NAME: Final = "imgtool"
 
-_BASH_WORDS_FUNCTION: Final = """\
-# Added to click's script by imgtool: bash splits the current word at the characters of
-# COMP_WORDBREAKS (':' among them), so oci:DIR:TAG arrives as oci, :, DIR, :, TAG.
-# Rejoin the pieces that no whitespace separates on the command line (words, cword), and
-# find the part of the current word that bash keeps, to trim it from replies (prefix).
-%(func)s_words() {
-    local line="${COMP_LINE:-${COMP_WORDS[*]}}" rest piece i
-    words=()
-    for ((i = 0; i <= COMP_CWORD && i < ${#COMP_WORDS[@]}; i++)); do
-        piece="${COMP_WORDS[i]}"
-        rest="${line#"${line%%%%[![:space:]]*}"}"
-        if ((i > 0)) && [[ ${#rest} -eq ${#line} ]]; then
-            words[${#words[@]}-1]+="$piece"
-        else
-            words+=("$piece")
-        fi
-        line="${rest:${#piece}}"
-    done
-    cword=$((${#words[@]} - 1))
-    piece="${COMP_WORDS[COMP_CWORD]}"
-    if [[ -z "${piece//["$COMP_WORDBREAKS"]/}" ]]; then
-        piece=""
-    fi
-    prefix="${words[cword]:0:${#words[cword]}-${#piece}}"
-}
-
-"""
-
-_BASH_EDITS: Final = (
-    (
-        '    response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD ',
-        "    local -a words\n"
-        "    local cword prefix\n"
-        "    %(func)s_words\n"
-        '    response=$(env COMP_WORDS="${words[*]}" COMP_CWORD=$cword ',
-    ),
-    ("            COMPREPLY+=($value)\n", '            COMPREPLY+=("${value#"$prefix"}")\n'),
-    (
-        "    return 0\n}\n",
-        "    if [[ ${#COMPREPLY[@]} -eq 1 && ${COMPREPLY[0]} == *[/:] ]]; then\n"
-        "        compopt -o nospace\n"
-        "    fi\n"
-        "\n"
-        "    return 0\n}\n",
-    ),
-    ("%(func)s_setup() {\n", _BASH_WORDS_FUNCTION + "%(func)s_setup() {\n"),
-)
-
-
-_ZSH_EDITS: Final = (
-    ("    local -a completions\n", "    local -a completions\n    local -a completions_nospace\n"),
-    (
-        '                completions+=("$key")\n',
-        '                if [[ "$key" == */ || "$key" == *: ]]; then\n'
-        '                    completions_nospace+=("$key")\n'
-        "                else\n"
-        '                    completions+=("$key")\n'
-        "                fi\n",
-    ),
-    (
-        "        compadd -U -V unsorted -a completions\n    fi\n",
-        "        compadd -U -V unsorted -a completions\n    fi\n"
-        "\n"
-        '    if [ -n "$completions_nospace" ]; then\n'
-        "        compadd -U -S '' -V unsorted -a completions_nospace\n"
-        "    fi\n",
-    ),
-)
-
-_EDITS: Final = {"bash": _BASH_EDITS, "zsh": _ZSH_EDITS}
-
 
 def completion_script(command: click.Command, shell: str) -> str:
-    """The completion script click generates for ``shell``, with imgtool's adjustments."""
-    cls = get_completion_class(shell)
+    """The completion script for ``shell``: what its ShellComplete class makes for ``command``."""
+    cls = SHELL_CLASSES.get(shell)
     if cls is None:
         raise click.BadParameter(f"unsupported shell {shell!r}; choose one of {', '.join(SHELLS)}")
-    complete = cls(command, {}, PROG_NAME, COMPLETE_VAR)
-    script = complete.source()
-    names = {"func": complete.func_name}
-    for old, new in _EDITS.get(shell, ()):
-        anchor = old % names if "%(func)s" in old else old
-        if script.count(anchor) != 1:
-            raise RuntimeError(f"click's {shell} completion script changed: cannot find {anchor.strip()!r}")
-        script = script.replace(anchor, new % names if "%(func)s" in new else new)
-    return script
+    return cls(command, {}, PROG_NAME, COMPLETE_VAR).source()
 
 
 # -- image references --------------------------------------------------------------------------
