@@ -11,7 +11,7 @@ import click
 from imgtool.console import render
 from imgtool.console.app import cli
 from imgtool.console.completion import SHELLS, completion_script
-from imgtool.console.funnel import fail, run, warn
+from imgtool.console.funnel import fail, run, show, warn
 from imgtool.console.params import (
     IMAGE,
     IMAGE_PATH,
@@ -34,10 +34,6 @@ from imgtool.sources import open_image
 __all__ = ["cli", "fail", "main", "warn"]
 
 
-def out(text: str) -> None:
-    click.echo(text, nl=False)
-
-
 @cli.command()
 @image_argument
 @click.option("--no-trunc", is_flag=True, help="Show full digests in the layer table.")
@@ -54,7 +50,7 @@ def inspect(image: str, no_trunc: bool, opts: ImageOptions) -> None:
         facts = summary.describe_image(img)
     for message in facts.warnings:
         warn(message)
-    out(render.inspect(facts, no_trunc, opts))
+    show(render.inspect(facts, no_trunc, opts))
 
 
 @cli.command()
@@ -72,9 +68,7 @@ def verify(image: str, opts: ImageOptions) -> None:
     """
     with open_image(image, opts.platform) as img:
         findings = verify_image(img, opts.progress)
-    out(render.verify(findings, opts))
-    if not all_ok(findings):
-        sys.exit(1)
+    show(render.verify(findings, opts), all_ok(findings))
 
 
 @cli.command()
@@ -141,9 +135,7 @@ def which_layer(image: str, paths: tuple[str, ...], opts: ImageOptions) -> None:
     """
     with open_image(image, opts.platform) as img:
         result = which(img, list(paths), opts.reading())
-    out(render.which(result, opts))
-    if not result.all_found:
-        sys.exit(1)
+    show(render.which(result, opts), result.all_found)
 
 
 @cli.command("ls")
@@ -193,7 +185,7 @@ def ls(
             only=only,
             dereference=dereference,
         )
-    out(render.ls(listing, opts))
+    show(render.ls(listing, opts))
 
 
 @cli.command("cat")
@@ -250,7 +242,7 @@ def diff_layers(
     """
     with open_image(image, opts.platform) as img:
         result = layers_diff(img, opts.reading(), first, second, top)
-    out(render.diff_layers(result, verbose, opts))
+    show(render.diff_layers(result, verbose, opts))
 
 
 @diff_group.command("images")
@@ -268,9 +260,7 @@ def diff_images(image1: str, image2: str, opts: ImageOptions) -> None:
     """
     with open_image(image1, opts.platform) as first, open_image(image2, opts.platform) as second:
         result = images_diff(first, second, opts.reading())
-    out(render.diff_images(result, image1, image2, opts))
-    if not result.identical:
-        sys.exit(1)
+    show(render.diff_images(result, image1, image2, opts), result.identical)
 
 
 @cli.command("completion")

@@ -1,5 +1,6 @@
 """The error funnel around the click app: every failure becomes one ``imgtool: error: ...`` line on
-stderr and its exit code (a traceback too with ``--debug``); warnings are one line each."""
+stderr and its exit code (a traceback too with ``--debug``); warnings are one line each; a command's
+output goes to stdout, and a negative answer exits 1."""
 
 from __future__ import annotations
 
@@ -29,6 +30,14 @@ def set_debug(debug: bool) -> None:
 
 def warn(message: str) -> None:
     click.echo(f"imgtool: warning: {clean(message)}", err=True)
+
+
+def show(text: str, answer: bool = True) -> None:
+    """Write a command's rendered output to stdout as it is; a negative ``answer`` (a path absent,
+    a digest mismatch, images that differ) then exits 1."""
+    click.echo(text, nl=False)
+    if not answer:
+        sys.exit(1)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
