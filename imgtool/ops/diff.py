@@ -157,7 +157,7 @@ def efficiency(view: MergedView, log: ChangeLog, top: int = 10) -> Efficiency:
     stored_bytes = sum(e.size for index in view.indexes for e in index.entries if e.kind == Kind.FILE)
     seen: set[tuple[int, int]] = set()
     final = 0
-    for _path, node in tree.walk():
+    for node in tree.nodes():  # no paths needed: cheaper than tree.walk()
         content = node.content
         inode = node.inode
         if content is not None and content.kind == Kind.FILE and inode is not None:
