@@ -31,7 +31,7 @@ from imgtool.ops.verify import all_ok, verify_image
 from imgtool.ops.which import which_layer as which
 from imgtool.sources import open_image
 
-__all__ = ["cli", "fail", "main", "warn"]
+__all__ = ["cli", "entry", "fail", "main", "warn"]
 
 
 @cli.command()
@@ -280,3 +280,9 @@ def completion(shell: str) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every ImgtoolError becomes one ``imgtool: error:`` line and its exit code."""
     run(cli, argv)
+
+
+def entry() -> None:
+    """The ``imgtool`` command: :func:`main` in a process of its own, which ends as soon as the
+    command has and its output is flushed."""
+    run(cli, None, leave_at_once=True)

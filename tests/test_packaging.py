@@ -78,7 +78,7 @@ def test_wheel_holds_the_completions_and_py_typed(wheel: Path) -> None:
         assert "imgtool/__main__.py" in names
         assert not any(n.startswith(("tests/", "benchmarks/", "scripts/", "examples/")) for n in names)
         entry_points = archive.read(f"imgtool-{__version__}.dist-info/entry_points.txt").decode()
-        assert "imgtool = imgtool.cli:main" in entry_points
+        assert "imgtool = imgtool.cli:entry" in entry_points
 
 
 def test_wheel_installs_a_working_imgtool(wheel: Path, tmp_path: Path) -> None:

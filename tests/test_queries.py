@@ -175,7 +175,7 @@ def test_a_second_query_reads_no_layer(
 ) -> None:
     assert imgtool_cli("which-layer", ref, "/etc/conf").code == 1
     assert sorted(opened) == [0, 1, 2]
-    assert len(list((private_cache / "imgtool" / "index-v4" / "sha256").iterdir())) == 3
+    assert len(list((private_cache / "imgtool" / "index-v5" / "sha256").iterdir())) == 3
     opened.clear()
     for args in (["which-layer", ref, "/bin/sh"], ["ls", ref, "/", "-R"], ["diff", "layers", ref]):
         assert imgtool_cli(*args).code == 0
@@ -191,7 +191,7 @@ def test_no_cache_writes_nothing(ref: str, imgtool_cli: CliRunner, private_cache
 
 def test_a_corrupt_cache_file_is_rebuilt(ref: str, imgtool_cli: CliRunner, private_cache: Path) -> None:
     assert imgtool_cli("ls", ref, "/").code == 0
-    for path in (private_cache / "imgtool" / "index-v4" / "sha256").iterdir():
+    for path in (private_cache / "imgtool" / "index-v5" / "sha256").iterdir():
         path.write_bytes(b"garbage")
     run = imgtool_cli("ls", ref, "/usr", "--json")
     assert run.code == 0
@@ -226,7 +226,7 @@ def test_digests_of_another_algorithm_are_never_compared_with_ours(
         patch.setattr(index, "CONTENT_HASH", "sha256")
         patch.setattr(tarstream, "content_hasher", hashlib.sha256)
         assert imgtool_cli("which-layer", ref, "/usr/bin/sh").code == 0
-    cached = private_cache / "imgtool" / "index-v4" / "sha256"
+    cached = private_cache / "imgtool" / "index-v5" / "sha256"
     (cached / sha256_digest(LAYERS[1]).removeprefix("sha256:")).unlink()
     opened.clear()
     run = imgtool_cli("which-layer", ref, "/usr/bin/sh", "--json")

@@ -164,7 +164,7 @@ def test_flatten_from_the_cli_and_from_the_cache(
         tar = tmp_path / f"rootfs-{run_number}.tar"
         assert imgtool_cli("flatten", ref, "-o", str(tar), "--quiet").code == 0
         tars.append(tar.read_bytes())
-    assert list(private_cache.rglob("index-v4/sha256/*"))
+    assert list(private_cache.rglob("index-v5/sha256/*"))
     assert tars[0] == tars[1]
     with tarfile.open(fileobj=io.BytesIO(tars[0])) as archive:
         extracted = archive.extractfile("var/log/lastlog")

@@ -4,13 +4,16 @@ output goes to stdout, and a negative answer exits 1."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
 import os
+import select
 import signal
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -18,6 +21,9 @@ from imgtool.console.completion import COMPLETE_VAR
 from imgtool.console.output import clean
 from imgtool.errors import ImgtoolError
 from imgtool.system.libc import keep_freed_memory
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 
 class _State:
@@ -52,19 +58,103 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run(group: click.Group, argv: Sequence[str] | None = None) -> None:
-    """Run ``group``; every ImgtoolError becomes one ``imgtool: error:`` line and its exit code."""
+def run(group: click.Group, argv: Sequence[str] | None = None, *, leave_at_once: bool = False) -> None:
+    """Run ``group``; every ImgtoolError becomes one ``imgtool: error:`` line and its exit code.
+
+    With ``leave_at_once`` (a process of its own: the ``imgtool`` command), the process ends as soon
+    as the command has and its output is flushed (see :func:`_leave`); otherwise SystemExit is raised.
+    """
     signal.signal(signal.SIGTERM, _interrupt)
     keep_freed_memory()
+    _complete_writes()
     # Indexes, trees and change logs are large and free of reference cycles: the cycle collector
     # would only walk them again and again (a tenth of a warm which-layer's time).
     collecting = gc.isenabled()
     gc.disable()
     try:
         _run(group, list(argv) if argv is not None else sys.argv[1:])
+    except SystemExit as exc:
+        if leave_at_once:
+            _leave(exc.code)
+        raise
     finally:
         if collecting:
             gc.enable()
+
+
+def _complete_writes() -> None:
+    """Make every write to stdout complete, as readers of a pipe expect.
+
+    Under PYTHONUNBUFFERED (or ``python -u``) sys.stdout writes straight to file descriptor 1 and
+    silently drops what a short write leaves; and a non-blocking stdout (a parent may hand one over)
+    makes a write stop short whenever the pipe is full. Either way the reader would get part of the
+    output and exit status 0. Where stdout is either, it is given a buffered writer over a descriptor
+    that waits until the pipe takes more: text still goes out at once.
+    """
+    stdout = sys.stdout
+    if stdout is None or stdout is not sys.__stdout__ or not isinstance(stdout, io.TextIOWrapper):
+        return  # not the process's own stdout (a test capturing it, say)
+    try:
+        fd = stdout.fileno()
+        blocking = os.get_blocking(fd)
+    except (OSError, ValueError):
+        return
+    if blocking and not isinstance(stdout.buffer, io.RawIOBase):
+        return
+    sys.stdout = io.TextIOWrapper(
+        io.BufferedWriter(_PatientWriter(fd)),
+        encoding=stdout.encoding,
+        errors=stdout.errors,
+        line_buffering=stdout.line_buffering,
+        write_through=True,
+    )
+
+
+class _PatientWriter(io.RawIOBase):
+    """File descriptor ``fd`` for writing, waiting while a non-blocking one is full (never closed here)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        while True:
+            try:
+                return os.write(self._fd, data)
+            except BlockingIOError:
+                select.select((), (self._fd,), ())
+
+
+def _leave(code: object) -> NoReturn:
+    """End the process with ``code`` (as SystemExit would) once stdout and stderr are flushed, without
+    tearing the interpreter down: freeing a large image's indexes and trees one object at a time takes
+    longer than some commands do, and nothing is left to do once the output is out. Every file the
+    command wrote was closed by then, every staging directory removed, every thread joined."""
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:  # sys.exit("message"), as Python would show it
+        print(code, file=sys.stderr)
+        status = 1
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader went away before the last bytes (``imgtool ... | head``)
+        status = status or 141
+    except (OSError, ValueError):
+        status = status or 1
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    os._exit(status)
 
 
 def _run(cli: click.Group, args: list[str]) -> NoReturn:

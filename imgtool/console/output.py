@@ -167,19 +167,17 @@ def _simple_table(cells: list[list[str]], headers: Sequence[str], fmt: str) -> s
     head = list(headers)
     body = [[cell.strip() for cell in row] for row in cells]
     widths = [len(h) + 2 for h in head]
-    for row in body:
-        for i, cell in enumerate(row):
-            widths[i] = max(widths[i], len(cell))
-
-    def line(values: Sequence[str]) -> str:
-        # The last column is not padded: one long cell there (a symlink target) must not cost every row.
-        padded = [value.ljust(width) for value, width in zip(values[:-1], widths[:-1], strict=True)]
-        return "  ".join([*padded, values[-1]]).rstrip()
-
-    lines = [line(head)]
+    if body:  # column by column, at C speed: a listing can have a row per file of the image
+        widths = [
+            max(width, *map(len, column))
+            for width, column in zip(widths, zip(*body, strict=True), strict=True)
+        ]
+    # The last column is not padded: one long cell there (a symlink target) must not cost every row.
+    template = "  ".join([*(f"{{:<{width}}}" for width in widths[:-1]), "{}"])
+    lines = [template.format(*head).rstrip()]
     if fmt == "simple":
         lines.append("  ".join("-" * width for width in widths))
-    lines.extend(line(row) for row in body)
+    lines.extend(template.format(*row).rstrip() for row in body)
     return "\n".join(lines)
 
 

@@ -162,26 +162,53 @@ class ChangeLog(ChangeRecorder):
     @property
     def changes(self) -> list[Change]:
         """Every change; a file's bytes are unreachable at the change that removes its last name
-        (its last hardlink), as ``du`` counts a file once whatever its names."""
-        if self._changes is None:
-            names: dict[tuple[int, int], int] = defaultdict(int)
-            changes = []
-            for event in self._events:
-                _layer, _path, word, old, node = event
-                gone: Node | None = None
-                if word is _MODIFIED:
-                    assert old is not None
-                    if old.inode != node.inode:
-                        gone = old
-                        _count(names, node, 1)
-                elif word is _ADDED:
-                    _count(names, node, 1)
-                else:
-                    gone = node
-                lost = file_size(gone) if gone is not None and _count(names, gone, -1) == 0 else 0
-                changes.append(self._change(event, lost))
-            self._changes = changes
-        return self._changes
+        (its last hardlink), as ``du`` counts a file once whatever its names.
+
+        What :meth:`_change`, :func:`kind_name`, :func:`file_size` and :func:`inode_key` work out,
+        inlined: this runs once per change of every layer."""
+        if self._changes is not None:
+            return self._changes
+        names: dict[tuple[int, int], int] = defaultdict(int)
+        changes: list[Change] = []
+        append = changes.append
+        dir_word = KIND_NAMES[_DIR]
+        for layer, path, word, old, node in self._events:
+            source = node.source
+            content = source[1] if source is not None else node.entry
+            if content is None:  # an implied directory
+                kind, size, key = dir_word, 0, None
+            elif content.kind is _FILE:
+                kind, size = KIND_NAMES[_FILE], content.size
+                key = (source[0] if source is not None else node.layer, content.ordinal)
+            else:
+                kind, size, key = KIND_NAMES[content.kind], 0, None
+            if word is _ADDED:
+                if key is not None:
+                    names[key] += 1
+                append(Change(layer, path, _ADDED, kind, size, inode=key))
+                continue
+            gone: Node | None = node
+            if word is _MODIFIED:
+                assert old is not None
+                gone = None
+                if old.inode != node.inode:
+                    gone = old
+                    if key is not None:
+                        names[key] += 1
+            lost = 0
+            if gone is not None:
+                gone_key = key if gone is node else inode_key(gone)
+                if gone_key is not None:
+                    names[gone_key] -= 1
+                    if names[gone_key] == 0:
+                        lost = file_size(gone)
+            if word is _MODIFIED:
+                assert old is not None
+                append(Change(layer, path, _MODIFIED, kind, size, differences(old, node), lost, key))
+            else:
+                append(Change(layer, path, word, kind, size, (), lost))
+        self._changes = changes
+        return changes
 
     def by_layer(self) -> dict[int, list[Change]]:
         grouped: dict[int, list[Change]] = defaultdict(list)
@@ -191,12 +218,3 @@ class ChangeLog(ChangeRecorder):
 
     def for_path(self, path: bytes) -> list[Change]:
         return [self._change(event) for event in self._events if event[1] == path]
-
-
-def _count(names: dict[tuple[int, int], int], node: Node, step: int) -> int | None:
-    """Add ``step`` to the number of names the file ``node`` is; the new number (None: not a file)."""
-    key = inode_key(node)
-    if key is None:
-        return None
-    names[key] += step
-    return names[key]

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import marshal
 import os
+import re
 import tempfile
+from array import array
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from imgtool.errors import LayerError
 from imgtool.image.digest import CONTENT_HASH, Digest
 from imgtool.image.findings import layer_warnings
 from imgtool.image.image import Image, Layer
-from imgtool.layers.tarstream import ENTRY_FIELDS, KIND_BY_VALUE, KIND_NAMES, Entry, Kind, LayerReader
+from imgtool.layers.tarstream import ENTRY_FIELDS, KIND_BY_VALUE, Entry, Kind, LayerReader
 from imgtool.merge.spool import Spool, Tee
 from imgtool.progress import LockedProgress, NoProgress, Progress
 
-FORMAT_VERSION: Final = 4
+FORMAT_VERSION: Final = 5
 DEFAULT_WORKERS: Final = 2
 
 
@@ -44,7 +46,12 @@ def default_cache_dir() -> Path:
 
 
 class IndexCache:
-    """Layer indexes on disk under ``<cache dir>/index-v4/<algorithm>/<hex>``, one column per field.
+    """Layer indexes on disk under ``<cache dir>/index-v5/<algorithm>/<hex>``, one column per field.
+
+    A column is stored in a form that holds nothing but its type: paths and link targets as one
+    byte string joined with NUL (which no name holds), kinds as one byte each, numbers as 64-bit
+    arrays; the few xattrs and sparse maps by entry position. So a file another program wrote,
+    or a damaged one, is told from a good one by checks at C speed, and loading stays cheap.
 
     flatten needs no content digests and stores indexes without them; the commands that
     compare contents ask for digests, and an index without them (or with digests of another
@@ -64,28 +71,22 @@ class IndexCache:
             doc = marshal.loads(self._path(diff_id).read_bytes())  # noqa: S302 - checked below
         except (OSError, EOFError, ValueError, TypeError):
             return None  # absent or unreadable: rebuild it
-        if not _valid_document(doc):
+        columns = _decoded(doc)
+        if columns is None:
             return None  # written by something else, or damaged: never trusted
         has_digests = doc["digests"] == CONTENT_HASH
         if need_digests and not has_digests:
             return None
-        columns = doc["columns"]
         if not has_digests:  # digests of another algorithm must never meet ours
             columns["digest"] = [None] * len(columns["path"])
-        columns["kind"] = list(map(KIND_BY_VALUE.__getitem__, columns["kind"]))  # stored as plain ints
         entries = list(map(Entry, *(columns[name] for name in ENTRY_FIELDS)))
         return LayerIndex(diff_id, entries, list(doc["warnings"]), has_digests)
 
     def store(self, index: LayerIndex) -> None:
+        doc = _encoded(index)
+        if doc is None:
+            return  # a number too large for the format: the layer is read again next time
         path = self._path(index.diff_id)
-        columns = {name: [getattr(entry, name) for entry in index.entries] for name in ENTRY_FIELDS}
-        columns["kind"] = list(map(int, columns["kind"]))  # marshal refuses int subclasses such as Kind
-        doc = {
-            "version": FORMAT_VERSION,
-            "columns": columns,
-            "warnings": index.warnings,
-            "digests": CONTENT_HASH if index.has_digests else None,
-        }
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
@@ -101,70 +102,134 @@ class IndexCache:
 
 
 _NONE: Final = type(None)
-# What each column of a cached index may hold (exact types: a bool is not a number here).
-_COLUMN_TYPES: Final[dict[str, frozenset[type]]] = {
-    "path": frozenset({bytes}),
-    "kind": frozenset({int}),
-    "mode": frozenset({int}),
-    "uid": frozenset({int}),
-    "gid": frozenset({int}),
-    "size": frozenset({int}),
-    "mtime_ns": frozenset({int}),
-    "link": frozenset({bytes}),
-    "devmajor": frozenset({int}),
-    "devminor": frozenset({int}),
-    "xattrs": frozenset({dict, _NONE}),
-    "digest": frozenset({bytes, _NONE}),
-    "ordinal": frozenset({int}),
-    "offset": frozenset({int}),
-    "sparse": frozenset({tuple, _NONE}),
+# Numbers stored as 64-bit arrays: signed where a tar may hold a negative value, unsigned where none
+# is possible (so a negative one cannot be read back).
+_NUMBERS: Final = {
+    "mode": "q",
+    "uid": "q",
+    "gid": "q",
+    "size": "Q",
+    "mtime_ns": "q",
+    "ordinal": "Q",
+    "offset": "Q",
 }
-_NOT_NEGATIVE: Final = ("size", "ordinal", "offset")
-# Where a path that is not canonical shows, once the paths are joined with NUL (which no path holds)
+# Columns that most entries leave at their default, stored as {position: value} for the others.
+_SPARSE_COLUMNS: Final[dict[str, object]] = {
+    "link": b"",
+    "devmajor": 0,
+    "devminor": 0,
+    "xattrs": None,
+    "sparse": None,
+}
+_KIND_BYTES: Final = bytes(KIND_BY_VALUE)
+# What shows where a path is not canonical, once the paths that are not the root are joined with "/"
 # between and around them: a leading, trailing or doubled slash, a "." or ".." component.
-_NOT_CANONICAL: Final = (b"\x00/", b"/\x00", b"//", b"/./", b"/../", b"\x00./", b"\x00../", b"/.\x00")
-_NOT_CANONICAL_WHOLE: Final = (b"/..\x00", b"\x00.\x00", b"\x00..\x00")
+_NOT_CANONICAL: Final = re.compile(rb"/\.{0,2}/")
 
 
-def _valid_document(doc: object) -> bool:
-    """Whether a cache file holds an index this version wrote: every column of every field, all of one
-    length and of the right types, known entry kinds, canonical paths, and the root only as a
-    directory. Each check runs over a whole column at C speed: loading stays cheap."""
+def _encoded(index: LayerIndex) -> dict[str, object] | None:
+    """The document a cache file holds for ``index``; None when a number does not fit 64 bits."""
+    entries = index.entries
+    try:
+        numbers = {
+            name: array(code, [getattr(entry, name) for entry in entries]).tobytes()
+            for name, code in _NUMBERS.items()
+        }
+    except OverflowError:
+        return None
+    by_position = {
+        name: {at: value for at, entry in enumerate(entries) if (value := getattr(entry, name)) != default}
+        for name, default in _SPARSE_COLUMNS.items()
+    }
+    return {
+        "version": FORMAT_VERSION,
+        "count": len(entries),
+        "path": b"\x00".join([entry.path for entry in entries]),
+        "kind": bytes([entry.kind for entry in entries]),
+        "numbers": numbers,
+        "digest": [entry.digest for entry in entries],
+        "by_position": by_position,
+        "warnings": index.warnings,
+        "digests": CONTENT_HASH if index.has_digests else None,
+    }
+
+
+def _decoded(doc: object) -> dict[str, list[Any]] | None:
+    """The columns of a cache file this version wrote, or None when it is anything else: every column
+    of one length and of its type, known entry kinds, canonical paths, the root only as a directory."""
     if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
+        return None
+    count, warnings = doc.get("count"), doc.get("warnings")
+    if type(count) is not int or not isinstance(warnings, list) or not set(map(type, warnings)) <= {str}:
+        return None
+    if not isinstance(doc.get("digests"), str | None):
+        return None
+    joined, kinds = doc.get("path"), doc.get("kind")
+    if type(joined) is not bytes or type(kinds) is not bytes or (not count and joined):
+        return None
+    paths = joined.split(b"\x00") if count else []
+    if len(paths) != count or len(kinds) != count or kinds.translate(None, _KIND_BYTES):
+        return None
+    if _NOT_CANONICAL.search(b"/" + b"/".join(filter(None, paths)) + b"/"):
+        return None
+    columns: dict[str, list[Any]] = {"path": paths, "kind": list(map(KIND_BY_VALUE.__getitem__, kinds))}
+    numbers = doc.get("numbers")
+    if not isinstance(numbers, dict) or numbers.keys() != _NUMBERS.keys():
+        return None
+    for name, code in _NUMBERS.items():
+        stored = numbers[name]
+        if type(stored) is not bytes or len(stored) != 8 * count:
+            return None
+        values = array(code)
+        values.frombytes(stored)
+        columns[name] = values.tolist()
+    digests = doc.get("digest")
+    if (
+        not isinstance(digests, list)
+        or len(digests) != count
+        or not set(map(type, digests)) <= {bytes, _NONE}
+    ):
+        return None
+    columns["digest"] = digests
+    by_position = doc.get("by_position")
+    if not isinstance(by_position, dict) or by_position.keys() != _SPARSE_COLUMNS.keys():
+        return None
+    for name, default in _SPARSE_COLUMNS.items():
+        found = by_position[name]
+        if not isinstance(found, dict) or not all(
+            _valid_value(name, at, value, count) for at, value in found.items()
+        ):
+            return None
+        spread: list[Any] = [default] * count
+        for at, value in found.items():
+            spread[at] = value
+        columns[name] = spread
+    if not _root_is_a_directory(paths, columns["kind"]):
+        return None
+    return columns
+
+
+def _valid_value(name: str, at: object, value: object, count: int) -> bool:
+    """Whether ``value`` may be the ``name`` of the entry at ``at``: a link target (bytes), a device
+    number, xattrs (str to bytes), a sparse map ((offset, length) pairs)."""
+    if type(at) is not int or not 0 <= at < count:
         return False
-    columns, warnings = doc.get("columns"), doc.get("warnings")
-    if not isinstance(columns, dict) or not isinstance(warnings, list):
-        return False
-    if not set(map(type, warnings)) <= {str} or not isinstance(doc.get("digests"), str | None):
-        return False
-    paths = columns.get("path")
-    if not isinstance(paths, list):
-        return False
-    for name in ENTRY_FIELDS:
-        column = columns.get(name)
-        allowed = _COLUMN_TYPES.get(name)
-        if allowed is None or not isinstance(column, list) or len(column) != len(paths):
-            return False
-        if not set(map(type, column)) <= allowed:
-            return False
-    if not paths:
-        return True
-    if not set(columns["kind"]) <= KIND_NAMES.keys():
-        return False
-    if any(min(columns[name]) < 0 for name in _NOT_NEGATIVE):
-        return False
-    for xattrs in filter(None, columns["xattrs"]):
-        if not (set(map(type, xattrs)) <= {str} and set(map(type, xattrs.values())) <= {bytes}):
-            return False
-    for regions in filter(None, columns["sparse"]):  # (offset, length) pairs of stored data
-        if len(regions) % 2 or not set(map(type, regions)) <= {int} or min(regions) < 0:
-            return False
-    joined = b"\x00" + b"\x00".join(paths) + b"\x00"
-    if joined.count(b"\x00") != len(paths) + 1 or any(bad in joined for bad in _NOT_CANONICAL):
-        return False
-    if any(bad in joined for bad in _NOT_CANONICAL_WHOLE):
-        return False
-    return _root_is_a_directory(paths, columns["kind"])
+    if name == "link":
+        return type(value) is bytes
+    if name in ("devmajor", "devminor"):
+        return type(value) is int
+    if name == "xattrs":
+        return (
+            type(value) is dict
+            and set(map(type, value)) <= {str}
+            and set(map(type, value.values())) <= {bytes}
+        )
+    return (
+        type(value) is tuple
+        and not len(value) % 2
+        and set(map(type, value)) <= {int}
+        and (not value or min(value) >= 0)
+    )
 
 
 def _root_is_a_directory(paths: list[bytes], kinds: list[int]) -> bool:

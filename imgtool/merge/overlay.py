@@ -56,6 +56,7 @@ _SYMLINK: Final = Kind.SYMLINK
 _HARDLINK: Final = Kind.HARDLINK
 _WHITEOUT: Final = Kind.WHITEOUT
 _OPAQUE: Final = Kind.OPAQUE
+_AUFS_META: Final = whiteout.AUFS_META_PREFIX  # what whiteout.is_aufs_bookkeeping looks for
 
 
 class Node:
@@ -206,50 +207,65 @@ class _LayerApplier:
         self._paths[id(self._root)] = b""
 
     def apply(self, entry: Entry) -> None:
-        if whiteout.is_aufs_bookkeeping(entry.path):  # never content; its link targets are kept aside
-            name = whiteout.aufs_link_name(entry.path)
-            if name is not None and entry.kind == _FILE:
-                self._aufs_links[name] = entry
+        # Run once per entry of every layer: the common case (a new path in a directory this layer
+        # has resolved already) costs a few dict lookups; helpers are inlined where that counts.
+        path = entry.path
+        kind = entry.kind
+        if path.startswith(_AUFS_META):  # whiteout.is_aufs_bookkeeping: never content
+            name = whiteout.aufs_link_name(path)
+            if name is not None and kind == _FILE:
+                self._aufs_links[name] = entry  # a link target, kept aside
             return
-        if entry.kind in (_WHITEOUT, _OPAQUE):
+        if kind in (_WHITEOUT, _OPAQUE):
             self._apply_marker(entry)
             return
-        if not entry.path:
+        if not path:
             self._apply_root(entry)
             return
-        parent_raw, name = split_path(entry.path)
-        parent_path, parent = self._parent_dir(parent_raw, entry)
-        path = parent_path + b"/" + name if parent_path else name
-        if len(path) > MAX_PATH_BYTES:
-            raise PathTooLongError(f"path {shorten(path)} is longer than the limit of {MAX_PATH_BYTES} bytes")
+        cut = path.rfind(b"/")
+        if cut < 0:
+            parent_raw, name = b"", path
+        else:
+            parent_raw, name = path[:cut], path[cut + 1 :]
+        found = self._parents.get(parent_raw)
+        parent_path, parent = found if found is not None else self._parent_dir(parent_raw, entry)
+        if parent_path:
+            path = parent_path + b"/" + name
+            if len(path) > MAX_PATH_BYTES:
+                raise PathTooLongError(
+                    f"path {shorten(path)} is longer than the limit of {MAX_PATH_BYTES} bytes"
+                )
+        else:
+            path = name
         children = parent.children
         assert children is not None
         existing = children.get(name)
-        if existing is not None and existing.is_dir and entry.kind == _DIR:
-            new = Node(entry, self.layer)
-            new.children = existing.children
-            children[name] = new
-            if self.recorder:
-                self.recorder.modified(self.layer, path, existing, new)
-            return
+        recorder = self.recorder
         if existing is not None:
+            if kind == _DIR and existing.children is not None:
+                new = Node(entry, self.layer)
+                new.children = existing.children
+                children[name] = new
+                if recorder:
+                    recorder.modified(self.layer, path, existing, new)
+                return
             self._remove(path, existing, ChangeWord.REPLACED, keep_upper=False, report_self=False)
             del children[name]
             self._forget()
-        if entry.kind == _HARDLINK:
+        if kind == _HARDLINK:
             new = Node(entry, self.layer, self._link_source(entry))
         else:
             new = Node(entry, self.layer)
         children[name] = new
         # A new symlink changes no resolved directory (each exists as a directory: no path passes
         # through the new one), unless one was reached through a missing name and "..".
-        if self._lexical and entry.kind in (_SYMLINK, _HARDLINK):
+        if self._lexical and kind in (_SYMLINK, _HARDLINK):
             self._forget()
-        if self.recorder:
+        if recorder:
             if existing is None:
-                self.recorder.added(self.layer, path, new)
+                recorder.added(self.layer, path, new)
             else:
-                self.recorder.modified(self.layer, path, existing, new)
+                recorder.modified(self.layer, path, existing, new)
 
     def _apply_root(self, entry: Entry) -> None:
         old = self.tree.root
@@ -380,28 +396,42 @@ class _LayerApplier:
 
     def _apply_marker(self, entry: Entry) -> None:
         opaque = entry.kind == _OPAQUE
-        raw = entry.path if opaque else split_path(entry.path)[0]
-        frame = resolve(self.tree.root, self.tree.targets, root_frame(self.tree.root), raw)
-        directory = frame[1]
-        if directory is None or directory.children is None:
-            return
-        base = frame_path(frame)
-        if opaque:
-            for name in sorted(directory.children):
-                child = directory.children[name]
-                if self._remove(
-                    join_path(base, name), child, ChangeWord.HIDDEN, keep_upper=True, report_self=True
-                ):
-                    del directory.children[name]
+        raw, name = (entry.path, b"") if opaque else split_path(entry.path)
+        found = self._parents.get(raw)  # a directory this layer resolved is where the marker is
+        if found is not None:
+            base, directory = found
         else:
-            name = split_path(entry.path)[1]
-            target = directory.children.get(name)
+            frame = resolve(self.tree.root, self.tree.targets, root_frame(self.tree.root), raw)
+            if frame[1] is None:
+                return
+            base, directory = frame_path(frame), frame[1]
+        children = directory.children
+        if not children:  # nothing there, or not a directory
+            return
+        if opaque:
+            # In name order when the changes are recorded: they are reported in that order.
+            names = sorted(children) if self.recorder else list(children)
+            removed = False
+            for name in names:
+                if self._remove(
+                    join_path(base, name),
+                    children[name],
+                    ChangeWord.HIDDEN,
+                    keep_upper=True,
+                    report_self=True,
+                ):
+                    del children[name]
+                removed = True
+            if not removed:
+                return
+        else:
+            target = children.get(name)
             if target is None:
                 return
             if self._remove(
                 join_path(base, name), target, ChangeWord.DELETED, keep_upper=True, report_self=True
             ):
-                del directory.children[name]
+                del children[name]
         self._forget()
 
     def _remove(

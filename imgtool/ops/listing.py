@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,10 +66,22 @@ def mode_string(entry: Entry) -> str:
 
 def time_string(mtime_ns: int) -> str:
     """UTC date and time; a time no calendar can show is given in seconds since the epoch."""
+    seconds, nanos = divmod(mtime_ns, 1_000_000_000)
+    if not nanos:  # the common case (a tar without PAX times): many files share a second
+        return _whole_second(seconds)
+    return _time_text(mtime_ns / 1e9, seconds)
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_second(seconds: int) -> str:
+    return _time_text(seconds, seconds)
+
+
+def _time_text(timestamp: float, seconds: int) -> str:
     try:
-        return datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
     except (OverflowError, ValueError, OSError):
-        return f"@{mtime_ns // 1_000_000_000}"
+        return f"@{seconds}"
 
 
 def rfc3339(mtime_ns: int) -> str | None:

@@ -436,33 +436,39 @@ def cached_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, 
 
 def _edit(path: Path, change: str) -> None:
     doc = marshal.loads(path.read_bytes())
-    columns = doc["columns"]
+    paths = doc["path"].split(b"\x00")
+    numbers, by_position = doc["numbers"], doc["by_position"]
     if change == "int-paths":
-        columns["path"] = list(range(len(columns["path"])))
+        doc["path"] = list(range(len(paths)))
     elif change == "truncated-columns":
-        for name in columns:
-            if name != "path":
-                columns[name] = columns[name][:1]
+        doc["kind"] = doc["kind"][:1]
+        numbers["size"] = numbers["size"][:8]
     elif change == "climbing-path":
-        columns["path"][0] = b"../../escape"
+        paths[0] = b"../../escape"
     elif change == "unknown-kind":
-        columns["kind"][0] = 99
+        doc["kind"] = b"\x63" + doc["kind"][1:]
     elif change == "not-a-dict":
         doc = [doc]
-    elif change == "negative-size":
-        columns["size"][0] = -1
+    elif change == "short-number-column":  # sizes are stored unsigned: no negative one can be read
+        numbers["size"] = numbers["size"][:-1]
     elif change == "root-as-file":
-        columns["path"][0] = b""
+        paths[0] = b""
     elif change == "trailing-slash":
-        columns["path"][0] = b"a/one/"
+        paths[0] = b"a/one/"
     elif change == "bool-mode":
-        columns["mode"][0] = True
+        numbers["mode"] = [True] * len(paths)
     elif change == "odd-sparse-map":
-        columns["sparse"][0] = (0, 1, 2)
+        by_position["sparse"][0] = (0, 1, 2)
     elif change == "negative-sparse-map":
-        columns["sparse"][0] = (-1, 1)
+        by_position["sparse"][0] = (-1, 1)
     elif change == "sparse-map-of-text":
-        columns["sparse"][0] = ("0", "1")
+        by_position["sparse"][0] = ("0", "1")
+    elif change == "link-of-text":
+        by_position["link"][0] = "target"
+    elif change == "link-past-the-end":
+        by_position["link"][len(paths)] = b"target"
+    if isinstance(doc, dict) and change in ("climbing-path", "root-as-file", "trailing-slash"):
+        doc["path"] = b"\x00".join(paths)
     path.write_bytes(marshal.dumps(doc))
 
 
@@ -474,13 +480,15 @@ def _edit(path: Path, change: str) -> None:
         "climbing-path",
         "unknown-kind",
         "not-a-dict",
-        "negative-size",
+        "short-number-column",
         "root-as-file",
         "trailing-slash",
         "bool-mode",
         "odd-sparse-map",
         "negative-sparse-map",
         "sparse-map-of-text",
+        "link-of-text",
+        "link-past-the-end",
     ],
 )
 def test_a_cache_file_that_fails_validation_is_rebuilt(
@@ -495,7 +503,7 @@ def test_a_cache_file_that_fails_validation_is_rebuilt(
     assert [row["path"] for row in json.loads(stdout.read_bytes())] == ["/a", "/a/one", "/a/two", "/b"]
     # Rebuilt, and stored again: the next run reads a good file.
     rebuilt = marshal.loads(path.read_bytes())
-    assert rebuilt["columns"]["path"] == [b"a/one", b"a/two", b"b"]
+    assert rebuilt["path"] == b"a/one\x00a/two\x00b"
     assert rebuilt == original
 
 
