@@ -96,23 +96,12 @@ def flatten(image: str, how: FlattenOptions, opts: ImageOptions) -> None:
       imgtool flatten examples/sample.tar -o rootfs.tar --layers 1 --provenance paths.tsv
       imgtool flatten oci:examples/sample-oci:1.1 -o - | tar -t
     """
-    from imgtool.flatten import api
+    from imgtool.flatten.api import flatten as flatten_image  # loaded for flatten only
 
-    reading, output = opts.reading(), how.output
+    output = how.output
     with open_image(image, opts.platform) as img:
-        result = api.flatten(
-            img,
-            sys.stdout.buffer if output == "-" else output,
-            as_tar=how.as_tar,
-            force=how.force,
-            upto=how.upto,
-            cache=reading.cache,
-            progress=reading.progress,
-            max_size=how.max_size if how.max_size is not None else api.default_max_size(output),
-            provenance=how.provenance,
-            safe=how.safe,
-            warn=warn,
-        )
+        target = sys.stdout.buffer if output == "-" else output
+        result = flatten_image(img, target, **how.arguments(opts.reading()))
     if output == "-":
         sys.stdout.buffer.flush()
     for note in [] if opts.quiet else render.flatten_notes(result, output):

@@ -12,7 +12,7 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 import click
 from click.shell_completion import CompletionItem
@@ -165,6 +165,34 @@ class FlattenOptions:
     @property
     def as_tar(self) -> bool:
         return self.force_tar or self.output == "-" or self.output.endswith(".tar")
+
+    def arguments(self, reading: Reading) -> FlattenArguments:
+        """The keyword arguments of :func:`imgtool.flatten.api.flatten` these options stand for."""
+        from imgtool.flatten.api import default_max_size  # noqa: PLC0415 - only flatten needs it
+
+        return FlattenArguments(
+            as_tar=self.as_tar,
+            force=self.force,
+            upto=self.upto,
+            cache=reading.cache,
+            progress=reading.progress,
+            max_size=self.max_size if self.max_size is not None else default_max_size(self.output),
+            provenance=self.provenance,
+            safe=self.safe,
+            warn=reading.warn,
+        )
+
+
+class FlattenArguments(TypedDict):
+    as_tar: bool
+    force: bool
+    upto: int | None
+    cache: IndexCache | None
+    progress: Progress | None
+    max_size: int | None
+    provenance: str | None
+    safe: bool
+    warn: Callable[[str], None] | None
 
 
 def flatten_options(func: Callable[..., R]) -> Callable[..., R]:
