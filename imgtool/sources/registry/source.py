@@ -1,0 +1,157 @@
+"""An image in a registry as a source: the manifest a tag or digest leads to (an image index chosen
+from by platform, as a layout's is), blobs streamed by digest."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from imgtool.errors import DigestMismatchError, ImageFormatError, MediaTypeError
+from imgtool.image.digest import Digest, read_verified
+from imgtool.image.model import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    IndexEntry,
+    IndexInfo,
+    Platform,
+    load_json,
+    media_type_of,
+    parse_index,
+)
+from imgtool.image.readable import RawStream
+from imgtool.sources.core import Resolved
+from imgtool.sources.oci_layout import MAX_INDEX_DEPTH, Candidate, choose
+from imgtool.sources.reference import DOCKER, DockerName
+from imgtool.sources.registry.client import Client
+from imgtool.sources.registry.transfer import BlobStream
+
+_ATTESTATION: Final = "attestation-manifest"
+# Every type imgtool reads; a registry answers 404 to a request that leaves out the OCI ones.
+ACCEPT: Final = ", ".join(sorted(MANIFEST_TYPES | INDEX_TYPES))
+
+
+class RegistrySource:
+    """The core of one repository of a registry, for the image ``name`` names."""
+
+    transport = DOCKER
+
+    def __init__(self, name: DockerName, client: Client, location: str) -> None:
+        self.name = name
+        self.location = location
+        self._client = client
+
+    def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
+        name = self.name
+        data, media_type = self._manifest(name.reference, name.digest, None)
+        digest = name.digest or Digest.of_bytes(data)
+        tags = (name.tag,) if name.tag else ()
+        if media_type in MANIFEST_TYPES:
+            return Resolved(data, media_type, digest, tags)
+        return self._from_index(data, media_type, digest, tags=tags, platform=platform, depth=0)
+
+    def _from_index(
+        self,
+        data: bytes,
+        media_type: str,
+        digest: Digest,
+        *,
+        tags: tuple[str, ...],
+        platform: Platform | None,
+        depth: int,
+    ) -> Resolved:
+        what = f"{self.location}: image index {digest}"
+        index = parse_index(load_json(data, what), what)
+        images = [
+            d for d in index.manifests if d.annotations.get("vnd.docker.reference.type") != _ATTESTATION
+        ]
+        candidates = [Candidate(d, d.platform, (), d.media_type) for d in images]
+        chosen = choose(candidates, None, platform, self.location).descriptor
+        child, child_type = self._manifest(str(chosen.digest), chosen.digest, chosen)
+        if child_type in INDEX_TYPES:
+            if depth + 1 >= MAX_INDEX_DEPTH:
+                raise ImageFormatError(
+                    f"{self.location}: image indexes nested more than {MAX_INDEX_DEPTH} deep"
+                )
+            return self._from_index(
+                child,
+                child_type,
+                chosen.digest,
+                tags=tags,
+                platform=platform or chosen.platform,
+                depth=depth + 1,
+            )
+        entries = tuple(
+            IndexEntry(
+                digest=d.digest,
+                media_type=d.media_type,
+                size=d.size,
+                platform=d.platform,
+                chosen=d is chosen,
+                attestation=d.annotations.get("vnd.docker.reference.type") == _ATTESTATION,
+            )
+            for d in index.manifests
+        )
+        return Resolved(child, child_type, chosen.digest, tags, IndexInfo(digest, media_type, entries))
+
+    def _manifest(self, reference: str, digest: Digest | None, desc: Descriptor | None) -> tuple[bytes, str]:
+        """The manifest or index ``reference`` names, its bytes checked against ``digest`` (the
+        user's or the index's: ``Docker-Content-Digest`` is only advisory), and its media type."""
+        what = f"manifest {reference}"
+        response = self._client.get(f"manifests/{reference}", {"Accept": ACCEPT}, stream=True)
+        try:
+            if response.status != 200:
+                raise self._client.error(response, what)
+            header_type = (response.headers.get("Content-Type") or "").partition(";")[0].strip()
+            if digest is not None:
+                size = desc.size if desc is not None else None
+                data = read_verified(response, digest, size, f"{self.location}: {what}", MAX_MANIFEST_BYTES)
+            else:
+                data = response.read(MAX_MANIFEST_BYTES + 1)
+                if len(data) > MAX_MANIFEST_BYTES:
+                    raise ImageFormatError(
+                        f"{self.location}: {what}: larger than the {MAX_MANIFEST_BYTES}-byte limit"
+                    )
+        except DigestMismatchError as exc:
+            raise DigestMismatchError(
+                f"{self.location}: {what}: the registry sent a manifest of another digest, {exc.actual}",
+                actual=exc.actual,
+            ) from None
+        finally:
+            response.close()
+            response.release_conn()
+        doc = load_json(data, f"{self.location}: {what}")
+        return data, _media_type(doc, header_type, desc, f"{self.location}: {what}")
+
+    def names(self) -> list[str]:
+        return []  # completion never reaches the network
+
+    def open_blob(self, digest: Digest) -> RawStream:
+        return BlobStream(self._client, digest)
+
+    def has_blob(self, digest: Digest) -> bool:
+        return True  # a registry holds what its manifests list; a missing blob is an error when read
+
+    def blob_size(self, digest: Digest) -> int | None:
+        return None
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _media_type(doc: Any, header: str, desc: Descriptor | None, what: str) -> str:
+    """The document's own media type, else the response's, else the descriptor's, else what its
+    fields show; a type imgtool does not read is refused here (a schema 1 manifest, an artifact)."""
+    own = media_type_of(doc) if isinstance(doc, dict) else None
+    for candidate in (own, header, desc.media_type if desc else None):
+        if candidate in MANIFEST_TYPES or candidate in INDEX_TYPES:
+            return candidate
+    if isinstance(doc, dict) and own is None:
+        if "config" in doc and "layers" in doc:
+            return OCI_MANIFEST
+        if "manifests" in doc:
+            return OCI_INDEX
+    shown = own or header or "none"
+    raise MediaTypeError(f"{what}: not an image manifest or index (media type {shown!r})")

@@ -1,0 +1,204 @@
+"""imgtool on docker:// against a real registry answers what it answers on the same image as a
+local layout, in each auth configuration (none, htpasswd Basic, token)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CliRunner
+from tests.registry.conftest import SAMPLE, Pushed
+from tests.treesnap import snapshot
+
+SAMPLE_10 = f"oci:{SAMPLE}:1.0"
+
+
+def _same_json(remote: str, local: str) -> dict[str, object]:
+    a: dict[str, object] = json.loads(remote)
+    b: dict[str, object] = json.loads(local)
+    assert a.pop("reference", None) is not None and b.pop("reference", None) is not None
+    assert (a.pop("transport"), b.pop("transport")) == ("docker", "oci")
+    assert a == b
+    return a
+
+
+def test_inspect_equals_the_layouts(pushed: Pushed, imgtool_cli: CliRunner) -> None:
+    remote = imgtool_cli("inspect", "--json", pushed.ref("sample:1.0"), *pushed.creds)
+    local = imgtool_cli("inspect", "--json", SAMPLE_10)
+    assert (remote.code, remote.stderr) == (0, "")
+    doc = _same_json(remote.stdout, local.stdout)
+    assert doc["manifest_digest"] == "sha256:077d75fe3a34db76cbf7c17be9958266b9c8433e6f40fce98915f391bf300e8a"
+    assert doc["tags"] == ["1.0"]
+    assert json.loads(remote.stdout)["reference"] == pushed.ref("sample:1.0")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ls", "-R", "--no-cache", "{ref}", "/"],
+        ["ls", "--json", "--no-cache", "{ref}", "/etc", "-R"],
+        [
+            "which-layer",
+            "--no-cache",
+            "{ref}",
+            "/bin/hello",
+            "/etc/app/app.conf",
+            "/opt/app/share/install.log",
+        ],
+        ["verify", "{ref}"],
+        ["diff", "layers", "--no-cache", "{ref}", "1", "3"],
+    ],
+)
+def test_queries_equal_the_layouts(pushed: Pushed, imgtool_cli: CliRunner, args: list[str]) -> None:
+    remote = imgtool_cli(*[a.replace("{ref}", pushed.ref("sample:1.1")) for a in args], *pushed.creds)
+    local = imgtool_cli(*[a.replace("{ref}", f"oci:{SAMPLE}:1.1") for a in args])
+    assert (remote.code, remote.stderr) == (local.code, local.stderr)
+    assert remote.stdout == local.stdout
+    assert remote.stdout
+
+
+def test_cat_gives_the_same_bytes(pushed: Pushed, imgtool_cli: CliRunner) -> None:
+    remote = imgtool_cli("cat", pushed.ref("sample:1.0"), "/etc/app/app.conf", *pushed.creds)
+    local = imgtool_cli("cat", SAMPLE_10, "/etc/app/app.conf")
+    assert (remote.code, remote.stderr) == (0, "")
+    assert remote.stdout_bytes == local.stdout_bytes
+    assert b"9090" in remote.stdout_bytes
+
+
+def test_flatten_gives_the_same_tree(pushed: Pushed, imgtool_cli: CliRunner, tmp_path: Path) -> None:
+    remote = imgtool_cli(
+        "flatten", "-q", pushed.ref("sample:1.1"), "-o", str(tmp_path / "remote"), *pushed.creds
+    )
+    local = imgtool_cli("flatten", "-q", f"oci:{SAMPLE}:1.1", "-o", str(tmp_path / "local"))
+    assert (remote.code, remote.stderr) == (local.code, local.stderr) == (0, "")
+    tree = snapshot(tmp_path / "remote")
+    assert tree == snapshot(tmp_path / "local")
+    assert b"usr/bin/hello" in tree
+
+
+def test_diff_images_across_sources(pushed: Pushed, imgtool_cli: CliRunner) -> None:
+    remote = imgtool_cli("diff", "images", pushed.ref("sample:1.0"), pushed.ref("sample:1.1"), *pushed.creds)
+    local = imgtool_cli("diff", "images", SAMPLE_10, f"oci:{SAMPLE}:1.1")
+    assert (remote.code, remote.stderr) == (local.code, local.stderr) == (1, "")  # 1: they differ
+    assert remote.stdout == local.stdout.replace(SAMPLE_10, pushed.ref("sample:1.0")).replace(
+        f"oci:{SAMPLE}:1.1", pushed.ref("sample:1.1")
+    )
+
+
+@pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm64/v8"])
+def test_platform_is_chosen_from_the_index(pushed: Pushed, imgtool_cli: CliRunner, platform: str) -> None:
+    remote = imgtool_cli(
+        "inspect", "--json", "--platform", platform, pushed.ref("multi:latest"), *pushed.creds
+    )
+    local = imgtool_cli("inspect", "--json", "--platform", platform, pushed.multi)
+    assert (remote.code, remote.stderr) == (0, "")
+    doc = _same_json(remote.stdout, local.stdout)
+    assert doc["platform"] == platform
+    index = doc["index"]
+    assert isinstance(index, dict)
+    assert [e["platform"] for e in index["manifests"]] == ["linux/amd64", "linux/arm64/v8"]
+    cat = imgtool_cli("cat", "--platform", platform, pushed.ref("multi:latest"), "/bin/tool", *pushed.creds)
+    assert cat.stdout_bytes == f"tool-{platform.split('/')[1]}".encode()
+
+
+def test_a_platform_the_index_lacks(plain: Pushed, imgtool_cli: CliRunner) -> None:
+    ref = plain.ref("multi:latest")
+    result = imgtool_cli("inspect", "--platform", "linux/s390x", ref)
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"imgtool: error: {ref}: no image for platform linux/s390x; "
+        "platforms present: linux/amd64, linux/arm64/v8\n"
+    )
+
+
+def test_by_digest(plain: Pushed, imgtool_cli: CliRunner) -> None:
+    digest = "sha256:077d75fe3a34db76cbf7c17be9958266b9c8433e6f40fce98915f391bf300e8a"
+    remote = imgtool_cli("inspect", "--json", plain.ref(f"sample@{digest}"))
+    assert remote.code == 0
+    doc = json.loads(remote.stdout)
+    assert (doc["manifest_digest"], doc["tags"]) == (digest, [])
+
+
+def test_a_digest_the_registry_does_not_hold(plain: Pushed, imgtool_cli: CliRunner) -> None:
+    ref = plain.ref("sample@sha256:" + "0" * 64)
+    result = imgtool_cli("inspect", ref)
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"imgtool: error: {ref}: manifest sha256:{'0' * 64}: not found in the registry: "
+        "MANIFEST_UNKNOWN manifest unknown\n"
+    )
+
+
+def test_a_tag_the_registry_does_not_hold(plain: Pushed, imgtool_cli: CliRunner) -> None:
+    ref = plain.ref("sample:9.9")
+    result = imgtool_cli("ls", ref)
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"imgtool: error: {ref}: manifest 9.9: not found in the registry: MANIFEST_UNKNOWN manifest unknown\n"
+    )
+
+
+def test_no_registry_there(imgtool_cli: CliRunner) -> None:
+    from tests.registry.servers import free_port
+
+    port = free_port()
+    result = imgtool_cli("inspect", f"docker://127.0.0.1:{port}/x")
+    assert result.code == 1
+    assert result.stderr.startswith(
+        f"imgtool: error: docker://127.0.0.1:{port}/x: cannot reach 127.0.0.1:{port} (tried 6 times): "
+    )
+    assert "Connection refused" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+def test_basic_auth_needs_credentials(
+    basic: Pushed, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    ref = basic.ref("sample:1.0")
+    anonymous = imgtool_cli("inspect", ref)
+    assert (anonymous.code, anonymous.stdout) == (1, "")
+    assert anonymous.stderr == (
+        f"imgtool: error: {ref}: manifest 1.0: authentication required "
+        "(HTTP 401: UNAUTHORIZED authentication required); "
+        "give --creds or log in (docker login, podman login)\n"
+    )
+    wrong = imgtool_cli("inspect", ref, "--creds", "tester:wrong")
+    assert wrong.stderr == (
+        f"imgtool: error: {ref}: manifest 1.0: access denied to tester "
+        "(HTTP 401: UNAUTHORIZED authentication required)\n"
+    )
+
+
+def test_credentials_from_docker_config(
+    basic: Pushed, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import base64
+
+    from tests.registry.servers import PASSWORD, USER
+
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    (tmp_path / "config.json").write_text(json.dumps({"auths": {basic.registry.host: {"auth": token}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    result = imgtool_cli("cat", basic.ref("sample:1.0"), "/etc/motd")
+    assert (result.code, result.stderr) == (0, "")
+    assert result.stdout_bytes == imgtool_cli("cat", SAMPLE_10, "/etc/motd").stdout_bytes
+
+
+def test_a_failing_helper_warns_and_goes_on_anonymously(
+    plain: Pushed, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "imgtool-test-absent"}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
+    result = imgtool_cli("cat", plain.ref("sample:1.0"), "/etc/motd")
+    assert result.code == 0
+    assert result.stderr == (
+        "imgtool: warning: credential helper docker-credential-imgtool-test-absent is not installed; "
+        f"going on without credentials for {plain.registry.host}\n"
+    )
