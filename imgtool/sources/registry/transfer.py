@@ -14,10 +14,12 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from imgtool.errors import RegistryError
-from imgtool.image.compression import CHUNK
 from imgtool.image.digest import Digest
 from imgtool.sources.registry.client import Client, printable
 
+# What one read from the connection asks for: a cut connection loses at most this much of what
+# was in flight, since the resumed request starts after the last piece handed on.
+PIECE: Final = 64 << 10
 _CONTENT_RANGE_RE: Final = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
@@ -51,7 +53,7 @@ class BlobStream:
         elif self._offset and response.status == 200:  # Range ignored: the whole blob again
             skip = self._offset
             while skip:
-                data = response.read(min(skip, CHUNK), decode_content=False)
+                data = response.read(min(skip, PIECE), decode_content=False)
                 if not data:
                     raise RegistryError(f"{self._what}: the blob is shorter the second time it is sent")
                 skip -= len(data)
@@ -67,7 +69,7 @@ class BlobStream:
         pieces: list[bytes] = []
         want = n
         while not self._eof and (want < 0 or want > 0):
-            data = self._read_some(CHUNK if want < 0 else min(want, CHUNK))
+            data = self._read_some(PIECE if want < 0 else min(want, PIECE))
             if not data:
                 self._eof = True
                 break
