@@ -59,44 +59,56 @@ TokenFetcher = Callable[[str, dict[str, str]], tuple[int, bytes]]
 class Authenticator:
     """The ``Authorization`` header for each request to one registry, learnt from its challenges."""
 
-    def __init__(self, credentials: Credentials | None, registry: str) -> None:
+    def __init__(self, credentials: Credentials | None, location: str) -> None:
         self.credentials = credentials
-        self._registry = registry
+        self._registry = location  # what messages start with
         self._challenge: Challenge | None = None
         self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, when it expires)
         self._lock = threading.Lock()
         self.token_requests = 0
 
-    def header(self, scope: str) -> str | None:
-        """What to send for ``scope`` before any 401: what the last challenge calls for, if known."""
+    def header(self, scope: str, fetch: TokenFetcher) -> str | None:
+        """What to send for ``scope`` before any 401: what the last challenge (the ping's) calls
+        for, a token fetched for the scope if none is held yet."""
         challenge = self._challenge
         if challenge is None:
             return None
         if challenge.scheme == "basic":
             return self._basic()
-        if challenge.scheme == "bearer":
-            with self._lock:
-                token = self._tokens.get(scope)
-            if token is not None and token[1] > time.monotonic():
-                return f"Bearer {token[0]}"
-        return None
+        return f"Bearer {self._token(challenge, scope, fetch)}"
 
-    def answer(self, challenges: list[Challenge], scope: str, fetch: TokenFetcher) -> str | None:
-        """The header answering a 401's challenges for ``scope``; None when there is nothing (more)
-        to try. A Bearer challenge with ``error="insufficient_scope"`` asks for its own scope."""
+    def answer(
+        self, challenges: list[Challenge], scope: str, fetch: TokenFetcher, sent: str | None
+    ) -> str | None:
+        """The header answering a 401's challenges for ``scope`` (``sent``: the header refused);
+        None when there is nothing more to try. A Bearer challenge naming a scope
+        (``error="insufficient_scope"``) gets a token for that scope, once."""
         usable = [c for c in challenges if c.scheme in ("bearer", "basic")]
         if not usable:
             return None
         challenge = next((c for c in usable if c.scheme == "bearer"), usable[0])
         self._challenge = challenge
         if challenge.scheme == "basic":
-            return self._basic()
+            header = self._basic()
+            return header if header != sent else None
         wanted = challenge.params.get("scope") or scope
-        token = self._fetch_token(challenge, wanted, fetch)
+        header = f"Bearer {self._token(challenge, wanted, fetch)}"
+        if header == sent:
+            return None  # the token for that very scope was refused: asking again gives the same
+        with self._lock:
+            self._tokens[scope] = self._tokens[wanted]
+        return header
+
+    def _token(self, challenge: Challenge, scope: str, fetch: TokenFetcher) -> str:
+        """A token for ``scope``: the one held until it expires, else a new one."""
+        with self._lock:
+            held = self._tokens.get(scope)
+        if held is not None and held[1] > time.monotonic():
+            return held[0]
+        token = self._fetch_token(challenge, scope, fetch)
         with self._lock:
             self._tokens[scope] = token
-            self._tokens[wanted] = token
-        return f"Bearer {token[0]}"
+        return token[0]
 
     def learn(self, challenges: list[Challenge]) -> None:
         """The challenge of the ``/v2/`` ping: how later requests authenticate from the start."""

@@ -58,7 +58,7 @@ class Client:
             retries=False,
             timeout=urllib3.Timeout(connect=min(options.timeout, 30.0), read=options.timeout),
         )
-        self.auth = Authenticator(find_credentials(name, options), name.registry)
+        self.auth = Authenticator(find_credentials(name, options), location)
         self.sleep = time.sleep
 
     def close(self) -> None:
@@ -154,7 +154,7 @@ class Client:
     ) -> urllib3.BaseHTTPResponse:
         sent = dict(headers)
         if authenticate:
-            header = self.auth.header(self.scope)
+            header = self.auth.header(self.scope, self._fetch_token)
             if header is not None:
                 sent["Authorization"] = header
         response = self._follow(method, url, sent, stream=stream)
@@ -162,8 +162,8 @@ class Client:
             if not authenticate or response.status != 401:
                 break
             challenges = parse_challenges(response.headers.getlist("WWW-Authenticate"))
-            header = self.auth.answer(challenges, self.scope, self._fetch_token)
-            if header is None or header == sent.get("Authorization"):
+            header = self.auth.answer(challenges, self.scope, self._fetch_token, sent.get("Authorization"))
+            if header is None:
                 break
             _discard(response)
             sent["Authorization"] = header
