@@ -114,8 +114,8 @@ _registry_options = [
     click.option(
         "--plain-http",
         is_flag=True,
-        help="Speak plain HTTP to the registry. By default HTTPS is used, except for localhost and "
-        "127.0.0.0/8, which get plain HTTP.",
+        help="Speak plain HTTP to the registry. By default HTTPS is used; a registry on localhost or "
+        "127.0.0.0/8 that does not answer HTTPS gets plain HTTP.",
     ),
     click.option(
         "--tls-verify",

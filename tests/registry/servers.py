@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -60,8 +61,19 @@ class _Server(http.server.ThreadingHTTPServer):
         pass  # a client that hangs up early (a cut, a redirect not followed) is what the tests do
 
 
-def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> tuple[_Server, int]:
+def _serve(handler: type[http.server.BaseHTTPRequestHandler], tls: Path | None = None) -> tuple[_Server, int]:
     server = _Server(("127.0.0.1", 0), handler)
+    if tls is not None:
+        key, cert = tls / "proxy-key.pem", tls / "proxy-cert.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+             "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, int(server.server_address[1])
 
@@ -251,7 +263,9 @@ class FaultProxy:
     A second server on ``redirect_port`` serves what a redirect points at (as blob storage would,
     on its own authority) and records in ``redirected`` the headers it was sent."""
 
-    def __init__(self, upstream: Registry) -> None:
+    def __init__(self, upstream: Registry, tls: Path | None = None) -> None:
+        """``tls``: a directory to make a self-signed certificate in and serve HTTPS with it
+        (the redirect target stays plain HTTP)."""
         self.upstream = upstream
         self.faults: list[Fault] = []
         self.seen: list[Seen] = []
@@ -270,7 +284,7 @@ class FaultProxy:
             def do_GET(self) -> None:
                 owner.handle(self, redirect_target=True)
 
-        self._server, self.port = _serve(Handler)
+        self._server, self.port = _serve(Handler, tls)
         self._target, self.redirect_port = _serve(Target)
 
     @property

@@ -8,7 +8,7 @@ from imgtool.errors import UsageError
 from imgtool.image.digest import Digest
 from imgtool.sources import parse_reference
 from imgtool.sources.reference import DockerName, Reference, parse_docker_name
-from imgtool.sources.registry.options import RegistryOptions, is_loopback
+from imgtool.sources.registry.options import is_loopback
 
 HEX = "0123456789abcdef" * 4
 DIGEST = Digest("sha256", HEX)
@@ -112,8 +112,5 @@ def test_other_unsupported_transports_still_say_so() -> None:
         ("[::2]:5000", False),
     ],
 )
-def test_plain_http_by_default_only_on_this_machine(host: str, loopback: bool) -> None:
+def test_what_counts_as_this_machine(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
-    assert RegistryOptions().scheme_for(host) == ("http" if loopback else "https")
-    assert RegistryOptions(plain_http=True).scheme_for(host) == "http"
-    assert RegistryOptions(tls_verify=False).scheme_for(host) == ("http" if loopback else "https")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import ssl
 import time
 from typing import Final
 from urllib.parse import urljoin, urlsplit
@@ -18,7 +19,7 @@ from imgtool.errors import ImageNotFoundError, RegistryError
 from imgtool.sources.reference import DockerName
 from imgtool.sources.registry.auth import Authenticator, parse_challenges
 from imgtool.sources.registry.credentials import find_credentials
-from imgtool.sources.registry.options import RegistryOptions
+from imgtool.sources.registry.options import RegistryOptions, is_loopback
 
 MAX_REDIRECTS: Final = 10
 MAX_ERROR_BODY: Final = 64 << 10
@@ -47,7 +48,7 @@ class Client:
         self.name = name
         self.options = options
         self.location = location
-        self.base = f"{options.scheme_for(name.host)}://{name.host}"
+        self.base = f"{'http' if options.plain_http else 'https'}://{name.host}"
         self.scope = f"repository:{name.repository}:pull"
         if not options.tls_verify:
             urllib3.disable_warnings(InsecureRequestWarning)  # asked for: said once, in --help
@@ -67,8 +68,23 @@ class Client:
     # -- the registry's API ---------------------------------------------------------------------
 
     def ping(self) -> None:
-        """``GET /v2/``: that the registry speaks the API, and how it wants to be authenticated."""
-        response = self._retrying("GET", f"{self.base}/v2/", {}, authenticate=False)
+        """``GET /v2/``: that the registry speaks the API, and how it wants to be authenticated.
+
+        A registry on this machine is tried over HTTPS once, then over plain HTTP if that fails
+        for any reason but an untrusted certificate (as docker and podman treat ``localhost``)."""
+        if self.base.startswith("https:") and is_loopback(self.name.host):
+            try:
+                response = self._authenticated("GET", f"{self.base}/v2/", {}, authenticate=False, stream=True)
+            except (Urllib3Error, OSError) as exc:
+                if _untrusted(exc):
+                    raise self._tls_error(exc) from exc
+                self.base = f"http://{self.name.host}"
+            else:
+                self._check_ping(response)
+                return
+        self._check_ping(self._retrying("GET", f"{self.base}/v2/", {}, authenticate=False))
+
+    def _check_ping(self, response: urllib3.BaseHTTPResponse) -> None:
         try:
             if response.status == 401:
                 self.auth.learn(parse_challenges(response.headers.getlist("WWW-Authenticate")))
@@ -115,6 +131,8 @@ class Client:
             try:
                 response = self._authenticated(method, url, headers, authenticate=authenticate, stream=stream)
             except (Urllib3Error, OSError) as exc:
+                if _untrusted(exc):
+                    raise self._tls_error(exc) from exc
                 if attempt >= self.options.retries:
                     raise RegistryError(
                         f"{self.location}: cannot reach {self.name.host} "
@@ -129,6 +147,12 @@ class Client:
             _discard(response)
             self.sleep(wait if wait is not None else self.backoff(attempt))
             attempt += 1
+
+    def _tls_error(self, exc: BaseException) -> RegistryError:
+        return RegistryError(
+            f"{self.location}: the TLS certificate of {self.name.host} is not trusted "
+            f"({printable(str(_untrusted(exc)))}); --tls-verify=false accepts it"
+        )
 
     def backoff(self, attempt: int) -> float:
         return min(self.options.backoff * 2.0**attempt, MAX_BACKOFF)
@@ -209,6 +233,21 @@ class Client:
                 sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
             url = target
         raise RegistryError(f"{self.location}: more than {MAX_REDIRECTS} redirects")
+
+
+def _untrusted(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification failure behind ``exc``, if that is what it is."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return item
+        todo += [item.__cause__, item.__context__, *item.args, getattr(item, "reason", None)]
+    return None
 
 
 def _discard(response: urllib3.BaseHTTPResponse) -> None:

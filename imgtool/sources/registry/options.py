@@ -13,7 +13,8 @@ Warn = Callable[[str], None]
 class RegistryOptions:
     """``creds``: a user and password given on the command line; ``authfile``: the one credentials
     file to read (else ``$REGISTRY_AUTH_FILE``, else docker's config and the containers auth.json).
-    ``plain_http``: speak HTTP, not HTTPS, to any registry (by default only to a loopback one);
+    ``plain_http``: speak HTTP, not HTTPS, to any registry (by default only to a loopback one
+    that does not answer HTTPS);
     ``tls_verify=False``: accept any certificate. ``retries`` is how often one request is tried
     again after a connection error, 408, 429 or 5xx, waiting ``backoff`` seconds doubled each time
     (or what ``Retry-After`` asks, up to ``max_wait``). ``warn`` hears what is worth a warning
@@ -28,11 +29,6 @@ class RegistryOptions:
     max_wait: float = 60.0
     timeout: float = 60.0
     warn: Warn | None = None
-
-    def scheme_for(self, host: str) -> str:
-        """``http`` when asked for, or for a registry on this machine (as docker and podman treat
-        ``localhost`` and 127.0.0.0/8); ``https`` otherwise."""
-        return "http" if self.plain_http or is_loopback(host) else "https"
 
 
 def is_loopback(host: str) -> bool:
