@@ -179,3 +179,16 @@ def test_a_redirect_to_another_port_gets_no_authorization(basic: Pushed, imgtool
         assert [s.headers.get("Authorization") for s in proxy.redirected] == [None] * len(blobs)
     finally:
         proxy.close()
+
+
+def test_a_manifest_cut_short_is_fetched_again(
+    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: CliRunner, sleeps: list[float]
+) -> None:
+    proxy_plain.faults = [Fault(path="/manifests/1.0", cut_after=100)]
+    result = imgtool_cli("inspect", "--json", f"docker://{proxy_plain.host}/sample:1.0")
+    assert (result.code, result.stderr) == (0, "")
+    assert json.loads(result.stdout)["manifest_digest"] == (
+        "sha256:077d75fe3a34db76cbf7c17be9958266b9c8433e6f40fce98915f391bf300e8a"
+    )
+    assert [s.path for s in proxy_plain.seen if "/manifests/" in s.path] == ["/v2/sample/manifests/1.0"] * 2
+    assert sleeps == [0.5]

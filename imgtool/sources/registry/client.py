@@ -105,6 +105,28 @@ class Client:
         url = f"{self.base}/v2/{self.name.repository}/{path}"
         return self._retrying("GET", url, dict(headers or {}), authenticate=True, stream=stream)
 
+    def get_small(self, path: str, headers: dict[str, str], limit: int, what: str) -> tuple[bytes, str]:
+        """The body (at most ``limit`` + 1 bytes) and media type of a small document (a manifest),
+        fetched again from the start if the connection breaks while it is read."""
+        attempt = 0
+        while True:
+            response = self.get(path, headers, stream=True)
+            try:
+                if response.status != 200:
+                    raise self.error(response, what)
+                media_type = (response.headers.get("Content-Type") or "").partition(";")[0].strip()
+                return _read_all(response, limit + 1), media_type
+            except (Urllib3Error, OSError) as exc:
+                if attempt >= self.options.retries:
+                    raise RegistryError(
+                        f"{self.location}: {what}: the connection broke {attempt + 1} times: "
+                        f"{printable(str(exc))}"
+                    ) from exc
+            finally:
+                _discard(response)
+            self.sleep(self.backoff(attempt))
+            attempt += 1
+
     def error(self, response: urllib3.BaseHTTPResponse, what: str) -> RegistryError | ImageNotFoundError:
         """The registry's refusal as one line: its status and the first error its body names."""
         detail = _error_detail(response)
@@ -197,7 +219,7 @@ class Client:
     def _fetch_token(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
         response = self._follow("GET", url, headers, stream=True)
         try:
-            body = response.read(MAX_ERROR_BODY + 1)
+            body = _read_all(response, MAX_ERROR_BODY + 1)
         finally:
             _discard(response)
         if len(body) > MAX_ERROR_BODY:
@@ -248,6 +270,20 @@ def _untrusted(exc: BaseException) -> ssl.SSLCertVerificationError | None:
             return item
         todo += [item.__cause__, item.__context__, *item.args, getattr(item, "reason", None)]
     return None
+
+
+def _read_all(response: urllib3.BaseHTTPResponse, limit: int) -> bytes:
+    """The body, up to ``limit`` bytes; read to its end so that a body cut short is an error
+    (urllib3 hands over what arrived, and raises only when asked for more)."""
+    pieces: list[bytes] = []
+    total = 0
+    while total < limit:
+        piece = response.read(min(limit - total, 64 << 10))
+        if not piece:
+            break
+        pieces.append(piece)
+        total += len(piece)
+    return b"".join(pieces)
 
 
 def _discard(response: urllib3.BaseHTTPResponse) -> None:

@@ -3,6 +3,7 @@ from by platform, as a layout's is), blobs streamed by digest."""
 
 from __future__ import annotations
 
+import io
 from typing import Any, Final
 
 from imgtool.errors import DigestMismatchError, ImageFormatError, MediaTypeError
@@ -100,28 +101,27 @@ class RegistrySource:
         """The manifest or index ``reference`` names, its bytes checked against ``digest`` (the
         user's or the index's: ``Docker-Content-Digest`` is only advisory), and its media type."""
         what = f"manifest {reference}"
-        response = self._client.get(f"manifests/{reference}", {"Accept": ACCEPT}, stream=True)
-        try:
-            if response.status != 200:
-                raise self._client.error(response, what)
-            header_type = (response.headers.get("Content-Type") or "").partition(";")[0].strip()
-            if digest is not None:
-                size = desc.size if desc is not None else None
-                data = read_verified(response, digest, size, f"{self.location}: {what}", MAX_MANIFEST_BYTES)
-            else:
-                data = response.read(MAX_MANIFEST_BYTES + 1)
-                if len(data) > MAX_MANIFEST_BYTES:
-                    raise ImageFormatError(
-                        f"{self.location}: {what}: larger than the {MAX_MANIFEST_BYTES}-byte limit"
-                    )
-        except DigestMismatchError as exc:
-            raise DigestMismatchError(
-                f"{self.location}: {what}: the registry sent a manifest of another digest, {exc.actual}",
-                actual=exc.actual,
-            ) from None
-        finally:
-            response.close()
-            response.release_conn()
+        body, header_type = self._client.get_small(
+            f"manifests/{reference}", {"Accept": ACCEPT}, MAX_MANIFEST_BYTES, what
+        )
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise ImageFormatError(
+                f"{self.location}: {what}: larger than the {MAX_MANIFEST_BYTES}-byte limit"
+            )
+        data = body
+        if digest is not None:
+            size = desc.size if desc is not None else None
+            try:
+                data = read_verified(
+                    io.BytesIO(body), digest, size, f"{self.location}: {what}", MAX_MANIFEST_BYTES
+                )
+            except DigestMismatchError as exc:
+                if exc.actual is None:
+                    raise
+                raise DigestMismatchError(
+                    f"{self.location}: {what}: the registry sent a manifest of another digest, {exc.actual}",
+                    actual=exc.actual,
+                ) from None
         doc = load_json(data, f"{self.location}: {what}")
         return data, _media_type(doc, header_type, desc, f"{self.location}: {what}")
 
