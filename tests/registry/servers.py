@@ -202,13 +202,16 @@ class Registry:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def push(self, source: str, dest: str, *, all_platforms: bool = False) -> None:
+    def push(
+        self, source: str, dest: str, *, all_platforms: bool = False, extra: tuple[str, ...] = ()
+    ) -> None:
         """``skopeo copy SOURCE docker://HOST/DEST``, with credentials when the registry needs them."""
         args = ["skopeo", "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false"]
         if self.auth != "none":
             args.append(f"--dest-creds={USER}:{PASSWORD}")
         if all_platforms:
             args.append("--all")
+        args += extra
         env = {**os.environ, "REGISTRY_AUTH_FILE": str(self.directory / "skopeo-auth.json")}
         subprocess.run([*args, source, f"docker://{self.host}/{dest}"], check=True, env=env, timeout=120)
 

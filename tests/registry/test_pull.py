@@ -202,3 +202,22 @@ def test_a_failing_helper_warns_and_goes_on_anonymously(
         "imgtool: warning: credential helper docker-credential-imgtool-test-absent is not installed; "
         f"going on without credentials for {plain.registry.host}\n"
     )
+
+
+def test_a_docker_schema_2_manifest(plain: Pushed, imgtool_cli: CliRunner, tmp_path: Path) -> None:
+    """skopeo converts the image to Docker's manifest and config types on the way in: the registry
+    serves those, and the image reads as the same tree."""
+    plain.registry.push(f"oci:{SAMPLE}:1.1", "sample-docker:1.1", extra=("--format", "v2s2"))
+    ref = plain.ref("sample-docker:1.1")
+    inspected = imgtool_cli("inspect", "--json", ref)
+    assert inspected.code == 0
+    doc = json.loads(inspected.stdout)
+    assert doc["manifest_media_type"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert {layer["media_type"] for layer in doc["layers"]} == {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    }
+    assert imgtool_cli("verify", ref).code == 0
+    remote = imgtool_cli("flatten", "-q", ref, "-o", str(tmp_path / "remote"))
+    local = imgtool_cli("flatten", "-q", f"oci:{SAMPLE}:1.1", "-o", str(tmp_path / "local"))
+    assert (remote.code, local.code) == (0, 0)
+    assert snapshot(tmp_path / "remote") == snapshot(tmp_path / "local")
