@@ -163,6 +163,8 @@ class Registry:
             "log: {level: error, accesslog: {disabled: true}}",
             f"storage: {{filesystem: {{rootdirectory: {directory / 'storage'}}}}}",
             f"http: {{addr: '127.0.0.1:{self.port}', secret: imgtool-test}}",
+            # non-distributable layers may name URLs there (pushed without their blobs)
+            "validation: {manifests: {urls: {allow: ['^https://example\\.invalid/']}}}",
         ]
         if auth == "basic":
             line = subprocess.run(

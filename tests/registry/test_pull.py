@@ -221,3 +221,23 @@ def test_a_docker_schema_2_manifest(plain: Pushed, imgtool_cli: CliRunner, tmp_p
     local = imgtool_cli("flatten", "-q", f"oci:{SAMPLE}:1.1", "-o", str(tmp_path / "local"))
     assert (remote.code, local.code) == (0, 0)
     assert snapshot(tmp_path / "remote") == snapshot(tmp_path / "local")
+
+
+def test_a_foreign_layer_is_reported_as_in_a_layout(
+    plain: Pushed, imgtool_cli: CliRunner, tmp_path: Path
+) -> None:
+    from tests.imagefactory import Entry, File, ImageSpec, Layer, make_layer, write_oci_layout
+
+    base = make_layer([File("etc/a", b"a")])
+    foreign = Layer(
+        make_layer([File("win/b", b"b")]),
+        media_type="application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        urls=["https://example.invalid/blob"],
+    )
+    layout = write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([base, foreign]), ref="v1")])
+    plain.registry.push(layout.reference("v1"), "foreign:v1")
+    remote = imgtool_cli("ls", "--no-cache", plain.ref("foreign:v1"))
+    local = imgtool_cli("ls", "--no-cache", layout.reference("v1"))
+    assert (remote.code, remote.stdout) == (local.code, local.stdout) == (1, "")
+    assert remote.stderr == local.stderr
+    assert "foreign (non-distributable) layer blob is not present in the image" in remote.stderr

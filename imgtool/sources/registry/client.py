@@ -105,6 +105,15 @@ class Client:
         url = f"{self.base}/v2/{self.name.repository}/{path}"
         return self._retrying("GET", url, dict(headers or {}), authenticate=True, stream=stream)
 
+    def has(self, path: str) -> bool:
+        """``HEAD`` a path of the repository: whether the registry holds it."""
+        url = f"{self.base}/v2/{self.name.repository}/{path}"
+        response = self._retrying("HEAD", url, {}, authenticate=True)
+        _discard(response)
+        if response.status in (200, 404):
+            return response.status == 200
+        raise self.error(response, path)
+
     def get_small(self, path: str, headers: dict[str, str], limit: int, what: str) -> tuple[bytes, str]:
         """The body (at most ``limit`` + 1 bytes) and media type of a small document (a manifest),
         fetched again from the start if the connection breaks while it is read."""

@@ -9,6 +9,7 @@ from typing import Any, Final
 from imgtool.errors import DigestMismatchError, ImageFormatError, MediaTypeError
 from imgtool.image.digest import Digest, read_verified
 from imgtool.image.model import (
+    FOREIGN_LAYER_TYPES,
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_MANIFEST_BYTES,
@@ -21,6 +22,7 @@ from imgtool.image.model import (
     load_json,
     media_type_of,
     parse_index,
+    parse_manifest,
 )
 from imgtool.image.readable import RawStream
 from imgtool.sources.core import Resolved
@@ -43,6 +45,7 @@ class RegistrySource:
         self.name = name
         self.location = location
         self._client = client
+        self._foreign: set[Digest] = set()  # the chosen manifest's non-distributable layers
 
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
         name = self.name
@@ -50,8 +53,13 @@ class RegistrySource:
         digest = name.digest or Digest.of_bytes(data)
         tags = (name.tag,) if name.tag else ()
         if media_type in MANIFEST_TYPES:
-            return Resolved(data, media_type, digest, tags)
-        return self._from_index(data, media_type, digest, tags=tags, platform=platform, depth=0)
+            resolved = Resolved(data, media_type, digest, tags)
+        else:
+            resolved = self._from_index(data, media_type, digest, tags=tags, platform=platform, depth=0)
+        what = f"{self.location}: manifest"
+        manifest = parse_manifest(load_json(resolved.manifest_bytes, what), what)
+        self._foreign = {d.digest for d in manifest.layers if d.media_type in FOREIGN_LAYER_TYPES}
+        return resolved
 
     def _from_index(
         self,
@@ -132,7 +140,9 @@ class RegistrySource:
         return BlobStream(self._client, digest)
 
     def has_blob(self, digest: Digest) -> bool:
-        return True  # a registry holds what its manifests list; a missing blob is an error when read
+        """A registry holds the blobs its manifests list (one missing is an error when read), but a
+        non-distributable layer's only where someone pushed it anyway: that is asked (HEAD)."""
+        return digest not in self._foreign or self._client.has(f"blobs/{digest}")
 
     def blob_size(self, digest: Digest) -> int | None:
         return None
