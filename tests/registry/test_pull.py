@@ -241,3 +241,13 @@ def test_a_foreign_layer_is_reported_as_in_a_layout(
     assert (remote.code, remote.stdout) == (local.code, local.stdout) == (1, "")
     assert remote.stderr == local.stderr
     assert "foreign (non-distributable) layer blob is not present in the image" in remote.stderr
+
+
+def test_a_tar_stream_through_a_slow_pipe(plain: Pushed) -> None:
+    from tests.slowpipe import flatten_through_slow_pipe
+
+    remote = flatten_through_slow_pipe(plain.ref("sample:1.1"), "-q")
+    local = flatten_through_slow_pipe(f"oci:{SAMPLE}:1.1", "-q")
+    assert remote == local
+    assert remote[0] == 0
+    assert len(remote[1]) > 10_000
