@@ -4,11 +4,11 @@ fetcher is a function answering as a token server does)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
 from imgtool.errors import RegistryError
-from imgtool.sources.registry import auth
 from imgtool.sources.registry.auth import Authenticator, Challenge
 from imgtool.sources.registry.credentials import Credentials
 
@@ -32,7 +32,7 @@ class TokenServer:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     now = [1000.0]
-    monkeypatch.setattr(auth.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])  # the clock auth.py reads expiry by
     return now
 
 
