@@ -92,8 +92,9 @@ def open_image(
     try:
         image = build_image(source, reference=str(ref), selector=ref.selector, platform=wanted)
         if wanted is not None and not wanted.matches(image.platform):
+            where = str(ref) if ref.transport == DOCKER else ref.path
             raise ImageNotFoundError(
-                f"{ref.path}: no image for platform {wanted}; the image is {image.platform}"
+                f"{where}: no image for platform {wanted}; the image is {image.platform}"
             )
     except BaseException:
         source.close()

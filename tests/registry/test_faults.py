@@ -192,3 +192,15 @@ def test_a_manifest_cut_short_is_fetched_again(
     )
     assert [s.path for s in proxy_plain.seen if "/manifests/" in s.path] == ["/v2/sample/manifests/1.0"] * 2
     assert sleeps == [0.5]
+
+
+def test_a_blob_the_registry_does_not_have(
+    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: CliRunner, tmp_path: Path
+) -> None:
+    digest, _ = _big_layer(plain)
+    proxy_plain.faults = [Fault(path=digest, status=404)]
+    ref = f"docker://{proxy_plain.host}/big:1"
+    result = imgtool_cli("flatten", ref, "-o", str(tmp_path / "out"))
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == f"imgtool: error: {ref}: blob {digest}: not found in the registry\n"
+    assert not (tmp_path / "out").exists()

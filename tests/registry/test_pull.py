@@ -251,3 +251,13 @@ def test_a_tar_stream_through_a_slow_pipe(plain: Pushed) -> None:
     assert remote == local
     assert remote[0] == 0
     assert len(remote[1]) > 10_000
+
+
+def test_a_platform_a_single_image_is_not(plain: Pushed, imgtool_cli: CliRunner) -> None:
+    ref = plain.ref("sample:1.0")
+    result = imgtool_cli("ls", "--platform", "linux/arm64", ref)
+    assert (result.code, result.stdout) == (1, "")
+    assert (
+        result.stderr
+        == f"imgtool: error: {ref}: no image for platform linux/arm64; the image is linux/amd64\n"
+    )
