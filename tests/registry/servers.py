@@ -252,7 +252,7 @@ class Fault:
     """What the proxy does to the next ``times`` requests whose path contains ``path``:
     ``status`` (with ``retry_after``), ``cut_after`` (send the headers and that many body bytes,
     then drop the connection), ``corrupt_at`` (flip that body byte), ``redirect`` (307 to the
-    same path on ``FaultProxy.redirect_port``)."""
+    same path on ``FaultProxy.redirect_port``), ``append`` (more body than the blob)."""
 
     path: str
     times: int = 1
@@ -261,6 +261,7 @@ class Fault:
     cut_after: int | None = None
     corrupt_at: int | None = None
     redirect: bool = False
+    append: bytes = b""
 
 
 class FaultProxy:
@@ -341,6 +342,8 @@ class FaultProxy:
                 + bytes([body[fault.corrupt_at] ^ 0x01])
                 + body[fault.corrupt_at + 1 :]
             )
+        if fault is not None:
+            body += fault.append
         handler.send_response(response.status)
         for key, value in response.getheaders():
             if key.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server"):

@@ -204,3 +204,17 @@ def test_a_blob_the_registry_does_not_have(
     assert (result.code, result.stdout) == (1, "")
     assert result.stderr == f"imgtool: error: {ref}: blob {digest}: not found in the registry\n"
     assert not (tmp_path / "out").exists()
+
+
+def test_more_bytes_than_the_descriptor_declares(
+    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: CliRunner, tmp_path: Path
+) -> None:
+    digest, blob = _big_layer(plain)
+    proxy_plain.faults = [Fault(path=digest, append=b"\0" * 1_000_000)]
+    result = imgtool_cli("flatten", f"docker://{proxy_plain.host}/big:1", "-o", str(tmp_path / "out"))
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"imgtool: error: layer 0 ({digest}) blob: "
+        f"blob is larger than the {len(blob)} bytes its descriptor declares\n"
+    )
+    assert not (tmp_path / "out").exists()
