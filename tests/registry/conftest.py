@@ -51,7 +51,7 @@ def _images(directory: Path) -> tuple[str, str]:
     return multi_layout.reference("latest"), big_layout.reference("1")
 
 
-def start(tmp: Path, auth: Auth) -> Iterator[Pushed]:
+def start(tmp: Path, auth: Auth) -> Pushed:
     missing = have_tools()
     if missing is not None:
         pytest.skip(f"{missing} is not installed (bash scripts/test installs it)")
@@ -62,23 +62,55 @@ def start(tmp: Path, auth: Auth) -> Iterator[Pushed]:
         registry.push(f"oci:{SAMPLE}:1.1", "sample:1.1")
         registry.push(multi, "multi:latest", all_platforms=True)
         registry.push(big, "big:1")
-        yield Pushed(registry, multi, big)
-    finally:
+    except BaseException:
         registry.close()
+        raise
+    return Pushed(registry, multi, big)
 
 
-@pytest.fixture(scope="module", params=["none", "basic", "token"])
-def pushed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushed]:
-    yield from start(tmp_path_factory.mktemp(f"registry-{request.param}"), request.param)
+class Pool:
+    """One registry per auth configuration for the whole session, started when first asked for."""
+
+    def __init__(self, tmp: pytest.TempPathFactory) -> None:
+        self._tmp = tmp
+        self._started: dict[str, Pushed] = {}
+
+    def get(self, auth: Auth) -> Pushed:
+        if auth not in self._started:
+            self._started[auth] = start(self._tmp.mktemp(f"registry-{auth}"), auth)
+        return self._started[auth]
+
+    def close(self) -> None:
+        for pushed in self._started.values():
+            pushed.registry.close()
 
 
-@pytest.fixture(scope="module")
-def plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushed]:
-    """A registry without auth."""
-    yield from start(tmp_path_factory.mktemp("registry-plain"), "none")
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
+    pool = Pool(tmp_path_factory)
+    yield pool
+    pool.close()
 
 
-@pytest.fixture(scope="module")
-def basic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushed]:
-    """A registry with htpasswd Basic auth."""
-    yield from start(tmp_path_factory.mktemp("registry-basic"), "basic")
+@pytest.fixture(params=["none", "basic", "token"])
+def pushed(request: pytest.FixtureRequest, registries: Pool) -> Pushed:
+    """Each auth configuration in turn."""
+    return registries.get(request.param)
+
+
+@pytest.fixture
+def plain(registries: Pool) -> Pushed:
+    """The registry without auth."""
+    return registries.get("none")
+
+
+@pytest.fixture
+def basic(registries: Pool) -> Pushed:
+    """The registry with htpasswd Basic auth."""
+    return registries.get("basic")
+
+
+@pytest.fixture
+def token(registries: Pool) -> Pushed:
+    """The registry with token auth."""
+    return registries.get("token")

@@ -140,9 +140,13 @@ def test_a_tag_the_registry_does_not_hold(plain: Pushed, imgtool_cli: CliRunner)
     )
 
 
-def test_no_registry_there(imgtool_cli: CliRunner) -> None:
+def test_no_registry_there(imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
     from tests.registry.servers import free_port
 
+    waited: list[float] = []
+    monkeypatch.setattr(time, "sleep", waited.append)
     port = free_port()
     result = imgtool_cli("inspect", f"docker://127.0.0.1:{port}/x")
     assert result.code == 1
@@ -151,6 +155,7 @@ def test_no_registry_there(imgtool_cli: CliRunner) -> None:
     )
     assert "Connection refused" in result.stderr
     assert result.stderr.count("\n") == 1
+    assert waited == [0.5, 1.0, 2.0, 4.0, 8.0]
 
 
 def test_basic_auth_needs_credentials(

@@ -3,19 +3,13 @@ fetched once per scope and reused, credentials go with the token request only.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CliRunner
-from tests.registry.conftest import SAMPLE, Pushed, start
+from tests.registry.conftest import SAMPLE, Pushed
 from tests.registry.servers import PASSWORD, USER, FaultProxy
-
-
-@pytest.fixture(scope="module")
-def token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushed]:
-    yield from start(tmp_path_factory.mktemp("registry-token"), "token")
 
 
 @pytest.fixture
