@@ -47,7 +47,7 @@ def _basic_ok(header: str | None) -> bool:
     return header == expected
 
 
-class _Quiet(http.server.BaseHTTPRequestHandler):
+class QuietHandler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -61,7 +61,7 @@ class _Server(http.server.ThreadingHTTPServer):
         pass  # a client that hangs up early (a cut, a redirect not followed) is what the tests do
 
 
-def _serve(handler: type[http.server.BaseHTTPRequestHandler], tls: Path | None = None) -> tuple[_Server, int]:
+def serve(handler: type[http.server.BaseHTTPRequestHandler], tls: Path | None = None) -> tuple[_Server, int]:
     server = _Server(("127.0.0.1", 0), handler)
     if tls is not None:
         key, cert = tls / "proxy-key.pem", tls / "proxy-cert.pem"
@@ -74,7 +74,7 @@ def _serve(handler: type[http.server.BaseHTTPRequestHandler], tls: Path | None =
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert, key)
         server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
     return server, int(server.server_address[1])
 
 
@@ -101,7 +101,7 @@ class TokenServer:
         self._x5c = base64.b64encode(der).decode("ascii")
         owner = self
 
-        class Handler(_Quiet):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
                 scope = query.get("scope", [""])[0]
@@ -120,7 +120,7 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server, self.port = _serve(Handler)
+        self._server, self.port = serve(Handler)
 
     @property
     def realm(self) -> str:
@@ -279,19 +279,19 @@ class FaultProxy:
         self._lock = threading.Lock()
         owner = self
 
-        class Handler(_Quiet):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 owner.handle(self, redirect_target=False)
 
             def do_HEAD(self) -> None:
                 owner.handle(self, redirect_target=False)
 
-        class Target(_Quiet):
+        class Target(QuietHandler):
             def do_GET(self) -> None:
                 owner.handle(self, redirect_target=True)
 
-        self._server, self.port = _serve(Handler, tls)
-        self._target, self.redirect_port = _serve(Target)
+        self._server, self.port = serve(Handler, tls)
+        self._target, self.redirect_port = serve(Target)
 
     @property
     def host(self) -> str:
