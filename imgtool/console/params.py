@@ -90,8 +90,12 @@ _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON 
 def _creds(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, str] | None:
     if value is None:
         return None
-    if ":" not in value:  # as skopeo does: the password is asked for, not echoed
-        value = f"{value}:{click.prompt('Password', hide_input=True, err=True)}"
+    if ":" not in value:  # as skopeo does: the password is asked for, not echoed; or read from a pipe
+        if sys.stdin.isatty():
+            password = click.prompt("Password", hide_input=True, err=True)
+        else:
+            password = sys.stdin.readline().removesuffix("\n")
+        value = f"{value}:{password}"
     return parse_creds(value)
 
 
@@ -101,7 +105,8 @@ _registry_options = [
         "--creds",
         metavar="USER[:PASSWORD]",
         callback=_creds,
-        help="Credentials for a docker:// registry (without :PASSWORD it is asked for). Default: "
+        help="Credentials for a docker:// registry (without :PASSWORD it is asked for, or read from "
+        "stdin when that is not a terminal). Default: "
         "--authfile, else $DOCKER_CONFIG/config.json (auths, credHelpers, credsStore), else "
         "$XDG_RUNTIME_DIR/containers/auth.json, else anonymous.",
     ),

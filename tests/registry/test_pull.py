@@ -266,3 +266,20 @@ def test_a_platform_a_single_image_is_not(plain: Pushed, imgtool_cli: CliRunner)
         result.stderr
         == f"imgtool: error: {ref}: no image for platform linux/arm64; the image is linux/amd64\n"
     )
+
+
+def test_the_password_is_read_from_stdin(basic: Pushed, imgtool_cli: CliRunner) -> None:
+    import subprocess
+    import sys
+
+    from tests.registry.servers import PASSWORD, USER
+
+    done = subprocess.run(
+        [sys.executable, "-m", "imgtool", "cat", "--creds", USER, basic.ref("sample:1.0"), "/etc/motd"],
+        input=f"{PASSWORD}\n".encode(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, b"")
+    assert done.stdout == imgtool_cli("cat", SAMPLE_10, "/etc/motd").stdout_bytes
