@@ -171,10 +171,10 @@ def test_verify_ok_and_mismatch(tmp_path: Path, imgtool_cli: CliRunner) -> None:
             " a layout)\n",
         ),
         (
-            ["ls", "docker://alpine"],
+            ["ls", "docker-daemon:alpine"],
             2,
-            "imgtool: error: docker://alpine: the docker:// transport is not supported yet; use skopeo copy"
-            " to make an oci: layout\n",
+            "imgtool: error: docker-daemon:alpine: the docker-daemon transport is not supported yet; "
+            "use skopeo copy to make an oci: layout\n",
         ),
         (
             ["cat", "{tmp}/oci", "/etc/os-release/x"],
