@@ -46,9 +46,7 @@ from imgtool.ops.readfile import read_file
 from imgtool.ops.summary import describe_image
 from imgtool.ops.verify import verify_image
 from imgtool.ops.which import answers_for
-from tests.hostile.harness import make_sentinel
-from tests.hostile.terminal import raw_controls
-from tests.imagefactory import (
+from tests.helpers.imagefactory import (
     Compression,
     ImageSpec,
     Layer,
@@ -58,10 +56,12 @@ from tests.imagefactory import (
     write_docker_archive,
     write_oci_layout,
 )
-from tests.imagefactory import (
+from tests.helpers.imagefactory import (
     File as FileMember,
 )
-from tests.treesnap import Node, snapshot
+from tests.helpers.treesnap import Node, snapshot
+from tests.hostile.harness import make_sentinel
+from tests.hostile.terminal import raw_controls
 
 Format: TypeAlias = Literal["oci", "docker"]
 JsonTarget: TypeAlias = Literal["oci-index", "oci-manifest", "oci-config", "docker-manifest", "docker-config"]
