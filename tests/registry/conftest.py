@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.imagefactory import Entry, File, ImageSpec, IndexSpec, incompressible, make_layer, write_oci_layout
+from tests.helpers.imagefactory import (
+    Entry,
+    File,
+    ImageSpec,
+    IndexSpec,
+    incompressible,
+    make_layer,
+    write_oci_layout,
+)
 from tests.registry.servers import PASSWORD, USER, Auth, Registry, have_tools
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-oci"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from tests.conftest import CliRunner
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     Entry,
     Fault,
     File,
@@ -25,7 +25,7 @@ def _flip_middle(data: bytes) -> bytes:
     return data[:middle] + bytes([data[middle] ^ 1]) + data[middle + 1 :]
 
 
-def test_a_corrupted_gzip_blob_is_a_digest_mismatch(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_a_corrupted_gzip_blob_is_a_digest_mismatch(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     tar = make_layer([File("data", incompressible(100_000, b"c"))])
     spec = ImageSpec([Layer(tar, compression="gzip", fault=Fault(tamper=_flip_middle))])
     result = write_oci_layout(tmp_path / "oci", [Entry(spec, ref="v1")])

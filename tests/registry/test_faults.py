@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliRunner
+from tests.helpers.cli import ImgtoolCli
 from tests.registry.conftest import Pushed
 from tests.registry.servers import Fault, FaultProxy
 
@@ -58,7 +58,7 @@ def _blob_gets(proxy: FaultProxy, digest: str) -> list[str | None]:
 
 
 def test_a_cut_connection_is_resumed_where_it_broke(
-    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: CliRunner, sleeps: list[float]
+    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: ImgtoolCli, sleeps: list[float]
 ) -> None:
     digest, blob = _big_layer(plain)
     proxy_plain.faults = [Fault(path=digest, cut_after=100_000)]
@@ -75,7 +75,7 @@ def test_a_cut_connection_is_resumed_where_it_broke(
 
 
 def test_a_connection_cut_every_time_is_an_error_in_the_end(
-    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: CliRunner, sleeps: list[float], tmp_path: Path
+    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: ImgtoolCli, sleeps: list[float], tmp_path: Path
 ) -> None:
     digest, _ = _big_layer(plain)
     proxy_plain.faults = [Fault(path=digest, cut_after=0, times=100)]
@@ -103,7 +103,7 @@ def test_a_connection_cut_every_time_is_an_error_in_the_end(
 def test_busy_answers_are_retried_honouring_retry_after(
     plain: Pushed,
     proxy_plain: FaultProxy,
-    imgtool_cli: CliRunner,
+    imgtool_cli: ImgtoolCli,
     sleeps: list[float],
     status: int,
     retry_after: str | None,
@@ -121,7 +121,7 @@ def test_busy_answers_are_retried_honouring_retry_after(
 
 
 def test_retries_are_bounded(
-    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: CliRunner, sleeps: list[float]
+    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: ImgtoolCli, sleeps: list[float]
 ) -> None:
     proxy_plain.faults = [Fault(path="/manifests/", status=503, times=100)]
     ref = f"docker://{proxy_plain.host}/big:1"
@@ -134,7 +134,7 @@ def test_retries_are_bounded(
 
 @pytest.mark.parametrize("output", ["out", "out.tar", "-"])
 def test_a_corrupted_byte_is_a_digest_error_and_nothing_is_written(
-    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: CliRunner, tmp_path: Path, output: str
+    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: ImgtoolCli, tmp_path: Path, output: str
 ) -> None:
     digest, blob = _big_layer(plain)
     proxy_plain.faults = [Fault(path=digest, corrupt_at=200_000)]
@@ -151,7 +151,7 @@ def test_a_corrupted_byte_is_a_digest_error_and_nothing_is_written(
 
 
 def test_a_corrupted_manifest_is_refused_by_digest(
-    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: CliRunner
+    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: ImgtoolCli
 ) -> None:
     digest = "sha256:077d75fe3a34db76cbf7c17be9958266b9c8433e6f40fce98915f391bf300e8a"
     proxy_plain.faults = [Fault(path=f"/manifests/{digest}", corrupt_at=10)]
@@ -163,7 +163,7 @@ def test_a_corrupted_manifest_is_refused_by_digest(
     )
 
 
-def test_a_redirect_to_another_port_gets_no_authorization(basic: Pushed, imgtool_cli: CliRunner) -> None:
+def test_a_redirect_to_another_port_gets_no_authorization(basic: Pushed, imgtool_cli: ImgtoolCli) -> None:
     proxy = FaultProxy(basic.registry)
     try:
         proxy.faults = [Fault(path="/blobs/", redirect=True, times=100)]
@@ -182,7 +182,7 @@ def test_a_redirect_to_another_port_gets_no_authorization(basic: Pushed, imgtool
 
 
 def test_a_manifest_cut_short_is_fetched_again(
-    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: CliRunner, sleeps: list[float]
+    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: ImgtoolCli, sleeps: list[float]
 ) -> None:
     proxy_plain.faults = [Fault(path="/manifests/1.0", cut_after=100)]
     result = imgtool_cli("inspect", "--json", f"docker://{proxy_plain.host}/sample:1.0")
@@ -195,7 +195,7 @@ def test_a_manifest_cut_short_is_fetched_again(
 
 
 def test_a_blob_the_registry_does_not_have(
-    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: CliRunner, tmp_path: Path
+    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: ImgtoolCli, tmp_path: Path
 ) -> None:
     digest, _ = _big_layer(plain)
     proxy_plain.faults = [Fault(path=digest, status=404)]
@@ -207,7 +207,7 @@ def test_a_blob_the_registry_does_not_have(
 
 
 def test_more_bytes_than_the_descriptor_declares(
-    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: CliRunner, tmp_path: Path
+    plain: Pushed, proxy_plain: FaultProxy, imgtool_cli: ImgtoolCli, tmp_path: Path
 ) -> None:
     digest, blob = _big_layer(plain)
     proxy_plain.faults = [Fault(path=digest, append=b"\0" * 1_000_000)]

@@ -17,7 +17,7 @@ from imgtool.sources.reference import parse_docker_name
 from imgtool.sources.registry.client import Client
 from imgtool.sources.registry.options import RegistryOptions
 from imgtool.sources.registry.transfer import BlobStream
-from tests.conftest import CliRunner
+from tests.helpers.cli import ImgtoolCli
 from tests.registry.servers import QuietHandler, serve
 
 Answer = tuple[int, dict[str, str], bytes]
@@ -132,7 +132,7 @@ CASES = [name for name, _, _ in _manifest_cases(0)]
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_a_hostile_manifest_answer(server: tuple[Script, int], imgtool_cli: CliRunner, case: str) -> None:
+def test_a_hostile_manifest_answer(server: tuple[Script, int], imgtool_cli: ImgtoolCli, case: str) -> None:
     script, port = server
     _, answers, message = next(c for c in _manifest_cases(port) if c[0] == case)
     script.answers["/v2/x/manifests/t"] = list(answers)
@@ -141,7 +141,7 @@ def test_a_hostile_manifest_answer(server: tuple[Script, int], imgtool_cli: CliR
     assert (result.code, result.stdout, result.stderr) == (1, "", f"imgtool: error: {message}\n")
 
 
-def test_not_a_registry(server: tuple[Script, int], imgtool_cli: CliRunner) -> None:
+def test_not_a_registry(server: tuple[Script, int], imgtool_cli: ImgtoolCli) -> None:
     script, port = server
     script.answers["/v2/"] = [(404, {}, b"")]
     result = imgtool_cli("inspect", f"docker://127.0.0.1:{port}/x:t")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliRunner
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.treesnap import snapshot
 from tests.registry.conftest import SAMPLE, Pushed
-from tests.treesnap import snapshot
 
 SAMPLE_10 = f"oci:{SAMPLE}:1.0"
 
@@ -24,7 +24,7 @@ def _same_json(remote: str, local: str) -> dict[str, object]:
     return a
 
 
-def test_inspect_equals_the_layouts(pushed: Pushed, imgtool_cli: CliRunner) -> None:
+def test_inspect_equals_the_layouts(pushed: Pushed, imgtool_cli: ImgtoolCli) -> None:
     remote = imgtool_cli("inspect", "--json", pushed.ref("sample:1.0"), *pushed.creds)
     local = imgtool_cli("inspect", "--json", SAMPLE_10)
     assert (remote.code, remote.stderr) == (0, "")
@@ -51,7 +51,7 @@ def test_inspect_equals_the_layouts(pushed: Pushed, imgtool_cli: CliRunner) -> N
         ["diff", "layers", "--no-cache", "{ref}", "1", "3"],
     ],
 )
-def test_queries_equal_the_layouts(pushed: Pushed, imgtool_cli: CliRunner, args: list[str]) -> None:
+def test_queries_equal_the_layouts(pushed: Pushed, imgtool_cli: ImgtoolCli, args: list[str]) -> None:
     remote = imgtool_cli(*[a.replace("{ref}", pushed.ref("sample:1.1")) for a in args], *pushed.creds)
     local = imgtool_cli(*[a.replace("{ref}", f"oci:{SAMPLE}:1.1") for a in args])
     assert (remote.code, remote.stderr) == (local.code, local.stderr)
@@ -59,7 +59,7 @@ def test_queries_equal_the_layouts(pushed: Pushed, imgtool_cli: CliRunner, args:
     assert remote.stdout
 
 
-def test_cat_gives_the_same_bytes(pushed: Pushed, imgtool_cli: CliRunner) -> None:
+def test_cat_gives_the_same_bytes(pushed: Pushed, imgtool_cli: ImgtoolCli) -> None:
     remote = imgtool_cli("cat", pushed.ref("sample:1.0"), "/etc/app/app.conf", *pushed.creds)
     local = imgtool_cli("cat", SAMPLE_10, "/etc/app/app.conf")
     assert (remote.code, remote.stderr) == (0, "")
@@ -67,7 +67,7 @@ def test_cat_gives_the_same_bytes(pushed: Pushed, imgtool_cli: CliRunner) -> Non
     assert b"9090" in remote.stdout_bytes
 
 
-def test_flatten_gives_the_same_tree(pushed: Pushed, imgtool_cli: CliRunner, tmp_path: Path) -> None:
+def test_flatten_gives_the_same_tree(pushed: Pushed, imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
     remote = imgtool_cli(
         "flatten", "-q", pushed.ref("sample:1.1"), "-o", str(tmp_path / "remote"), *pushed.creds
     )
@@ -78,7 +78,7 @@ def test_flatten_gives_the_same_tree(pushed: Pushed, imgtool_cli: CliRunner, tmp
     assert b"usr/bin/hello" in tree
 
 
-def test_diff_images_across_sources(pushed: Pushed, imgtool_cli: CliRunner) -> None:
+def test_diff_images_across_sources(pushed: Pushed, imgtool_cli: ImgtoolCli) -> None:
     remote = imgtool_cli("diff", "images", pushed.ref("sample:1.0"), pushed.ref("sample:1.1"), *pushed.creds)
     local = imgtool_cli("diff", "images", SAMPLE_10, f"oci:{SAMPLE}:1.1")
     assert (remote.code, remote.stderr) == (local.code, local.stderr) == (1, "")  # 1: they differ
@@ -88,7 +88,7 @@ def test_diff_images_across_sources(pushed: Pushed, imgtool_cli: CliRunner) -> N
 
 
 @pytest.mark.parametrize("platform", ["linux/amd64", "linux/arm64/v8"])
-def test_platform_is_chosen_from_the_index(pushed: Pushed, imgtool_cli: CliRunner, platform: str) -> None:
+def test_platform_is_chosen_from_the_index(pushed: Pushed, imgtool_cli: ImgtoolCli, platform: str) -> None:
     remote = imgtool_cli(
         "inspect", "--json", "--platform", platform, pushed.ref("multi:latest"), *pushed.creds
     )
@@ -103,7 +103,7 @@ def test_platform_is_chosen_from_the_index(pushed: Pushed, imgtool_cli: CliRunne
     assert cat.stdout_bytes == f"tool-{platform.split('/')[1]}".encode()
 
 
-def test_a_platform_the_index_lacks(plain: Pushed, imgtool_cli: CliRunner) -> None:
+def test_a_platform_the_index_lacks(plain: Pushed, imgtool_cli: ImgtoolCli) -> None:
     ref = plain.ref("multi:latest")
     result = imgtool_cli("inspect", "--platform", "linux/s390x", ref)
     assert (result.code, result.stdout) == (1, "")
@@ -113,7 +113,7 @@ def test_a_platform_the_index_lacks(plain: Pushed, imgtool_cli: CliRunner) -> No
     )
 
 
-def test_by_digest(plain: Pushed, imgtool_cli: CliRunner) -> None:
+def test_by_digest(plain: Pushed, imgtool_cli: ImgtoolCli) -> None:
     digest = "sha256:077d75fe3a34db76cbf7c17be9958266b9c8433e6f40fce98915f391bf300e8a"
     remote = imgtool_cli("inspect", "--json", plain.ref(f"sample@{digest}"))
     assert remote.code == 0
@@ -121,7 +121,7 @@ def test_by_digest(plain: Pushed, imgtool_cli: CliRunner) -> None:
     assert (doc["manifest_digest"], doc["tags"]) == (digest, [])
 
 
-def test_a_digest_the_registry_does_not_hold(plain: Pushed, imgtool_cli: CliRunner) -> None:
+def test_a_digest_the_registry_does_not_hold(plain: Pushed, imgtool_cli: ImgtoolCli) -> None:
     ref = plain.ref("sample@sha256:" + "0" * 64)
     result = imgtool_cli("inspect", ref)
     assert (result.code, result.stdout) == (1, "")
@@ -131,7 +131,7 @@ def test_a_digest_the_registry_does_not_hold(plain: Pushed, imgtool_cli: CliRunn
     )
 
 
-def test_a_tag_the_registry_does_not_hold(plain: Pushed, imgtool_cli: CliRunner) -> None:
+def test_a_tag_the_registry_does_not_hold(plain: Pushed, imgtool_cli: ImgtoolCli) -> None:
     ref = plain.ref("sample:9.9")
     result = imgtool_cli("ls", ref)
     assert (result.code, result.stdout) == (1, "")
@@ -140,7 +140,7 @@ def test_a_tag_the_registry_does_not_hold(plain: Pushed, imgtool_cli: CliRunner)
     )
 
 
-def test_no_registry_there(imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_registry_there(imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
     from tests.registry.servers import free_port
@@ -159,7 +159,7 @@ def test_no_registry_there(imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPat
 
 
 def test_basic_auth_needs_credentials(
-    basic: Pushed, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    basic: Pushed, imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
     monkeypatch.delenv("REGISTRY_AUTH_FILE", raising=False)
@@ -180,7 +180,7 @@ def test_basic_auth_needs_credentials(
 
 
 def test_credentials_from_docker_config(
-    basic: Pushed, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    basic: Pushed, imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import base64
 
@@ -196,7 +196,7 @@ def test_credentials_from_docker_config(
 
 
 def test_a_failing_helper_warns_and_goes_on_anonymously(
-    plain: Pushed, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    plain: Pushed, imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"credsStore": "imgtool-test-absent"}))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
@@ -209,7 +209,7 @@ def test_a_failing_helper_warns_and_goes_on_anonymously(
     )
 
 
-def test_a_docker_schema_2_manifest(plain: Pushed, imgtool_cli: CliRunner, tmp_path: Path) -> None:
+def test_a_docker_schema_2_manifest(plain: Pushed, imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
     """skopeo converts the image to Docker's manifest and config types on the way in: the registry
     serves those, and the image reads as the same tree."""
     plain.registry.push(f"oci:{SAMPLE}:1.1", "sample-docker:1.1", extra=("--format", "v2s2"))
@@ -229,9 +229,9 @@ def test_a_docker_schema_2_manifest(plain: Pushed, imgtool_cli: CliRunner, tmp_p
 
 
 def test_a_foreign_layer_is_reported_as_in_a_layout(
-    plain: Pushed, imgtool_cli: CliRunner, tmp_path: Path
+    plain: Pushed, imgtool_cli: ImgtoolCli, tmp_path: Path
 ) -> None:
-    from tests.imagefactory import Entry, File, ImageSpec, Layer, make_layer, write_oci_layout
+    from tests.helpers.imagefactory import Entry, File, ImageSpec, Layer, make_layer, write_oci_layout
 
     base = make_layer([File("etc/a", b"a")])
     foreign = Layer(
@@ -249,7 +249,7 @@ def test_a_foreign_layer_is_reported_as_in_a_layout(
 
 
 def test_a_tar_stream_through_a_slow_pipe(plain: Pushed) -> None:
-    from tests.slowpipe import flatten_through_slow_pipe
+    from tests.helpers.slowpipe import flatten_through_slow_pipe
 
     remote = flatten_through_slow_pipe(plain.ref("sample:1.1"), "-q")
     local = flatten_through_slow_pipe(f"oci:{SAMPLE}:1.1", "-q")
@@ -258,7 +258,7 @@ def test_a_tar_stream_through_a_slow_pipe(plain: Pushed) -> None:
     assert len(remote[1]) > 10_000
 
 
-def test_a_platform_a_single_image_is_not(plain: Pushed, imgtool_cli: CliRunner) -> None:
+def test_a_platform_a_single_image_is_not(plain: Pushed, imgtool_cli: ImgtoolCli) -> None:
     ref = plain.ref("sample:1.0")
     result = imgtool_cli("ls", "--platform", "linux/arm64", ref)
     assert (result.code, result.stdout) == (1, "")
@@ -268,7 +268,7 @@ def test_a_platform_a_single_image_is_not(plain: Pushed, imgtool_cli: CliRunner)
     )
 
 
-def test_the_password_is_read_from_stdin(basic: Pushed, imgtool_cli: CliRunner) -> None:
+def test_the_password_is_read_from_stdin(basic: Pushed, imgtool_cli: ImgtoolCli) -> None:
     import subprocess
     import sys
 

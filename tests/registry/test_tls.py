@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliRunner
+from tests.helpers.cli import ImgtoolCli
 from tests.registry.conftest import SAMPLE, Pushed
 from tests.registry.servers import Fault, FaultProxy
 
@@ -20,7 +20,7 @@ def https(plain: Pushed, tmp_path: Path) -> Iterator[FaultProxy]:
     proxy.close()
 
 
-def test_a_self_signed_certificate_is_refused(https: FaultProxy, imgtool_cli: CliRunner) -> None:
+def test_a_self_signed_certificate_is_refused(https: FaultProxy, imgtool_cli: ImgtoolCli) -> None:
     ref = f"docker://{https.host}/sample:1.0"
     result = imgtool_cli("inspect", ref)
     assert (result.code, result.stdout) == (1, "")
@@ -32,14 +32,14 @@ def test_a_self_signed_certificate_is_refused(https: FaultProxy, imgtool_cli: Cl
     assert https.seen == []  # nothing went over the connection it did not trust
 
 
-def test_tls_verify_false_accepts_it(https: FaultProxy, imgtool_cli: CliRunner) -> None:
+def test_tls_verify_false_accepts_it(https: FaultProxy, imgtool_cli: ImgtoolCli) -> None:
     result = imgtool_cli("cat", "--tls-verify=false", f"docker://{https.host}/sample:1.0", "/etc/motd")
     assert (result.code, result.stderr) == (0, "")
     assert result.stdout_bytes == imgtool_cli("cat", f"oci:{SAMPLE}:1.0", "/etc/motd").stdout_bytes
     assert https.seen[0].path == "/v2/"
 
 
-def test_plain_http_goes_straight_to_http(plain: Pushed, imgtool_cli: CliRunner) -> None:
+def test_plain_http_goes_straight_to_http(plain: Pushed, imgtool_cli: ImgtoolCli) -> None:
     """On a plain registry on 127.0.0.1 HTTPS is tried first, then HTTP (every other test here runs so);
     --plain-http goes straight to HTTP."""
     proxy = FaultProxy(plain.registry)
@@ -52,7 +52,7 @@ def test_plain_http_goes_straight_to_http(plain: Pushed, imgtool_cli: CliRunner)
 
 
 def test_a_redirect_from_https_to_http_is_refused(
-    https: FaultProxy, imgtool_cli: CliRunner, tmp_path: Path
+    https: FaultProxy, imgtool_cli: ImgtoolCli, tmp_path: Path
 ) -> None:
     https.faults = [Fault(path="/blobs/", redirect=True, times=100)]
     ref = f"docker://{https.host}/sample:1.0"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliRunner
+from tests.helpers.cli import ImgtoolCli
 from tests.registry.conftest import SAMPLE, Pushed
 from tests.registry.servers import PASSWORD, USER, FaultProxy
 
@@ -20,7 +20,7 @@ def no_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_one_token_per_scope_for_a_whole_flatten(
-    token: Pushed, imgtool_cli: CliRunner, tmp_path: Path, no_config: None
+    token: Pushed, imgtool_cli: ImgtoolCli, tmp_path: Path, no_config: None
 ) -> None:
     server = token.registry.token
     assert server is not None
@@ -46,7 +46,7 @@ def test_one_token_per_scope_for_a_whole_flatten(
 
 
 def test_anonymous_gets_a_token_without_access(
-    token: Pushed, imgtool_cli: CliRunner, no_config: None
+    token: Pushed, imgtool_cli: ImgtoolCli, no_config: None
 ) -> None:
     server = token.registry.token
     assert server is not None
@@ -63,7 +63,7 @@ def test_anonymous_gets_a_token_without_access(
 
 
 def test_wrong_credentials_are_refused_by_the_token_server(
-    token: Pushed, imgtool_cli: CliRunner, no_config: None
+    token: Pushed, imgtool_cli: ImgtoolCli, no_config: None
 ) -> None:
     server = token.registry.token
     assert server is not None

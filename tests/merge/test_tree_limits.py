@@ -10,7 +10,7 @@ from imgtool.layers.tarreader import MAX_PATH_BYTES
 from imgtool.merge.changes import ChangeLog
 from imgtool.merge.overlay import Tree
 from imgtool.ops.diff import compare_trees
-from tests.unit.test_overlay import D, E, O, S, W, apply, summary
+from tests.merge.test_overlay import D, E, O, S, W, apply, summary
 
 DEEP = "/".join(["d"] * 3000)  # 5 999 bytes, 3 000 levels: deeper than Python recurses
 

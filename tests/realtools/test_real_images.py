@@ -10,8 +10,14 @@ import pytest
 import imgtool
 from imgtool.errors import AmbiguousImageError, ImageNotFoundError
 from imgtool.layers.tarstream import layer_entries
-from tests.conftest import CliRunner
-from tests.realtools import Builder, PlatformIndex, StandardImageFactory, requires, skopeo_inspect_config
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.realtools import (
+    Builder,
+    PlatformIndex,
+    StandardImageFactory,
+    requires,
+    skopeo_inspect_config,
+)
 
 pytestmark = [pytest.mark.realtools, requires("buildah", "skopeo")]
 
@@ -27,7 +33,7 @@ FORMATS = [
 
 @pytest.mark.parametrize(("fmt", "compression"), FORMATS)
 def test_inspect_and_verify_agree_with_skopeo(
-    standard_image: StandardImageFactory, imgtool_cli: CliRunner, fmt: str, compression: str
+    standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli, fmt: str, compression: str
 ) -> None:
     built = standard_image("basic")
     ref = built.export(fmt, compression)  # type: ignore[arg-type]
@@ -92,7 +98,7 @@ def test_two_refs_in_one_layout(
 
 
 @pytest.mark.parametrize("which", ["oci_ref", "oci_archive_ref"])
-def test_two_platform_index(platform_index: PlatformIndex, imgtool_cli: CliRunner, which: str) -> None:
+def test_two_platform_index(platform_index: PlatformIndex, imgtool_cli: ImgtoolCli, which: str) -> None:
     ref = getattr(platform_index, which)
     for platform in platform_index.platforms:
         with imgtool.open_image(ref, platform=platform) as img:
@@ -107,7 +113,7 @@ def test_two_platform_index(platform_index: PlatformIndex, imgtool_cli: CliRunne
 
 
 def test_mislabelled_uncompressed_layers(
-    builder: Builder, standard_image: StandardImageFactory, tmp_path: Path, imgtool_cli: CliRunner
+    builder: Builder, standard_image: StandardImageFactory, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     built = standard_image("basic")
     ref = builder.export_mislabeled_uncompressed_oci(built.ref, tmp_path / "mislabelled")

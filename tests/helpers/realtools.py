@@ -31,7 +31,7 @@ from typing import Any, Final, Literal, Protocol
 
 import pytest
 
-from tests.imagefactory import incompressible
+from tests.helpers.imagefactory import incompressible
 
 __all__ = [
     "BASE_CONTAINERFILE",

@@ -13,8 +13,17 @@ import imgtool
 from imgtool.flatten import api as flatten_module
 from imgtool.flatten.api import flatten
 from imgtool.merge import spool as spool_module
-from tests.imagefactory import Dir, Entry, File, Hardlink, ImageSpec, Whiteout, make_layer, write_oci_layout
-from tests.treesnap import snapshot
+from tests.helpers.imagefactory import (
+    Dir,
+    Entry,
+    File,
+    Hardlink,
+    ImageSpec,
+    Whiteout,
+    make_layer,
+    write_oci_layout,
+)
+from tests.helpers.treesnap import snapshot
 
 LAYERS = [
     make_layer([Dir("a/"), File("a/one", b"1" * 5000), File("a/two", b"2"), File("b", b"b" * 70000)]),

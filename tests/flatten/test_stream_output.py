@@ -29,9 +29,19 @@ import pytest
 from imgtool.console.output import human_size
 from imgtool.flatten.tarwriter import TarWriter
 from imgtool.merge.spool import release_range
-from tests import test_flatten, test_spool
-from tests.imagefactory import Dir, Entry, File, Hardlink, ImageSpec, Whiteout, make_layer, write_oci_layout
-from tests.slowpipe import read_slowly
+from tests.flatten import test_flatten
+from tests.helpers.imagefactory import (
+    Dir,
+    Entry,
+    File,
+    Hardlink,
+    ImageSpec,
+    Whiteout,
+    make_layer,
+    write_oci_layout,
+)
+from tests.helpers.slowpipe import read_slowly
+from tests.merge import test_spool
 
 _RANDOM = random.Random(17)
 MIB: Final = 1 << 20

@@ -18,9 +18,9 @@ from imgtool.flatten import api as flatten_module
 from imgtool.flatten.api import flatten
 from imgtool.image.digest import content_hasher
 from imgtool.merge.index import index_image
-from tests.conftest import CliRunner
-from tests.imagefactory import Entry, File, ImageSpec, make_layer, write_oci_layout
-from tests.realtools import ToolError, requires, umoci_unpack
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import Entry, File, ImageSpec, make_layer, write_oci_layout
+from tests.helpers.realtools import ToolError, requires, umoci_unpack
 
 SIZE: Final = 3 << 20
 # Data at these offsets, holes everywhere else: 30 regions, more than an old-GNU header and its first
@@ -86,7 +86,7 @@ def sparse_image(
     return layout.reference("v1"), where / "oci", content
 
 
-def test_cat_gives_the_expanded_file(sparse_image: tuple[str, Path, bytes], imgtool_cli: CliRunner) -> None:
+def test_cat_gives_the_expanded_file(sparse_image: tuple[str, Path, bytes], imgtool_cli: ImgtoolCli) -> None:
     ref, _, content = sparse_image
     run = imgtool_cli("cat", ref, "/var/log/lastlog")
     assert (run.code, run.stderr) == (0, "")
@@ -95,7 +95,7 @@ def test_cat_gives_the_expanded_file(sparse_image: tuple[str, Path, bytes], imgt
 
 
 def test_ls_which_layer_and_the_index_see_the_expanded_file(
-    sparse_image: tuple[str, Path, bytes], imgtool_cli: CliRunner, private_cache: Path
+    sparse_image: tuple[str, Path, bytes], imgtool_cli: ImgtoolCli, private_cache: Path
 ) -> None:
     ref, _, content = sparse_image
     for _ in range(2):  # built, then from the cache
@@ -151,7 +151,7 @@ def test_flatten_to_a_tar_gives_a_plain_file_with_and_without_the_spool(
 
 
 def test_flatten_from_the_cli_and_from_the_cache(
-    sparse_image: tuple[str, Path, bytes], tmp_path: Path, imgtool_cli: CliRunner, private_cache: Path
+    sparse_image: tuple[str, Path, bytes], tmp_path: Path, imgtool_cli: ImgtoolCli, private_cache: Path
 ) -> None:
     """The second run takes the entries (and their sparse regions) from the index cache."""
     ref, _, content = sparse_image

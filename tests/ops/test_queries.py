@@ -15,8 +15,8 @@ from imgtool.image import digest
 from imgtool.layers import tarstream
 from imgtool.merge import index
 from imgtool.ops import listing
-from tests.conftest import CliRunner
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     Dir,
     Entry,
     File,
@@ -66,7 +66,7 @@ def ref(tmp_path: Path) -> str:
     return write_oci_layout(tmp_path / "oci", [Entry(spec, ref="v1")]).reference("v1")
 
 
-def test_which_layer_words(ref: str, imgtool_cli: CliRunner) -> None:
+def test_which_layer_words(ref: str, imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli("which-layer", ref, "/etc/conf", "/var/cache/x", "/bin/sh", "usr/bin/bash", "--json")
     assert run.code == 1
     docs = {d["query"]: d for d in json.loads(run.stdout)}
@@ -100,7 +100,7 @@ def test_which_layer_words(ref: str, imgtool_cli: CliRunner) -> None:
     )
 
 
-def test_ls(ref: str, imgtool_cli: CliRunner) -> None:
+def test_ls(ref: str, imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli("ls", ref, "/var/cache", "--json")
     assert [(r["path"], r["layer"], r["type"]) for r in json.loads(run.stdout)] == [
         ("/var/cache/y", 2, "file")
@@ -126,14 +126,14 @@ def test_ls(ref: str, imgtool_cli: CliRunner) -> None:
     assert [r["path"] for r in json.loads(recursive.stdout)] == ["/usr/bin", "/usr/bin/bash", "/usr/bin/sh"]
 
 
-def test_cat(ref: str, imgtool_cli: CliRunner) -> None:
+def test_cat(ref: str, imgtool_cli: ImgtoolCli) -> None:
     assert imgtool_cli("cat", ref, "/bin/sh").stdout_bytes == b"sh"
     assert imgtool_cli("cat", ref, "/var/cache/y").stdout_bytes == b"y"
     gone = imgtool_cli("cat", ref, "/etc/conf")
     assert (gone.code, gone.stderr) == (1, "imgtool: error: /etc/conf: no such file in the image\n")
 
 
-def test_diff_layers(ref: str, imgtool_cli: CliRunner) -> None:
+def test_diff_layers(ref: str, imgtool_cli: ImgtoolCli) -> None:
     docs = json.loads(imgtool_cli("diff", "layers", ref, "--json").stdout)
     assert [(d["index"], d["created_by"]) for d in docs] == [(0, "base"), (1, "update conf"), (2, "cleanup")]
     assert docs[1]["changes"] == [
@@ -171,7 +171,7 @@ def test_diff_layers(ref: str, imgtool_cli: CliRunner) -> None:
 
 
 def test_a_second_query_reads_no_layer(
-    ref: str, imgtool_cli: CliRunner, opened: list[int], private_cache: Path
+    ref: str, imgtool_cli: ImgtoolCli, opened: list[int], private_cache: Path
 ) -> None:
     assert imgtool_cli("which-layer", ref, "/etc/conf").code == 1
     assert sorted(opened) == [0, 1, 2]
@@ -184,12 +184,12 @@ def test_a_second_query_reads_no_layer(
     assert sorted(opened) == [0, 1, 2]
 
 
-def test_no_cache_writes_nothing(ref: str, imgtool_cli: CliRunner, private_cache: Path) -> None:
+def test_no_cache_writes_nothing(ref: str, imgtool_cli: ImgtoolCli, private_cache: Path) -> None:
     assert imgtool_cli("ls", ref, "/", "--no-cache").code == 0
     assert not (private_cache / "imgtool").exists()
 
 
-def test_a_corrupt_cache_file_is_rebuilt(ref: str, imgtool_cli: CliRunner, private_cache: Path) -> None:
+def test_a_corrupt_cache_file_is_rebuilt(ref: str, imgtool_cli: ImgtoolCli, private_cache: Path) -> None:
     assert imgtool_cli("ls", ref, "/").code == 0
     for path in (private_cache / "imgtool" / "index-v5" / "sha256").iterdir():
         path.write_bytes(b"garbage")
@@ -199,7 +199,7 @@ def test_a_corrupt_cache_file_is_rebuilt(ref: str, imgtool_cli: CliRunner, priva
 
 
 def test_flatten_caches_an_index_without_digests_that_queries_complete(
-    ref: str, imgtool_cli: CliRunner, opened: list[int], tmp_path: Path
+    ref: str, imgtool_cli: ImgtoolCli, opened: list[int], tmp_path: Path
 ) -> None:
     assert imgtool_cli("flatten", ref, "-o", str(tmp_path / "one"), "-q").code == 0
     opened.clear()
@@ -216,7 +216,7 @@ def test_flatten_caches_an_index_without_digests_that_queries_complete(
 
 def test_digests_of_another_algorithm_are_never_compared_with_ours(
     ref: str,
-    imgtool_cli: CliRunner,
+    imgtool_cli: ImgtoolCli,
     opened: list[int],
     private_cache: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -236,7 +236,7 @@ def test_digests_of_another_algorithm_are_never_compared_with_ours(
         assert marshal.loads(path.read_bytes())["digests"] == digest.CONTENT_HASH
 
 
-def test_nothing_is_below_a_file_whatever_the_command(ref: str, imgtool_cli: CliRunner) -> None:
+def test_nothing_is_below_a_file_whatever_the_command(ref: str, imgtool_cli: ImgtoolCli) -> None:
     """Every command resolves a path through the same code: /usr/bin/sh/x does not exist."""
     run = imgtool_cli("which-layer", ref, "/usr/bin/sh/x", "/bin/sh/x")
     assert (run.code, run.stderr) == (1, "")
@@ -293,7 +293,7 @@ def _paths(run_stdout: str) -> list[str]:
     return [line[column:] for line in lines[2:]]
 
 
-def test_ls_lists_a_symlink_itself_unless_asked_to_follow(links_ref: str, imgtool_cli: CliRunner) -> None:
+def test_ls_lists_a_symlink_itself_unless_asked_to_follow(links_ref: str, imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli("ls", links_ref, "/bin/[")
     assert (run.code, run.stderr) == (0, "")
     assert run.stdout == (
@@ -324,7 +324,7 @@ def test_ls_lists_a_symlink_itself_unless_asked_to_follow(links_ref: str, imgtoo
     assert _paths(imgtool_cli("ls", links_ref, "/bin/gone", "-L").stdout) == ["/bin/gone -> nowhere"]
 
 
-def test_ls_accepts_the_patterns_which_layer_accepts(links_ref: str, imgtool_cli: CliRunner) -> None:
+def test_ls_accepts_the_patterns_which_layer_accepts(links_ref: str, imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli("ls", links_ref, "/etc/*.conf", "--json")
     assert (run.code, run.stderr) == (0, "")
     assert [(r["path"], r["size"]) for r in json.loads(run.stdout)] == [
@@ -349,7 +349,7 @@ def test_ls_accepts_the_patterns_which_layer_accepts(links_ref: str, imgtool_cli
     )
 
 
-def test_ls_json_times_are_rfc3339(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_ls_json_times_are_rfc3339(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     layer = make_layer([File("a", b"", mtime=T), File("c", b"", mtime=-1)])
     ref = write_oci_layout(tmp_path / "t", [Entry(ImageSpec([layer]), ref="v1")]).reference("v1")
     run = imgtool_cli("ls", ref, "/", "--json")
@@ -363,7 +363,7 @@ def test_ls_json_times_are_rfc3339(tmp_path: Path, imgtool_cli: CliRunner) -> No
     assert listing.rfc3339(10**21) is None  # past the year 9999
 
 
-def test_diff_layers_in_either_order_as_git_diff(ref: str, imgtool_cli: CliRunner) -> None:
+def test_diff_layers_in_either_order_as_git_diff(ref: str, imgtool_cli: ImgtoolCli) -> None:
     forward = json.loads(imgtool_cli("diff", "layers", ref, "0", "2", "--json").stdout)["changes"]
     run = imgtool_cli("diff", "layers", ref, "2", "0", "--json")
     assert (run.code, run.stderr) == (0, "")
@@ -379,7 +379,7 @@ def test_diff_layers_in_either_order_as_git_diff(ref: str, imgtool_cli: CliRunne
     assert json.loads(run.stdout) == {"from": 1, "to": 1, "changes": []}
 
 
-def test_sizes_count_files_not_names(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_sizes_count_files_not_names(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     """One 1000-byte file with five more hardlinks is 1000 bytes, as du counts it."""
     names = ["bin/busybox", *(f"bin/l{n}" for n in range(5))]
     layers = [
@@ -413,7 +413,7 @@ def test_sizes_count_files_not_names(tmp_path: Path, imgtool_cli: CliRunner) -> 
     assert run.stderr == f"imgtool: wrote 11 paths (1.0 KB of file data) to {tmp_path / 'out'}\n"
 
 
-def test_diff_images_says_shared_layers_once(tmp_path: Path, ref: str, imgtool_cli: CliRunner) -> None:
+def test_diff_images_says_shared_layers_once(tmp_path: Path, ref: str, imgtool_cli: ImgtoolCli) -> None:
     def image(name: str, layers: list[bytes]) -> str:
         return write_oci_layout(tmp_path / name, [Entry(ImageSpec(layers), ref="v1")]).reference("v1")
 
@@ -434,7 +434,9 @@ def test_diff_images_says_shared_layers_once(tmp_path: Path, ref: str, imgtool_c
 AUFS = [make_layer(members) for members in aufs_bookkeeping_layers(T)]
 
 
-def test_aufs_bookkeeping_stays_out_and_its_hardlinks_resolve(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_aufs_bookkeeping_stays_out_and_its_hardlinks_resolve(
+    tmp_path: Path, imgtool_cli: ImgtoolCli
+) -> None:
     """As Docker applies a layer saved by its aufs driver: no .wh..wh.* in the tree, links resolved."""
     ref = write_oci_layout(tmp_path / "aufs", [Entry(ImageSpec(AUFS), ref="v1")]).reference("v1")
     run = imgtool_cli("ls", ref, "/", "-R", "--json")
@@ -473,7 +475,7 @@ def test_aufs_bookkeeping_stays_out_and_its_hardlinks_resolve(tmp_path: Path, im
 
 
 def test_a_hardlink_into_plnk_needs_its_file_earlier_in_the_layer(
-    tmp_path: Path, imgtool_cli: CliRunner
+    tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     layers = [make_layer([Hardlink("sh", ".wh..wh.plnk/1.2"), File(".wh..wh.plnk/1.2", b"x")])]
     ref = write_oci_layout(tmp_path / "aufs", [Entry(ImageSpec(layers), ref="v1")]).reference("v1")

@@ -21,9 +21,9 @@ from click.shell_completion import CompletionItem, ShellComplete
 from imgtool.cli import cli
 from imgtool.console.completion import COMPLETE_VAR, SHELLS, completion_script
 from imgtool.image.image import Layer
-from tests.conftest import CliRunner
+from tests.helpers.cli import ImgtoolCli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPLETIONS = ROOT / "completions"
 SAMPLE = "examples/sample.tar"
 LAYOUT = "examples/sample-oci"
@@ -36,7 +36,7 @@ needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is no
 
 
 @pytest.mark.parametrize("shell", SHELLS)
-def test_committed_script_is_what_the_cli_generates(shell: str, imgtool_cli: CliRunner) -> None:
+def test_committed_script_is_what_the_cli_generates(shell: str, imgtool_cli: ImgtoolCli) -> None:
     committed = (COMPLETIONS / f"imgtool.{shell}").read_text(encoding="utf-8")
     generated = completion_script(cli, shell)
     assert committed == generated, f"completions/imgtool.{shell} is stale: run scripts/generate-completions"
@@ -52,7 +52,7 @@ def test_installed_names_link_to_the_generated_scripts(name: str, target: str) -
     assert link.read_bytes() == (COMPLETIONS / target).read_bytes()
 
 
-def test_completion_rejects_an_unknown_shell(imgtool_cli: CliRunner) -> None:
+def test_completion_rejects_an_unknown_shell(imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli("completion", "tcsh")
     assert run.code == 2
     assert "tcsh" in run.stderr
@@ -160,7 +160,7 @@ def test_image_paths_need_the_index_cache(
 
 
 def test_image_paths_come_from_the_cached_index(
-    in_checkout: Path, imgtool_cli: CliRunner, forbid_layer_reads: Callable[[], list[str]]
+    in_checkout: Path, imgtool_cli: ImgtoolCli, forbid_layer_reads: Callable[[], list[str]]
 ) -> None:
     assert imgtool_cli("ls", SAMPLE).code == 0  # builds and caches the layer indexes
     attempts = forbid_layer_reads()
@@ -307,7 +307,7 @@ def test_bash_completes_after_colons(bash_env: tuple[Path, dict[str, str]]) -> N
 
 @needs_bash
 def test_bash_completes_paths_inside_the_image(
-    bash_env: tuple[Path, dict[str, str]], imgtool_cli: CliRunner
+    bash_env: tuple[Path, dict[str, str]], imgtool_cli: ImgtoolCli
 ) -> None:
     work, env = bash_env
     assert bash_complete(work, env, f"imgtool cat {SAMPLE} /etc/app/") == ([], [])  # cold cache
@@ -372,7 +372,7 @@ def test_interactive_bash_completes_a_tag(bash_env: tuple[Path, dict[str, str]])
 
 @pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
 def test_fish_completes_tags_and_image_paths(
-    bash_env: tuple[Path, dict[str, str]], imgtool_cli: CliRunner
+    bash_env: tuple[Path, dict[str, str]], imgtool_cli: ImgtoolCli
 ) -> None:
     work, env = bash_env
     assert imgtool_cli("ls", str(ROOT / SAMPLE)).code == 0

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliRunner
-from tests.realtools import StandardImageFactory, requires
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.realtools import StandardImageFactory, requires
 
 pytestmark = [pytest.mark.realtools, requires("buildah", "skopeo")]
 
@@ -41,7 +41,7 @@ def history_of(doc: dict[str, object]) -> list[tuple[object, ...]]:
     return [(h["index"], h["change"], tuple(h["what"])) for h in items]
 
 
-def test_known_history(standard_image: StandardImageFactory, imgtool_cli: CliRunner) -> None:
+def test_known_history(standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli) -> None:
     ref = standard_image("history").export("oci", "gzip")
     run = imgtool_cli(
         "which-layer",
@@ -87,7 +87,7 @@ def test_known_history(standard_image: StandardImageFactory, imgtool_cli: CliRun
     )
 
 
-def test_symlinked_parent_is_followed(standard_image: StandardImageFactory, imgtool_cli: CliRunner) -> None:
+def test_symlinked_parent_is_followed(standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli) -> None:
     ref = standard_image("basic").export("oci", "gzip")
     run = imgtool_cli("which-layer", ref, "/srv/data/dir-link/nested.txt", "--json")
     assert run.code == 0, run.stderr
@@ -99,7 +99,7 @@ def test_symlinked_parent_is_followed(standard_image: StandardImageFactory, imgt
     ]
 
 
-def test_glob(standard_image: StandardImageFactory, imgtool_cli: CliRunner) -> None:
+def test_glob(standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli) -> None:
     ref = standard_image("basic").export("oci", "gzip")
     run = imgtool_cli("which-layer", ref, "/srv/data/*.txt", "--json")
     assert run.code == 0, run.stderr
@@ -107,7 +107,7 @@ def test_glob(standard_image: StandardImageFactory, imgtool_cli: CliRunner) -> N
     assert found == [("/srv/data/empty.txt", 2), ("/srv/data/private.txt", 2), ("/srv/data/second.txt", 4)]
 
 
-def test_diff_layers_summary(standard_image: StandardImageFactory, imgtool_cli: CliRunner) -> None:
+def test_diff_layers_summary(standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli) -> None:
     ref = standard_image("history").export("oci", "gzip")
     run = imgtool_cli("diff", "layers", ref, "--json")
     assert run.code == 0, run.stderr
@@ -137,7 +137,7 @@ def test_diff_layers_summary(standard_image: StandardImageFactory, imgtool_cli: 
 @requires("umoci")
 @pytest.mark.parametrize("name", ["basic", "whiteouts", "links", "metadata", "history"])
 def test_supplying_layer_of_every_path(
-    standard_image: StandardImageFactory, imgtool_cli: CliRunner, name: str
+    standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli, name: str
 ) -> None:
     """Every path of umoci's rootfs is in ls -R, supplied by the topmost layer whose tar lists it."""
     built = standard_image(name)
@@ -159,7 +159,7 @@ def test_supplying_layer_of_every_path(
         assert layer == listing[-1], path
 
 
-def test_cat_reads_the_final_content(standard_image: StandardImageFactory, imgtool_cli: CliRunner) -> None:
+def test_cat_reads_the_final_content(standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli) -> None:
     ref = standard_image("links").export("oci", "gzip")
     assert imgtool_cli("cat", ref, "/l/orig.txt").stdout_bytes == b"replaced\n"
     assert imgtool_cli("cat", ref, "/l/cross").stdout_bytes == b"original\n"
@@ -168,7 +168,7 @@ def test_cat_reads_the_final_content(standard_image: StandardImageFactory, imgto
     assert imgtool_cli("cat", basic, "/srv/data/dir-link/nested.txt").stdout_bytes == b"nested\n"
 
 
-def test_diff_images(standard_image: StandardImageFactory, imgtool_cli: CliRunner, tmp_path: Path) -> None:
+def test_diff_images(standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
     basic = standard_image("basic")
     same = imgtool_cli("diff", "images", basic.export("oci", "gzip"), basic.export("docker-archive", "none"))
     assert (same.code, same.stdout.splitlines()[-1]) == (

@@ -3,7 +3,7 @@
 docker-save archives store no manifest: imgtool derives one as skopeo's docker-archive source does
 (containers/image ``docker/internal/tarfile``): each layer named by its diff_id, with its uncompressed
 size and the media type tar.gzip, whatever the file in the archive holds (kaniko writes gzip layers).
-The archives are built with tests/imagefactory in every style and layer compression, and compared with
+The archives are built with tests/helpers/imagefactory in every style and layer compression, and compared with
 ``skopeo inspect --raw`` byte for byte. For a multi-platform layout, imgtool's index digest is the digest
 of what ``skopeo inspect --raw`` prints for the reference, and its entries are the index's.
 """
@@ -19,9 +19,9 @@ from typing import Final
 import pytest
 
 import imgtool
-from tests.conftest import CliRunner
-from tests.imagefactory import File, ImageSpec, make_layer, sha256_digest, write_docker_archive
-from tests.realtools import PlatformIndex, requires
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import File, ImageSpec, make_layer, sha256_digest, write_docker_archive
+from tests.helpers.realtools import PlatformIndex, requires
 
 pytestmark = [pytest.mark.realtools]
 
@@ -48,7 +48,7 @@ def spec() -> ImageSpec:
 @pytest.mark.parametrize("style", STYLES)
 @pytest.mark.parametrize("compression", COMPRESSIONS)
 def test_docker_archive_manifest_is_skopeos(
-    style: str, compression: str, tmp_path: Path, imgtool_cli: CliRunner
+    style: str, compression: str, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     result = write_docker_archive(
         tmp_path / "save.tar",
@@ -81,7 +81,7 @@ def test_docker_archive_manifest_is_skopeos(
 @requires("buildah", "skopeo")
 @pytest.mark.parametrize("which", ["oci_ref", "oci_archive_ref"])
 def test_index_digest_and_platforms_are_skopeos(
-    platform_index: PlatformIndex, which: str, imgtool_cli: CliRunner
+    platform_index: PlatformIndex, which: str, imgtool_cli: ImgtoolCli
 ) -> None:
     ref = getattr(platform_index, which)
     raw = skopeo_raw(ref)

@@ -18,7 +18,7 @@ import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.imagefactory import (
+from tests.helpers.imagefactory import (
     DOCKER_LIST,
     DOCKER_MANIFEST,
     MISSING,

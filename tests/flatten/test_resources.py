@@ -16,8 +16,8 @@ from typing import Final
 
 import pytest
 
-from tests.childproc import run_child
-from tests.imagefactory import (
+from tests.helpers.childproc import run_child
+from tests.helpers.imagefactory import (
     CharDev,
     Dir,
     Entry,
@@ -28,7 +28,7 @@ from tests.imagefactory import (
     make_layer,
     write_oci_layout,
 )
-from tests.treesnap import snapshot
+from tests.helpers.treesnap import snapshot
 
 GIB = 1 << 30
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from imgtool.flatten import rootfs
-from tests.conftest import CliRunner
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     CharDev,
     Dir,
     Entry,
@@ -31,7 +31,7 @@ from tests.imagefactory import (
     make_layer,
     write_oci_layout,
 )
-from tests.treesnap import hardlink_groups, snapshot
+from tests.helpers.treesnap import hardlink_groups, snapshot
 
 T0, T1, T2 = 1_600_000_000, 1_650_000_000, 1_700_000_000
 LONG = "long/" + "d" * 120 + "/" + "f" * 200
@@ -144,7 +144,7 @@ def summarize(root: Path) -> dict[str, tuple[object, ...]]:
 
 @pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
 def test_flatten_to_dir_gives_the_exact_tree(
-    tmp_path: Path, imgtool_cli: CliRunner, compression: str
+    tmp_path: Path, imgtool_cli: ImgtoolCli, compression: str
 ) -> None:
     out = tmp_path / "rootfs"
     run = imgtool_cli("flatten", image_ref(tmp_path, compression), "-o", str(out))
@@ -164,7 +164,7 @@ def test_flatten_to_dir_gives_the_exact_tree(
     assert list(tmp_path.glob(".rootfs.imgtool-*")) == []
 
 
-def test_tar_output_equals_dir_output(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_tar_output_equals_dir_output(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     ref = image_ref(tmp_path)
     assert imgtool_cli("flatten", ref, "-o", str(tmp_path / "dir"), "-q").code == 0
     assert imgtool_cli("flatten", ref, "-o", str(tmp_path / "out.tar")).code == 0
@@ -184,7 +184,7 @@ def test_tar_output_equals_dir_output(tmp_path: Path, imgtool_cli: CliRunner) ->
     assert snapshot(tmp_path / "x") == snapshot(tmp_path / "dir")
 
 
-def test_tar_stream_order_and_determinism(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_tar_stream_order_and_determinism(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     ref = image_ref(tmp_path)
     first = imgtool_cli("flatten", ref, "-o", "-", "-q")
     assert (first.code, first.stderr) == (0, "")
@@ -213,7 +213,7 @@ def test_tar_stream_order_and_determinism(tmp_path: Path, imgtool_cli: CliRunner
         assert encoded == sorted(encoded)
 
 
-def test_hardlinks_in_tar_follow_their_target(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_hardlinks_in_tar_follow_their_target(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     layer = make_layer([File("a", b"shared"), Hardlink("b", "a"), Hardlink("c", "a")])
     ref = write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([layer]), ref="v1")]).reference("v1")
     run = imgtool_cli("flatten", ref, "-o", "-", "-q")
@@ -229,7 +229,7 @@ def test_hardlinks_in_tar_follow_their_target(tmp_path: Path, imgtool_cli: CliRu
     assert hardlink_groups(tmp_path / "d") == {frozenset({b"a", b"b", b"c"})}
 
 
-def test_layers_option_stops_early(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_layers_option_stops_early(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     ref = image_ref(tmp_path)
     assert imgtool_cli("flatten", ref, "-o", str(tmp_path / "l0"), "--layers", "0", "-q").code == 0
     tree = summarize(tmp_path / "l0")
@@ -243,7 +243,7 @@ def test_layers_option_stops_early(tmp_path: Path, imgtool_cli: CliRunner) -> No
 
 
 @pytest.mark.parametrize("suffix", [".tsv", ".json"])
-def test_provenance(tmp_path: Path, imgtool_cli: CliRunner, suffix: str) -> None:
+def test_provenance(tmp_path: Path, imgtool_cli: ImgtoolCli, suffix: str) -> None:
     ref = image_ref(tmp_path)
     report = tmp_path / f"prov{suffix}"
     assert imgtool_cli("flatten", ref, "-o", str(tmp_path / "d"), "-q", "--provenance", str(report)).code == 0
@@ -271,7 +271,7 @@ def test_provenance(tmp_path: Path, imgtool_cli: CliRunner, suffix: str) -> None
     assert rows["/long"] == (0, digests[0])  # implied by layer 0's entries below it
 
 
-def test_output_directory_rules(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_output_directory_rules(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     ref = image_ref(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -308,7 +308,7 @@ def test_output_directory_rules(tmp_path: Path, imgtool_cli: CliRunner) -> None:
 )
 def test_failure_leaves_the_destination_as_it_was(
     tmp_path: Path,
-    imgtool_cli: CliRunner,
+    imgtool_cli: ImgtoolCli,
     monkeypatch: pytest.MonkeyPatch,
     failure: BaseException,
     code: int,
@@ -335,7 +335,7 @@ def test_failure_leaves_the_destination_as_it_was(
     assert sorted(os.listdir(tmp_path)) == sorted(["dest", "oci-gzip"])
 
 
-def test_tar_file_is_written_atomically(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_tar_file_is_written_atomically(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     ref = image_ref(tmp_path)
     target = tmp_path / "out.tar"
     target.write_bytes(b"old")
@@ -347,8 +347,8 @@ def test_tar_file_is_written_atomically(tmp_path: Path, imgtool_cli: CliRunner) 
     assert sorted(os.listdir(tmp_path)) == ["oci-gzip", "out.tar"]
 
 
-def test_missing_layer_blob_fails_before_writing(tmp_path: Path, imgtool_cli: CliRunner) -> None:
-    from tests.imagefactory import MISSING
+def test_missing_layer_blob_fails_before_writing(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
+    from tests.helpers.imagefactory import MISSING
 
     spec = ImageSpec([LAYERS[0], Layer(LAYERS[1], fault=MISSING)])
     ref = write_oci_layout(tmp_path / "oci", [Entry(spec, ref="v1")]).reference("v1")
@@ -360,7 +360,7 @@ def test_missing_layer_blob_fails_before_writing(tmp_path: Path, imgtool_cli: Cl
 
 
 def test_tar_output_reports_what_it_wrote_as_directory_output_does(
-    tmp_path: Path, imgtool_cli: CliRunner
+    tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     ref = image_ref(tmp_path)
     summary = f"imgtool: wrote {len(EXPECTED)} paths (71 B of file data) to "

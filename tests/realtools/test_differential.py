@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliRunner
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     Dir,
     Entry,
     File,
@@ -29,16 +29,16 @@ from tests.imagefactory import (
     make_layer,
     write_oci_layout,
 )
-from tests.realtools import Builder, BuiltImage, StandardImageFactory, requires, umoci_unpack
-from tests.slowpipe import flatten_through_slow_pipe
-from tests.treesnap import compare, hardlink_groups, snapshot
+from tests.helpers.realtools import Builder, BuiltImage, StandardImageFactory, requires, umoci_unpack
+from tests.helpers.slowpipe import flatten_through_slow_pipe
+from tests.helpers.treesnap import compare, hardlink_groups, snapshot
 
 pytestmark = [pytest.mark.realtools]
 
 STANDARD = ["basic", "whiteouts", "links", "metadata", "names", "history"]
 
 
-def flatten(imgtool_cli: CliRunner, ref: str, dest: Path, warnings: str = "") -> Path:
+def flatten(imgtool_cli: ImgtoolCli, ref: str, dest: Path, warnings: str = "") -> Path:
     run = imgtool_cli("flatten", ref, "-o", str(dest), "-q")
     assert run.code == 0, run.stderr
     assert re.fullmatch(warnings, run.stderr), run.stderr
@@ -53,7 +53,7 @@ def assert_same_tree(reference: Path, ours: Path) -> None:
 @requires("buildah", "skopeo", "umoci")
 @pytest.mark.parametrize("name", STANDARD)
 def test_standard_images_match_umoci(
-    standard_image: StandardImageFactory, imgtool_cli: CliRunner, tmp_path: Path, name: str
+    standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli, tmp_path: Path, name: str
 ) -> None:
     built = standard_image(name)
     assert_same_tree(
@@ -64,7 +64,7 @@ def test_standard_images_match_umoci(
 @requires("buildah", "skopeo", "umoci")
 @pytest.mark.slow
 def test_twenty_layers_rewriting_one_file(
-    standard_image: StandardImageFactory, imgtool_cli: CliRunner, tmp_path: Path
+    standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli, tmp_path: Path
 ) -> None:
     built = standard_image("rewrite20")
     out = flatten(imgtool_cli, built.export("oci", "gzip"), tmp_path / "out")
@@ -85,7 +85,7 @@ def test_twenty_layers_rewriting_one_file(
     ],
 )
 def test_every_format_flattens_alike(
-    standard_image: StandardImageFactory, imgtool_cli: CliRunner, tmp_path: Path, fmt: str, compression: str
+    standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli, tmp_path: Path, fmt: str, compression: str
 ) -> None:
     """umoci 0.4.7 reads only gzip: other encodings of the same layers must give its gzip result."""
     for name in ("whiteouts", "links", "metadata"):
@@ -97,7 +97,7 @@ def test_every_format_flattens_alike(
 @requires("buildah", "skopeo", "umoci")
 @pytest.mark.parametrize("name", ["whiteouts", "links", "metadata", "names"])
 def test_tar_output_extracted_by_gnu_tar_equals_dir_output(
-    standard_image: StandardImageFactory, imgtool_cli: CliRunner, tmp_path: Path, name: str
+    standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli, tmp_path: Path, name: str
 ) -> None:
     ref = standard_image(name).export("oci", "gzip")
     out = flatten(imgtool_cli, ref, tmp_path / "dir")
@@ -122,10 +122,10 @@ def test_tar_output_extracted_by_gnu_tar_equals_dir_output(
 
 @requires("buildah", "skopeo", "umoci")
 def test_opaque_markers_from_overlay_builds(
-    overlay_builder: Builder, imgtool_cli: CliRunner, tmp_path: Path
+    overlay_builder: Builder, imgtool_cli: ImgtoolCli, tmp_path: Path
 ) -> None:
     """buildah with the overlay driver writes .wh..wh..opq for a recreated directory (vfs does not)."""
-    from tests.realtools import STANDARD_IMAGES
+    from tests.helpers.realtools import STANDARD_IMAGES
 
     built = overlay_builder.standard_image("whiteouts")
     ref = built.export("oci", "gzip")
@@ -216,7 +216,7 @@ def _without_bookkeeping(groups: set[frozenset[bytes]]) -> set[frozenset[bytes]]
 
 @requires("umoci")
 @pytest.mark.parametrize("case", sorted(EDGE_CASES))
-def test_hand_made_edge_cases_match_umoci(imgtool_cli: CliRunner, tmp_path: Path, case: str) -> None:
+def test_hand_made_edge_cases_match_umoci(imgtool_cli: ImgtoolCli, tmp_path: Path, case: str) -> None:
     layers = [
         make_layer(members, end_blocks=case != "no-end-blocks", record_size=512)
         for members in EDGE_CASES[case]
@@ -255,7 +255,7 @@ def test_hand_made_edge_cases_match_umoci(imgtool_cli: CliRunner, tmp_path: Path
 
 @requires("buildah", "skopeo", "umoci")
 def test_tar_output_is_read_by_go_archive_tar(
-    builder: Builder, standard_image: StandardImageFactory, imgtool_cli: CliRunner, tmp_path: Path
+    builder: Builder, standard_image: StandardImageFactory, imgtool_cli: ImgtoolCli, tmp_path: Path
 ) -> None:
     """What docker import does with the tar, buildah's ADD does with Go's archive/tar: same tree."""
     ref = standard_image("metadata").export("oci", "gzip")
@@ -306,7 +306,7 @@ def _extract_with_gnu_tar(tar: bytes, dest: Path) -> Path:
 def test_tar_through_a_slow_pipe_is_the_tar_file_and_extracts_to_umocis_tree(
     builder: Builder,
     standard_image: StandardImageFactory,
-    imgtool_cli: CliRunner,
+    imgtool_cli: ImgtoolCli,
     tmp_path: Path,
     name: str,
 ) -> None:

@@ -18,7 +18,7 @@ from imgtool.merge.changes import REMOVALS, ChangeWord
 from imgtool.merge.index import IndexCache, LayerIndex
 from imgtool.ops import listing
 
-DOC: Final = Path(__file__).resolve().parents[2] / "docs" / "json.md"
+DOC: Final = Path(__file__).resolve().parent.parent / "docs" / "json.md"
 
 
 def _documented(field: str) -> list[set[str]]:

@@ -23,8 +23,8 @@ from imgtool.errors import (
 from imgtool.layers.tarstream import layer_entries
 from imgtool.merge.index import build_layer_index
 from imgtool.sources.stores import KEEP_MEMBER_BYTES
-from tests.conftest import CliRunner
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     MISSING,
     TAMPERED,
     Compression,
@@ -334,7 +334,7 @@ def test_gzip_compressed_docker_save(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("outer", ["gzip", "zstd"])
 def test_a_compressed_archive_with_big_layers_reads_as_the_plain_one(
-    tmp_path: Path, outer: Compression, imgtool_cli: CliRunner
+    tmp_path: Path, outer: Compression, imgtool_cli: ImgtoolCli
 ) -> None:
     """Layers too big to be kept in memory while streaming come from one temporary file, read by two
     threads at once; every byte is the plain archive's."""

@@ -1,4 +1,5 @@
-"""Checks that the real-tool harness (tests/realtools.py) and tree snapshots (tests/treesnap.py) work."""
+"""Checks that the real-tool harness (tests/helpers/realtools.py) and tree snapshots
+(tests/helpers/treesnap.py) work."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.realtools import (
+from tests.helpers.realtools import (
     BASE_LAYER_COUNT,
     FIXED_MTIME,
     STANDARD_FILES,
@@ -35,7 +36,7 @@ from tests.realtools import (
     standard_image,  # noqa: F401
     umoci_unpack,
 )
-from tests.treesnap import Node, compare, hardlink_groups, ignore_fields, snapshot, tree_hash_listing
+from tests.helpers.treesnap import Node, compare, hardlink_groups, ignore_fields, snapshot, tree_hash_listing
 
 FIXED_NS = FIXED_MTIME * 1_000_000_000
 LAYER_MEDIA_TYPES = {

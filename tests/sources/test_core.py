@@ -23,8 +23,8 @@ from imgtool.sources.docker_archive import DockerArchive
 from imgtool.sources.oci_layout import OciLayout, blob_path
 from imgtool.sources.reference import Reference
 from imgtool.sources.stores import DirStore
-from tests.conftest import CliRunner
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     MISSING,
     Compression,
     Dir,
@@ -41,7 +41,7 @@ from tests.imagefactory import (
     write_docker_archive,
     write_oci_layout,
 )
-from tests.treesnap import snapshot
+from tests.helpers.treesnap import snapshot
 
 LAYERS = [
     make_layer([Dir("etc/"), File("etc/a", b"a\n"), File("etc/b", b"bb\n", mode=0o600)]),
@@ -196,7 +196,7 @@ def test_the_registry_decides_what_a_transport_is(memory: dict[str, MemorySource
     ],
 )
 def test_the_cli_reads_a_memory_source_as_a_layout(
-    tmp_path: Path, memory: dict[str, MemorySource], imgtool_cli: CliRunner, args: list[str]
+    tmp_path: Path, memory: dict[str, MemorySource], imgtool_cli: ImgtoolCli, args: list[str]
 ) -> None:
     result = _both(tmp_path, memory)
     mine = imgtool_cli(*[a.format(ref="memory:toy:v1") for a in args])
@@ -210,7 +210,7 @@ def test_the_cli_reads_a_memory_source_as_a_layout(
 
 
 def test_the_cli_flattens_a_memory_source_as_a_layout(
-    tmp_path: Path, memory: dict[str, MemorySource], imgtool_cli: CliRunner
+    tmp_path: Path, memory: dict[str, MemorySource], imgtool_cli: ImgtoolCli
 ) -> None:
     result = _both(tmp_path, memory)
     assert imgtool_cli("flatten", "memory:toy", "-o", str(tmp_path / "mine")).code == 0
@@ -224,7 +224,7 @@ def test_the_cli_flattens_a_memory_source_as_a_layout(
 
 @pytest.mark.parametrize("command", ["verify", "flatten"])
 def test_a_missing_blob_fails_alike(
-    tmp_path: Path, memory: dict[str, MemorySource], imgtool_cli: CliRunner, command: str
+    tmp_path: Path, memory: dict[str, MemorySource], imgtool_cli: ImgtoolCli, command: str
 ) -> None:
     layers: list[bytes | Layer] = [*LAYERS[:2], Layer(LAYERS[2], fault=MISSING)]
     result = _both(tmp_path, memory, ImageSpec(layers, compression="gzip"))

@@ -16,9 +16,9 @@ import pytest
 
 from imgtool import __version__
 from imgtool.cli import cli
-from tests.conftest import CliRunner
+from tests.helpers.cli import ImgtoolCli
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = str(ROOT / "examples" / "sample.tar")
 SAMPLE_11 = f"oci:{ROOT / 'examples' / 'sample-oci'}:1.1"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -103,7 +103,7 @@ def test_help_has_examples_that_parse(
 
 
 @pytest.mark.parametrize("path", IDS)
-def test_help_option_prints_usage_and_examples(imgtool_cli: CliRunner, path: str) -> None:
+def test_help_option_prints_usage_and_examples(imgtool_cli: ImgtoolCli, path: str) -> None:
     args = path.split()[1:]
     for flag in ("--help", "-h"):
         run = imgtool_cli(*args, flag)
@@ -113,14 +113,14 @@ def test_help_option_prints_usage_and_examples(imgtool_cli: CliRunner, path: str
         assert not run.stderr
 
 
-def test_command_list_is_not_truncated(imgtool_cli: CliRunner) -> None:
+def test_command_list_is_not_truncated(imgtool_cli: ImgtoolCli) -> None:
     for args in ((), ("diff",)):
         run = imgtool_cli(*args, "--help")
         listing = run.stdout.split("Commands:", 1)[1]
         assert "..." not in listing, listing
 
 
-def test_no_arguments_shows_the_command_list(imgtool_cli: CliRunner) -> None:
+def test_no_arguments_shows_the_command_list(imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli()
     assert run.code == 0
     assert run.stdout.startswith("Usage: imgtool ")
@@ -130,14 +130,14 @@ def test_no_arguments_shows_the_command_list(imgtool_cli: CliRunner) -> None:
     assert not run.stderr
 
 
-def test_group_without_subcommand_shows_its_list(imgtool_cli: CliRunner) -> None:
+def test_group_without_subcommand_shows_its_list(imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli("diff")
     assert run.code == 0
     assert "layers" in run.stdout and "images" in run.stdout
 
 
 @pytest.mark.parametrize("flag", ["--version", "-V"])
-def test_version(imgtool_cli: CliRunner, flag: str) -> None:
+def test_version(imgtool_cli: ImgtoolCli, flag: str) -> None:
     run = imgtool_cli(flag)
     assert (run.code, run.stdout, run.stderr) == (0, f"imgtool {__version__}\n", "")
 
@@ -153,7 +153,7 @@ def test_python_dash_m_runs_the_cli() -> None:
     assert (result.returncode, result.stdout) == (0, f"imgtool {__version__}\n")
 
 
-def test_usage_error_exits_2_with_a_hint(imgtool_cli: CliRunner) -> None:
+def test_usage_error_exits_2_with_a_hint(imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli("ls", SAMPLE, "--layer", "x")
     assert run.code == 2
     assert run.stderr.startswith("imgtool: error: ")
@@ -190,7 +190,7 @@ def _on_terminal(*args: str, env: dict[str, str] | None = None) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
-def test_piped_output_has_no_colour(imgtool_cli: CliRunner) -> None:
+def test_piped_output_has_no_colour(imgtool_cli: ImgtoolCli) -> None:
     for args in (
         ("verify", SAMPLE),
         ("diff", "layers", SAMPLE, "2", "-v"),
@@ -221,31 +221,27 @@ def test_json_is_never_coloured_even_on_a_terminal() -> None:
 
 
 def test_colour_when_stdout_claims_a_terminal(
-    imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+    imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setenv("TERM", "xterm")
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    run = imgtool_cli("which-layer", SAMPLE, "/opt/app/share/install.log")
+    run = imgtool_cli.on_terminal("stdout")("which-layer", SAMPLE, "/opt/app/share/install.log")
     assert "\x1b[31mdeleted\x1b[0m" in run.stdout
-    run = imgtool_cli("diff", "images", SAMPLE, SAMPLE_11, "--json")
+    run = imgtool_cli.on_terminal("stdout")("diff", "images", SAMPLE, SAMPLE_11, "--json")
     assert "\x1b" not in run.stdout
 
 
 # -- progress ----------------------------------------------------------------------------------
 
 
-def test_no_progress_bar_when_stderr_is_not_a_terminal(imgtool_cli: CliRunner, tmp_path: Path) -> None:
+def test_no_progress_bar_when_stderr_is_not_a_terminal(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
     run = imgtool_cli("flatten", SAMPLE, "-o", str(tmp_path / "rootfs"))
     assert run.code == 0
     assert run.stderr == f"imgtool: wrote 39 paths (4.6 KB of file data) to {tmp_path / 'rootfs'}\n"
 
 
-def test_progress_bar_on_a_terminal(
-    imgtool_cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    run = imgtool_cli("flatten", SAMPLE, "-o", str(tmp_path / "rootfs"))
+def test_progress_bar_on_a_terminal(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
+    run = imgtool_cli.on_terminal("stderr")("flatten", SAMPLE, "-o", str(tmp_path / "rootfs"))
     assert run.code == 0
     assert "\rindexing layers" in run.stderr
     assert "100.0%" in run.stderr
@@ -253,18 +249,16 @@ def test_progress_bar_on_a_terminal(
     assert not run.stdout
 
 
-def test_quiet_and_json_draw_no_progress_bar_on_a_terminal(
-    imgtool_cli: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    run = imgtool_cli("flatten", SAMPLE, "-o", str(tmp_path / "rootfs"), "-q")
+def test_quiet_and_json_draw_no_progress_bar_on_a_terminal(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
+    on_terminal = imgtool_cli.on_terminal("stderr")
+    run = on_terminal("flatten", SAMPLE, "-o", str(tmp_path / "rootfs"), "-q")
     assert (run.code, run.stderr) == (0, "")
     for args in (
         ("verify", SAMPLE, "--json"),
         ("ls", SAMPLE, "--json"),
         ("diff", "layers", SAMPLE, "--json"),
     ):
-        run = imgtool_cli(*args)
+        run = on_terminal(*args)
         assert (run.code, run.stderr) == (0, ""), args
 
 

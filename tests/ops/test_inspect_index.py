@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliRunner
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     OCI_INDEX,
     OCI_MANIFEST,
     Entry,
@@ -37,7 +37,7 @@ def two_platforms(where: Path, archive: bool) -> OciResult:
 
 @pytest.mark.parametrize("archive", [False, True], ids=["oci", "oci-archive"])
 def test_inspect_shows_the_index_and_every_entry(
-    archive: bool, tmp_path: Path, imgtool_cli: CliRunner
+    archive: bool, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     result = two_platforms(tmp_path, archive)
     index = result.indexes[0]
@@ -82,7 +82,7 @@ def test_inspect_shows_the_index_and_every_entry(
     }
 
 
-def test_platforms_listed_by_index_json_itself(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_platforms_listed_by_index_json_itself(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     amd64 = ImageSpec([make_layer([File("p", b"amd64\n")])])
     arm64 = ImageSpec([make_layer([File("p", b"arm64\n")])], architecture="arm64")
     result = write_oci_layout(
@@ -105,7 +105,7 @@ def test_platforms_listed_by_index_json_itself(tmp_path: Path, imgtool_cli: CliR
     ]
 
 
-def test_a_single_image_has_no_index(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_a_single_image_has_no_index(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     result = write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([make_layer([File("a", b"a")])]), ref="v1")])
     run = imgtool_cli("inspect", result.reference("v1"), "--json")
     assert json.loads(run.stdout)["index"] is None
