@@ -216,8 +216,14 @@ class Client:
         for _ in range(2):  # the challenge answered; once more for insufficient_scope
             if not authenticate or response.status != 401:
                 break
-            challenges = parse_challenges(response.headers.getlist("WWW-Authenticate"))
-            header = self.auth.answer(challenges, self.scope, self._fetch_token, sent.get("Authorization"))
+            try:  # a challenge or a token server imgtool refuses: the 401 is closed all the same
+                challenges = parse_challenges(response.headers.getlist("WWW-Authenticate"))
+                header = self.auth.answer(
+                    challenges, self.scope, self._fetch_token, sent.get("Authorization")
+                )
+            except BaseException:
+                _discard(response)
+                raise
             if header is None:
                 break
             _discard(response)

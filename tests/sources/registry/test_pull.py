@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers.cli import ImgtoolCli
 from tests.helpers.treesnap import snapshot
-from tests.registry.conftest import SAMPLE, Pushed
+from tests.sources.registry.conftest import SAMPLE, Pushed
 
 SAMPLE_10 = f"oci:{SAMPLE}:1.0"
 
@@ -143,7 +143,7 @@ def test_a_tag_the_registry_does_not_hold(plain: Pushed, imgtool_cli: ImgtoolCli
 def test_no_registry_there(imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from tests.registry.servers import free_port
+    from tests.helpers.registry import free_port
 
     waited: list[float] = []
     monkeypatch.setattr(time, "sleep", waited.append)
@@ -184,7 +184,7 @@ def test_credentials_from_docker_config(
 ) -> None:
     import base64
 
-    from tests.registry.servers import PASSWORD, USER
+    from tests.helpers.registry import PASSWORD, USER
 
     token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     (tmp_path / "config.json").write_text(json.dumps({"auths": {basic.registry.host: {"auth": token}}}))
@@ -272,7 +272,7 @@ def test_the_password_is_read_from_stdin(basic: Pushed, imgtool_cli: ImgtoolCli)
     import subprocess
     import sys
 
-    from tests.registry.servers import PASSWORD, USER
+    from tests.helpers.registry import PASSWORD, USER
 
     done = subprocess.run(
         [sys.executable, "-m", "imgtool", "cat", "--creds", USER, basic.ref("sample:1.0"), "/etc/motd"],

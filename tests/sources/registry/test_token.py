@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import ImgtoolCli
-from tests.registry.conftest import SAMPLE, Pushed
-from tests.registry.servers import PASSWORD, USER, FaultProxy
+from tests.helpers.registry import PASSWORD, USER, FaultProxy
+from tests.sources.registry.conftest import SAMPLE, Pushed
 
 
 @pytest.fixture

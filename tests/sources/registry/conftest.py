@@ -18,9 +18,9 @@ from tests.helpers.imagefactory import (
     make_layer,
     write_oci_layout,
 )
-from tests.registry.servers import PASSWORD, USER, Auth, Registry, have_tools
+from tests.helpers.registry import PASSWORD, USER, Auth, Registry, have_tools
 
-SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-oci"
+SAMPLE = Path(__file__).resolve().parents[3] / "examples" / "sample-oci"
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import ImgtoolCli
-from tests.registry.conftest import SAMPLE, Pushed
-from tests.registry.servers import Fault, FaultProxy
+from tests.helpers.registry import Fault, FaultProxy
+from tests.sources.registry.conftest import SAMPLE, Pushed
 
 
 @pytest.fixture

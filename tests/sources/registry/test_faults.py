@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.cli import ImgtoolCli
-from tests.registry.conftest import Pushed
-from tests.registry.servers import Fault, FaultProxy
+from tests.helpers.registry import Fault, FaultProxy
+from tests.sources.registry.conftest import Pushed
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from imgtool.sources.registry.client import Client
 from imgtool.sources.registry.options import RegistryOptions
 from imgtool.sources.registry.transfer import BlobStream
 from tests.helpers.cli import ImgtoolCli
-from tests.registry.servers import QuietHandler, serve
+from tests.helpers.registry import QuietHandler, serve
 
 Answer = tuple[int, dict[str, str], bytes]
 SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws"
