@@ -9,6 +9,7 @@ was replaced by something else).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Final, TypeAlias
@@ -90,7 +91,7 @@ def is_metadata_only(what: tuple[str, ...]) -> bool:
     return bool(what) and set(what) <= METADATA_FIELDS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once per entry, and a frozen one costs three times as much
 class Change:
     layer: int
     path: bytes
@@ -111,7 +112,12 @@ def inode_key(node: Node) -> tuple[int, int] | None:
 
 
 class ChangeRecorder:
-    """Receives every change a layer makes; which-layer and diff listen, flatten does not."""
+    """Receives every change a layer makes; which-layer and diff listen, flatten does not.
+
+    ``paths``, when set, are the only paths the recorder is told of (which-layer asks about a few
+    paths: the changes of the others need not be made at all)."""
+
+    paths: frozenset[bytes] | None = None
 
     def added(self, layer: int, path: bytes, node: Node) -> None:
         pass
@@ -133,7 +139,10 @@ class ChangeLog(ChangeRecorder):
     details of a change (type, size, what differs) are worked out when asked for.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, paths: Iterable[bytes] | None = None) -> None:
+        """Every change, or (``paths``) only the changes of those paths: then :meth:`for_path`
+        answers for them alone, and :attr:`changes` holds theirs only."""
+        self.paths = None if paths is None else frozenset(paths)
         self._events: list[_Event] = []
         self._changes: list[Change] | None = None
 

@@ -183,6 +183,7 @@ class _LayerApplier:
         self.tree = tree
         self.layer = layer
         self.recorder = recorder
+        self._watch = recorder.paths if recorder is not None else None  # None: every path is reported
         # Directories this layer resolved (and created): by the raw parent path of its entries, and
         # component by component: (id of the parent's position, name) -> position. A position's path,
         # and the symlinks followed to reach it (when any), by its id. Few objects per directory:
@@ -241,6 +242,8 @@ class _LayerApplier:
         assert children is not None
         existing = children.get(name)
         recorder = self.recorder
+        if recorder is not None and self._watch is not None and path not in self._watch:
+            recorder = None  # a recorder of other paths than this one
         if existing is not None:
             if kind == _DIR and existing.children is not None:
                 new = Node(entry, self.layer)
@@ -273,8 +276,9 @@ class _LayerApplier:
         new.children = old.children
         self.tree.root = new
         self._forget()
-        if self.recorder:
-            self.recorder.modified(self.layer, b"", old, new)
+        recorder = self._recorder_for(b"")
+        if recorder:
+            recorder.modified(self.layer, b"", old, new)
 
     def _parent_dir(self, raw: bytes, entry: Entry) -> tuple[bytes, Node]:
         """Resolve (and create, like MkdirAll) the directory an entry goes into.
@@ -327,8 +331,9 @@ class _LayerApplier:
                 self._mark(frame)
                 child = Node(None, self.layer)
                 parent.children[name] = child
-                if self.recorder:
-                    self.recorder.added(self.layer, child_path, child)
+                recorder = self._recorder_for(child_path)
+                if recorder:
+                    recorder.added(self.layer, child_path, child)
             new: Frame = (name, child, frame, length)
             self._paths[id(new)] = child_path
         else:  # a symlink, or not a directory
@@ -365,7 +370,9 @@ class _LayerApplier:
             node.children[name] = child
             if self.recorder:
                 path = join_path(path, name)
-                self.recorder.added(self.layer, path, child)
+                recorder = self._recorder_for(path)
+                if recorder:
+                    recorder.added(self.layer, path, child)
             current = (name, child, current, length)
             node = child
         return current
@@ -464,10 +471,42 @@ class _LayerApplier:
         return False
 
     def _report_removed(self, path: bytes, node: Node, reason: ChangeWord, report_self: bool) -> None:
-        if self.recorder:
+        recorder = self.recorder
+        if not recorder:
+            return
+        if self._watch is None:
             for sub_path, sub in _subtree(path, node):
                 if sub_path != path or report_self:
-                    self.recorder.removed(self.layer, sub_path, sub, reason)
+                    recorder.removed(self.layer, sub_path, sub, reason)
+            return
+        # Only the paths the recorder wants: looked up below ``path``, not the whole subtree walked.
+        prefix = path + b"/" if path else b""
+        for wanted in sorted(self._watch):
+            if wanted == path:
+                if report_self:
+                    recorder.removed(self.layer, path, node, reason)
+            elif wanted.startswith(prefix):
+                below = _descendant(node, wanted[len(prefix) :])
+                if below is not None:
+                    recorder.removed(self.layer, wanted, below, reason)
+
+    def _recorder_for(self, path: bytes) -> ChangeRecorder | None:
+        """The recorder, if it wants to hear of ``path``."""
+        if self._watch is not None and path not in self._watch:
+            return None
+        return self.recorder
+
+
+def _descendant(node: Node, relative: bytes) -> Node | None:
+    """The node at ``relative`` (a canonical path) below ``node``, symlinks not followed."""
+    for name in relative.split(b"/"):
+        if node.children is None:
+            return None
+        found = node.children.get(name)
+        if found is None:
+            return None
+        node = found
+    return node
 
 
 def _subtree(path: bytes, node: Node) -> Iterator[tuple[bytes, Node]]:

@@ -24,7 +24,7 @@ from imgtool.merge.view import MergedView, apply_indexes, check_layer_number
 from imgtool.ops.common import Reading, merged
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once per entry, and a frozen one costs three times as much
 class PathChange:
     path: bytes
     change: ChangeWord  # added / modified / deleted

@@ -47,7 +47,7 @@ _SYMLINK: Final = Kind.SYMLINK
 _HARDLINK: Final = Kind.HARDLINK
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made once per entry, and a frozen one costs three times as much
 class Row:
     path: bytes
     entry: Entry

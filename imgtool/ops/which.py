@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from imgtool.image.image import Image
 from imgtool.layers.tarstream import Kind
 from imgtool.merge.changes import REMOVALS, Change, ChangeLog, kind_name
-from imgtool.merge.lookup import find, queries
+from imgtool.merge.lookup import find, has_glob, normalize_query, queries
 from imgtool.merge.overlay import Node, Tree
 from imgtool.ops.common import LayerRef, Reading, layer_refs, merged
 
@@ -76,10 +76,23 @@ class WhichResult:
 
 
 def which_layer(image: Image, paths: list[str], reading: Reading) -> WhichResult:
-    """The layer that supplies each of ``paths`` in the final image, with every change to it."""
-    log = ChangeLog()
+    """The layer that supplies each of ``paths`` in the final image, with every change to it.
+
+    Only the changes of the paths asked are recorded while the layers are applied (most of a
+    which-layer's time would otherwise go to recording every change of every path). A path that
+    resolves elsewhere (a symlink on the way) or a pattern is known only once the tree is built:
+    the layers are then applied again, recording the changes of what they resolved to.
+    """
+    asked = None if any(map(has_glob, paths)) else {normalize_query(text) for text in paths}
+    log = ChangeLog(asked)
     view = merged(image, reading, recorder=log)
-    return WhichResult(layer_refs(image), answers_for(view.tree, log, paths))
+    answers = answers_for(view.tree, log, paths)
+    resolved = {answer.path for answer in answers if not answer.unmatched_pattern}
+    if asked is not None and not resolved <= asked:
+        log = ChangeLog(resolved)
+        view = merged(image, reading, recorder=log)
+        answers = answers_for(view.tree, log, paths)
+    return WhichResult(layer_refs(image), answers)
 
 
 __all__ = ["Answer", "WhichResult", "answers_for", "kind_name", "which_layer"]

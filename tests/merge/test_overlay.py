@@ -250,3 +250,23 @@ def test_a_hardlink_to_a_symlink_is_followed_like_the_symlink() -> None:
         "s": "symlink@0",
     }
     assert tree.resolve(b"h/f")[0] == b"real/f"
+
+
+@pytest.mark.parametrize(("layers", "expected"), CASES)
+def test_a_log_of_some_paths_holds_what_the_full_log_holds_for_them(
+    layers: list[list[Entry]], expected: dict[str, str]
+) -> None:
+    """which-layer records the changes of the paths asked only: for each of them, the same
+    changes as the log of every path, whiteouts, opaque directories and replaced ancestors included."""
+    full = ChangeLog()
+    apply(*layers, log=full)
+    paths = sorted({change.path for change in full.changes} | {p.encode() for p in expected})
+    for path in paths:
+        alone = ChangeLog([path])
+        apply(*layers, log=alone)
+        assert alone.for_path(path) == full.for_path(path), path
+    some = paths[::2]
+    together = ChangeLog(some)
+    apply(*layers, log=together)
+    assert {p: together.for_path(p) for p in some} == {p: full.for_path(p) for p in some}
+    assert {change.path for change in together.changes} <= set(some)
