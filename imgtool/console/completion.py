@@ -135,7 +135,7 @@ def _cached_tree(reference: str, platform: Platform | str | None) -> Tree | None
             cache = IndexCache()
             indexes = []
             for layer in image.layers:
-                index = cache.load(layer.diff_id)
+                index = cache.load(layer.diff_id) if layer.diff_id_unchecked is None else None
                 if index is None:
                     return None
                 indexes.append(index)

@@ -16,11 +16,15 @@ TRANSPORTS: Final = (OCI, OCI_ARCHIVE, DOCKER_ARCHIVE)
 UNSUPPORTED_TRANSPORTS: Final = (
     "docker://",
     "docker-daemon:",
-    "containers-storage:",
     "dir:",
     "ostree:",
     "sif:",
 )
+
+
+# Transports whose whole remainder is the path: they spell their own selectors (a store's
+# ``[DRIVER@ROOT+RUN]NAME:TAG``, a list of directories ``A:B+C``), parsed by the source.
+WHOLE_REMAINDER: Final = frozenset({"containers-storage", "podman-container", "overlay"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,10 @@ def parse_reference(text: str, transports: tuple[str, ...] = TRANSPORTS) -> Refe
         prefix = transport + ":"
         if text.startswith(prefix):
             rest = text[len(prefix) :]
+            if transport in WHOLE_REMAINDER:
+                if not rest:
+                    raise UsageError(f"image reference {text!r} names nothing after {prefix}")
+                return Reference(transport, rest, None)
             path, _, selector = rest.partition(":")
             if not os.path.lexists(path) and os.path.lexists(rest):
                 path, selector = rest, ""
