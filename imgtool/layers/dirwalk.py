@@ -351,8 +351,8 @@ class _Writer:
         info.name = os.fsdecode(path) + ("/" if info.type == tarfile.DIRTYPE else "")
         if xattrs:
             info.pax_headers = {
-                f"SCHILY.xattr.{key}": value.decode("utf-8", "surrogateescape")
-                for key, value in xattrs.items()
+                **info.pax_headers,
+                **{f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in xattrs.items()},
             }
         return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
@@ -362,7 +362,10 @@ def _info(st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
     info.type = kind
     info.mode = stat.S_IMODE(st.st_mode)
     info.uid, info.gid = st.st_uid, st.st_gid
-    info.mtime = st.st_mtime_ns // 1_000_000_000
+    seconds, nanoseconds = divmod(st.st_mtime_ns, 1_000_000_000)
+    info.mtime = seconds
+    if nanoseconds:  # the full time, as GNU tar's --format=posix keeps it
+        info.pax_headers = {"mtime": f"{seconds}.{nanoseconds:09d}"}
     info.uname = info.gname = ""
     return info
 

@@ -171,7 +171,7 @@ class Store:
     """One graph root of containers-storage, read-only."""
 
     def __init__(self, spec: StoreSpec) -> None:
-        self.root = spec.graphroot
+        self.root = os.path.realpath(spec.graphroot)  # the user's path; nothing below it is followed
         self.runroot = spec.runroot
         if not os.path.isdir(self.root):
             raise ImageNotFoundError(f"{self.root}: no such store (not a directory)")

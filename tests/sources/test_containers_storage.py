@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from imgtool.image.image import LayerStream
 from imgtool.sources import open_image
 from tests.conftest import CliRunner
 from tests.imagefactory import (
@@ -163,7 +164,7 @@ def test_rebuilt_layer_tars_are_the_exported_layers(store: Store) -> None:
             rebuilt = []
             for layer in image.layers:
                 with layer.open() as stream:
-                    rebuilt.append(b"".join(iter(lambda s=stream: s.read(1 << 16), b"")))
+                    rebuilt.append(_read_all(stream))
                     stream.finish()
         for layout in layouts:
             index = json.loads((layout / "index.json").read_text())
@@ -172,6 +173,13 @@ def test_rebuilt_layer_tars_are_the_exported_layers(store: Store) -> None:
             exported = [gzip.decompress(b) if b[:2] == b"\x1f\x8b" else b for b in exported]
             assert rebuilt == exported
         assert all(rebuilt)
+
+
+def _read_all(stream: LayerStream) -> bytes:
+    chunks = []
+    while chunk := stream.read(1 << 16):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _blob(layout: Path, digest: str) -> bytes:
