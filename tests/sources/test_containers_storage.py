@@ -351,3 +351,50 @@ def test_big_data_names() -> None:
     key = "sha256:" + "a" * 64
     assert _big_data_name(key) == "=" + base64.b64encode(key.encode()).decode()
     assert os.sep not in _big_data_name(key)
+
+
+def _container_layer(store: Store, name: str) -> Path:
+    containers = json.loads((store.root / f"{store.driver}-containers" / "containers.json").read_text())
+    return _layer_dir(store, next(c for c in containers if name in c["names"])["layer"])
+
+
+def test_container_changes_as_the_engine_leaves_them(
+    imgtool_cli: CliRunner, store: Store, tmp_path: Path
+) -> None:
+    """What a running container's deletes, edits and chmods leave in its layer (a whiteout device in
+    overlay's upper directory, a removal from vfs's full copy) is what diff layers shows."""
+    copy = _copy(store, tmp_path)
+    top = _container_layer(copy, WORK)
+    if copy.driver == "overlay":
+        os.mknod(top / "b.txt", 0o600 | 0o020000, os.makedev(0, 0))
+        (top / "bin").mkdir()
+        os.setxattr(top / "bin", "trusted.overlay.opaque", b"y")
+        (top / "bin" / "other").write_bytes(b"other\n")
+        (top / "d" / "a.txt").write_bytes(b"edited\n")
+    else:
+        (top / "b.txt").unlink()
+        (top / "bin" / "tool").unlink()
+        (top / "bin" / "other").write_bytes(b"other\n")
+        (top / "d" / "a.txt").write_bytes(b"edited\n")
+    ref = copy.container(WORK)
+    changes = _json(imgtool_cli, "diff", "layers", "--json", ref)[-1]["changes"]
+    found = {(c["path"], c["change"]) for c in changes if c["type"] != "dir"}
+    assert found == {
+        ("/b.txt", "deleted"),
+        ("/bin/tool", "deleted"),
+        ("/bin/other", "added"),
+        ("/d/a.txt", "modified"),
+        ("/d/new.txt", "added"),
+    }
+    listing = _json(imgtool_cli, "ls", "-R", "--json", ref)
+    assert [item["path"] for item in listing] == [
+        "/bin",
+        "/bin/other",
+        "/d",
+        "/d/a.txt",
+        "/d/link",
+        "/d/new.txt",
+    ]
+    assert imgtool_cli("cat", ref, "/d/a.txt").stdout_bytes == b"edited\n"
+    which = _json(imgtool_cli, "which-layer", "--json", ref, "/d/link")
+    assert which[0]["layer"]["index"] == 0
