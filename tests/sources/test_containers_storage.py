@@ -398,3 +398,33 @@ def test_container_changes_as_the_engine_leaves_them(
     assert imgtool_cli("cat", ref, "/d/a.txt").stdout_bytes == b"edited\n"
     which = _json(imgtool_cli, "which-layer", "--json", ref, "/d/link")
     assert which[0]["layer"]["index"] == 0
+
+
+def test_hostile_layer_chain_loops(imgtool_cli: CliRunner, store: Store, tmp_path: Path) -> None:
+    copy = _copy(store, tmp_path)
+    path = copy.root / f"{copy.driver}-layers" / "layers.json"
+    base_layer = _image_record(copy, "img1:latest")["layer"]
+    records = json.loads(path.read_text())
+    for record in records:
+        if record["id"] == base_layer:
+            record["parent"] = base_layer
+    path.write_text(json.dumps(records))
+    assert "form a loop" in _fails(imgtool_cli, "inspect", copy.image("img1"))
+
+
+def test_hostile_tar_split_size_disagrees(imgtool_cli: CliRunner, store: Store, tmp_path: Path) -> None:
+    copy = _copy(store, tmp_path)
+    layer_id = _image_record(copy, "img1:latest")["layer"]
+    target = _layer_dir(copy, layer_id) / "d" / "a.txt"
+    target.write_bytes(b"hello, longer\n")
+    error = _fails(imgtool_cli, "cat", copy.image("img1"), "/d/a.txt")
+    assert error.endswith("'d/a.txt' holds 14 bytes; its tar-split says 6\n")
+
+
+def test_hostile_ids_are_64_hex_digits(imgtool_cli: CliRunner, store: Store, tmp_path: Path) -> None:
+    copy = _copy(store, tmp_path)
+    path = copy.root / f"{copy.driver}-images" / "images.json"
+    records = json.loads(path.read_text())
+    records[0]["layer"] = "../../../etc"
+    path.write_text(json.dumps(records))
+    assert "not a 64-hex-digit ID: '../../../etc'" in _fails(imgtool_cli, "inspect", copy.image("img1"))
