@@ -113,24 +113,40 @@ class _Node:
 
 
 class ChunkStream:
-    """A readable stream over a generator of byte chunks (the tar a walk produces)."""
+    """A readable stream over a generator of byte chunks (the tar a walk produces).
+
+    A read takes from the current chunk by offset, so many small reads of a big chunk copy each
+    byte once."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._buffer = b""
+        self._chunk = b""
+        self._offset = 0
         self._done = False
 
     def read(self, n: int = -1, /) -> bytes:
-        while not self._done and (n < 0 or len(self._buffer) < n):
-            try:
-                self._buffer += next(self._chunks)
-            except StopIteration:
-                self._done = True
-        if n < 0:
-            data, self._buffer = self._buffer, b""
-        else:
-            data, self._buffer = self._buffer[:n], self._buffer[n:]
-        return data
+        parts: list[bytes] = []
+        wanted = n
+        while wanted != 0:
+            if self._offset >= len(self._chunk):
+                if self._done:
+                    break
+                try:
+                    self._chunk, self._offset = next(self._chunks), 0
+                except StopIteration:
+                    self._done, self._chunk, self._offset = True, b"", 0
+                continue
+            end = len(self._chunk) if wanted < 0 else min(len(self._chunk), self._offset + wanted)
+            piece = (
+                self._chunk[self._offset : end]
+                if (self._offset, end) != (0, len(self._chunk))
+                else self._chunk
+            )
+            self._offset = end
+            parts.append(piece)
+            if wanted > 0:
+                wanted -= len(piece)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def close(self) -> None:
         close = getattr(self._chunks, "close", None)
