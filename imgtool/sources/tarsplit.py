@@ -129,3 +129,21 @@ def _file(directory: int, entry: dict[str, object], size: int, what: str) -> Ite
         yield from file_data(fd, size, what, path)
     finally:
         os.close(fd)
+
+
+def tar_size(split_path: str, what: str) -> int:
+    """How many bytes the tar ``split_path`` records is, without reading a file of the layer."""
+    total = 0
+    for number, line in enumerate(_lines(split_path, what)):
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError):
+            raise LayerError(f"{what}: tar-split entry {number} is not JSON") from None
+        if not isinstance(entry, dict):
+            raise LayerError(f"{what}: tar-split entry {number} is not an object")
+        if entry.get("type") == _SEGMENT:
+            total += len(_field_bytes(entry, "payload", what))
+        else:
+            size = entry.get("size", 0)
+            total += size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
+    return total
