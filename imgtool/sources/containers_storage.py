@@ -75,9 +75,13 @@ def parse_spec(text: str, transport: str) -> StoreSpec:
     else:
         driver, root, run = storage_defaults()
         spec = StoreSpec(driver, root, run, text)
+    return spec  # a name is needed to resolve, not to list the names (completion)
+
+
+def require_name(spec: StoreSpec, transport: str) -> str:
     if not spec.name:
-        raise UsageError(f"{transport}:{text}: names no image or container")
-    return spec
+        raise UsageError(f"{transport}: the reference names no image or container")
+    return spec.name
 
 
 def storage_defaults() -> tuple[str | None, str, str | None]:
@@ -454,7 +458,7 @@ class StorageImages(Blobs):
         self.spec = spec
 
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
-        image = self.store.find_image(self.spec.name)
+        image = self.store.find_image(require_name(self.spec, self.transport))
         opened = open_store_image(self.store, image, self)
         return Resolved(
             opened.manifest_bytes, opened.media_type, opened.digest, image.names, unchecked=opened.unchecked
@@ -476,7 +480,7 @@ class StorageContainer(Blobs):
 
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
         store = self.store
-        container = store.find_container(self.spec.name)
+        container = store.find_container(require_name(self.spec, self.transport))
         label = container.names[0] if container.names else container.id[:12]
         config: dict[str, Any] | None = None
         base_layers: list[Any] = []

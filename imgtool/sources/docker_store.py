@@ -66,9 +66,13 @@ def parse_spec(text: str, transport: str) -> DockerSpec:
         spec = DockerSpec(match.group(1), match.group(2), match.group(3))
     else:
         spec = DockerSpec(None, DEFAULT_ROOT, text)
+    return spec  # a name is needed to resolve, not to list the names (completion)
+
+
+def require_name(spec: DockerSpec, transport: str) -> str:
     if not spec.name:
-        raise UsageError(f"{transport}:{text}: names no image or container")
-    return spec
+        raise UsageError(f"{transport}: the reference names no image or container")
+    return spec.name
 
 
 class DockerStore:
@@ -248,7 +252,7 @@ class DockerImages(Blobs):
         self.spec = spec
 
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
-        image_id, names = self.store.find_image(self.spec.name)
+        image_id, names = self.store.find_image(require_name(self.spec, self.transport))
         image = _open_image(self.store, image_id, self)
         manifest = {  # skopeo's manifest of a docker save of this image, byte for byte
             "schemaVersion": 2,
@@ -292,7 +296,7 @@ class DockerContainer(Blobs):
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
         store = self.store
         containers = self._containers()
-        wanted = self.spec.name.removeprefix("/")
+        wanted = require_name(self.spec, self.transport).removeprefix("/")
         named = [i for i, doc in containers.items() if str(doc.get("Name", "")).removeprefix("/") == wanted]
         container_id = named[0] if named else _unique(list(containers), wanted, store.root, "container")
         doc = containers[container_id]

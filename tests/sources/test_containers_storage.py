@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.shell_completion import ShellComplete
 
+from imgtool.cli import cli
+from imgtool.console.completion import COMPLETE_VAR
 from imgtool.image.image import LayerStream
 from imgtool.sources import open_image
 from tests.conftest import CliRunner
@@ -341,7 +344,7 @@ def test_store_specifier_errors(imgtool_cli: CliRunner, tmp_path: Path) -> None:
         f"imgtool: error: {tmp_path}: not a containers-storage graph root (no overlay or vfs store)\n"
     )
     error = _fails(imgtool_cli, "inspect", f"containers-storage:[vfs@{tmp_path}]")
-    assert "names no image or container" in error
+    assert error == f"imgtool: error: {tmp_path}: holds no vfs store (vfs-layers/ is missing)\n"
 
 
 def test_big_data_names() -> None:
@@ -428,3 +431,31 @@ def test_hostile_ids_are_64_hex_digits(imgtool_cli: CliRunner, store: Store, tmp
     records[0]["layer"] = "../../../etc"
     path.write_text(json.dumps(records))
     assert "not a 64-hex-digit ID: '../../../etc'" in _fails(imgtool_cli, "inspect", copy.image("img1"))
+
+
+def test_a_reference_without_a_name(imgtool_cli: CliRunner, store: Store) -> None:
+    error = _fails(imgtool_cli, "inspect", f"containers-storage:{store.spec}")
+    assert error == "imgtool: error: containers-storage: the reference names no image or container\n"
+    error = _fails(imgtool_cli, "inspect", f"podman-container:{store.spec}")
+    assert error == "imgtool: error: podman-container: the reference names no image or container\n"
+
+
+def test_store_references_complete(store: Store) -> None:
+    def values(incomplete: str) -> list[str]:
+        items = ShellComplete(cli, {}, "imgtool", COMPLETE_VAR).get_completions(["inspect"], incomplete)
+        return [item.value for item in items]
+
+    parent = str(store.root.parent)
+    assert values(f"containers-storage:[{store.driver}@{parent}/ro") == [
+        f"containers-storage:[{store.driver}@{store.root}/"
+    ]
+    assert values(f"containers-storage:{store.spec}localhost/img") == [
+        f"containers-storage:{store.spec}localhost/img1:latest",
+        f"containers-storage:{store.spec}localhost/img2:v1",
+    ]
+    # buildah keeps the containers it committed from, besides WORK
+    assert values(f"podman-container:{store.spec}w") == [
+        f"podman-container:{store.spec}{WORK}",
+        f"podman-container:{store.spec}working-container",
+    ]
+    assert values(f"containers-storage:[{store.driver}@{parent}/nothere]x") == []

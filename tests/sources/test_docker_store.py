@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.shell_completion import ShellComplete
 
+from imgtool.cli import cli
+from imgtool.console.completion import COMPLETE_VAR
 from tests.conftest import CliRunner
 from tests.imagefactory import (
     Dir,
@@ -209,3 +212,12 @@ def test_missing_store_and_names(imgtool_cli: CliRunner, engine: Engine, tmp_pat
     )
     run = imgtool_cli("inspect", engine.container("nobox"))
     assert run.stderr == f"imgtool: error: {engine.root}: no container with ID 'nobox'\n"
+
+
+def test_docker_references_complete(engine: Engine) -> None:
+    def values(incomplete: str) -> list[str]:
+        items = ShellComplete(cli, {}, "imgtool", COMPLETE_VAR).get_completions(["inspect"], incomplete)
+        return [item.value for item in items]
+
+    assert values(f"docker-storage:[{engine.root}]a") == [f"docker-storage:[{engine.root}]app:1"]
+    assert values(f"docker-container:[{engine.root}]") == [f"docker-container:[{engine.root}]box"]
