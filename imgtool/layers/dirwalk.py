@@ -233,7 +233,7 @@ class _Writer:
                 yield self._header(path.rpartition(b"/")[0], whiteout.PREFIX + name, _empty_file())
                 continue
             st = self._stat(fd, name)
-            before = os.stat(name, dir_fd=low, follow_symlinks=False) if name in old else None
+            before = self._stat(low, name) if name in old else None
             if before is not None and stat.S_ISDIR(st.st_mode) and stat.S_ISDIR(before.st_mode):
                 header = b"".join(self.entry(fd, name, path, st, descend=False))
                 if not _same(st, before):
@@ -271,7 +271,14 @@ class _Writer:
             raise LayerError(f"{self.what}: '{escape(path)}' cannot be read: {exc.strerror}") from None
 
     def _link(self, fd: int, name: bytes, st: os.stat_result) -> bytes:
-        return os.readlink(name, dir_fd=fd) if stat.S_ISLNK(st.st_mode) else b""
+        if not stat.S_ISLNK(st.st_mode):
+            return b""
+        try:
+            return os.readlink(name, dir_fd=fd)
+        except OSError as exc:
+            raise LayerError(
+                f"{self.what}: '{escape(name)}' changed while being read: {exc.strerror}"
+            ) from None
 
     def entry(
         self, fd: int, name: bytes, path: bytes, st: os.stat_result, descend: bool = True
@@ -299,7 +306,7 @@ class _Writer:
             return
         if stat.S_ISLNK(mode):
             info = _info(st, tarfile.SYMTYPE)
-            info.linkname = os.fsdecode(os.readlink(name, dir_fd=fd))
+            info.linkname = os.fsdecode(self._link(fd, name, st))
             yield self._header(parent, name, info)
             return
         if stat.S_ISREG(mode):
