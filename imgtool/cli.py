@@ -46,7 +46,7 @@ def inspect(image: str, no_trunc: bool, opts: ImageOptions) -> None:
       imgtool inspect examples/sample.tar
       imgtool inspect oci:examples/sample-oci:1.1 --json
     """
-    with open_image(image, opts.platform) as img:
+    with open_image(image, opts.platform, opts.registry) as img:
         facts = summary.describe_image(img)
     for message in facts.warnings:
         warn(message)
@@ -66,7 +66,7 @@ def verify(image: str, opts: ImageOptions) -> None:
     Example:
       imgtool verify examples/sample.tar
     """
-    with open_image(image, opts.platform) as img:
+    with open_image(image, opts.platform, opts.registry) as img:
         findings = verify_image(img, opts.progress)
     show(render.verify(findings, opts), all_ok(findings))
 
@@ -99,7 +99,7 @@ def flatten(image: str, how: FlattenOptions, opts: ImageOptions) -> None:
     from imgtool.flatten.api import flatten as flatten_image  # loaded for flatten only
 
     output = how.output
-    with open_image(image, opts.platform) as img:
+    with open_image(image, opts.platform, opts.registry) as img:
         target = sys.stdout.buffer if output == "-" else output
         result = flatten_image(img, target, **how.arguments(opts.reading()))
     if output == "-":
@@ -122,7 +122,7 @@ def which_layer(image: str, paths: tuple[str, ...], opts: ImageOptions) -> None:
     Example:
       imgtool which-layer examples/sample.tar /bin/hello '/etc/app/*'
     """
-    with open_image(image, opts.platform) as img:
+    with open_image(image, opts.platform, opts.registry) as img:
         result = which(img, list(paths), opts.reading())
     show(render.which(result, opts), result.all_found)
 
@@ -164,7 +164,7 @@ def ls(
     """
     if only and layer_number is None:
         raise UsageError("--only needs --layer N")
-    with open_image(image, opts.platform) as img:
+    with open_image(image, opts.platform, opts.registry) as img:
         listing = list_image(
             img,
             path,
@@ -190,7 +190,7 @@ def cat(image: str, path: str, opts: ImageOptions) -> None:
     Example:
       imgtool cat examples/sample.tar /etc/app/app.conf
     """
-    with open_image(image, opts.platform) as img:
+    with open_image(image, opts.platform, opts.registry) as img:
         cat_file(img, path, sys.stdout.buffer, opts.reading(quiet=True))
         sys.stdout.buffer.flush()
 
@@ -229,7 +229,7 @@ def diff_layers(
       imgtool diff layers examples/sample.tar 2 -v     # every change of layer 2
       imgtool diff layers examples/sample.tar 1 3      # after layer 1 against after layer 3
     """
-    with open_image(image, opts.platform) as img:
+    with open_image(image, opts.platform, opts.registry) as img:
         result = layers_diff(img, opts.reading(), first, second, top)
     show(render.diff_layers(result, verbose, opts))
 
@@ -247,7 +247,10 @@ def diff_images(image1: str, image2: str, opts: ImageOptions) -> None:
     Example:
       imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
     """
-    with open_image(image1, opts.platform) as first, open_image(image2, opts.platform) as second:
+    with (
+        open_image(image1, opts.platform, opts.registry) as first,
+        open_image(image2, opts.platform, opts.registry) as second,
+    ):
         result = images_diff(first, second, opts.reading())
     show(render.diff_images(result, image1, image2, opts), result.identical)
 

@@ -77,3 +77,7 @@ def with_context(exc: ImgtoolError, context: str) -> ImgtoolError:
     copied = copy.copy(exc)
     copied.args = (f"{context}: {exc}", *exc.args[1:])
     return copied
+
+
+class RegistryError(ImgtoolError):
+    """A registry cannot be reached, refuses the credentials, or answers what the protocol does not allow."""

@@ -3,47 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from imgtool.cli import main
 from imgtool.image.image import Layer, LayerStream
-from tests.realtools import builder, overlay_builder, platform_index, standard_image  # noqa: F401
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    stdout_bytes: bytes
-    stderr: str
-
-    @property
-    def stdout(self) -> str:
-        return self.stdout_bytes.decode("utf-8", "replace")
-
-
-class CliRunner:
-    def __init__(self, capsys: pytest.CaptureFixture[bytes]) -> None:
-        self._capsys = capsys
-
-    def __call__(self, *args: str) -> Run:
-        self._capsys.readouterr()
-        try:
-            main(list(args))
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        else:  # pragma: no cover - main always exits
-            code = 0
-        captured = self._capsys.readouterr()
-        return Run(code, captured.out, captured.err.decode("utf-8", "replace"))
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.realtools import builder, overlay_builder, platform_index, standard_image  # noqa: F401
 
 
 @pytest.fixture
-def imgtool_cli(capsysbinary: pytest.CaptureFixture[bytes]) -> CliRunner:
+def imgtool_cli() -> ImgtoolCli:
     """``imgtool_cli("inspect", ref)`` runs the CLI as a user would, returning code, stdout, stderr."""
-    return CliRunner(capsysbinary)
+    return ImgtoolCli()
 
 
 @pytest.fixture

@@ -73,3 +73,30 @@ def test_every_package_says_what_it_holds_and_may_import() -> None:
     for package in [*ALLOWED, "console"]:
         doc = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text())) or ""
         assert "May import" in doc, package
+
+
+TESTS: Final = Path(__file__).resolve().parent
+# tests/hostile keeps its own helpers beside the tests that use them (see tests/helpers/__init__.py).
+HOSTILE_HELPERS: Final = {"cases.py", "fuzzing.py", "harness.py", "terminal.py"}
+
+
+def test_test_helpers_live_in_the_helpers_folder() -> None:
+    misplaced = [
+        str(path.relative_to(TESTS))
+        for path in sorted(TESTS.rglob("*.py"))
+        if not path.name.startswith("test_")
+        and path.name not in ("__init__.py", "conftest.py")
+        and path.parent != TESTS / "helpers"
+        and not (path.parent == TESTS / "hostile" and path.name in HOSTILE_HELPERS)
+    ]
+    assert misplaced == []
+
+
+def test_tests_import_helpers_not_conftest() -> None:
+    wrong = [
+        f"{path.relative_to(TESTS)}:{line}"
+        for path in sorted(TESTS.rglob("*.py"))
+        for line, name in _imports(path)
+        if name == "tests.conftest"
+    ]
+    assert wrong == []

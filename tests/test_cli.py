@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CliRunner
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     Dir,
     Entry,
     Fault,
@@ -49,7 +49,7 @@ def sample(tmp_path: Path) -> str:
     return write_oci_layout(tmp_path / "oci", [Entry(image, ref="v1")]).reference("v1")
 
 
-def test_inspect_json_schema(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_inspect_json_schema(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     ref = sample(tmp_path)
     run = imgtool_cli("inspect", ref, "--json")
     assert (run.code, run.stderr) == (0, "")
@@ -76,7 +76,7 @@ def test_inspect_json_schema(tmp_path: Path, imgtool_cli: CliRunner) -> None:
     )
 
 
-def test_inspect_text(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_inspect_text(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     ref = sample(tmp_path)
     doc = json.loads(imgtool_cli("inspect", ref, "--json").stdout)
     run = imgtool_cli("inspect", ref)
@@ -104,7 +104,7 @@ def test_inspect_text(tmp_path: Path, imgtool_cli: CliRunner) -> None:
     assert first[-1].endswith("ADD rootfs.tar /")
 
 
-def test_verify_ok_and_mismatch(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_verify_ok_and_mismatch(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     ref = sample(tmp_path)
     run = imgtool_cli("verify", ref, "--json")
     assert run.code == 0
@@ -171,10 +171,10 @@ def test_verify_ok_and_mismatch(tmp_path: Path, imgtool_cli: CliRunner) -> None:
             " a layout)\n",
         ),
         (
-            ["ls", "docker://alpine"],
+            ["ls", "docker-daemon:alpine"],
             2,
-            "imgtool: error: docker://alpine: the docker:// transport is not supported yet; use skopeo copy"
-            " to make an oci: layout\n",
+            "imgtool: error: docker-daemon:alpine: the docker-daemon transport is not supported yet; "
+            "use skopeo copy to make an oci: layout\n",
         ),
         (
             ["cat", "{tmp}/oci", "/etc/os-release/x"],
@@ -184,7 +184,7 @@ def test_verify_ok_and_mismatch(tmp_path: Path, imgtool_cli: CliRunner) -> None:
     ],
 )
 def test_errors_are_one_line(
-    tmp_path: Path, imgtool_cli: CliRunner, args: list[str], code: int, message: str
+    tmp_path: Path, imgtool_cli: ImgtoolCli, args: list[str], code: int, message: str
 ) -> None:
     sample(tmp_path)
     (tmp_path / "plain.txt").write_text("hello\n")
@@ -192,14 +192,14 @@ def test_errors_are_one_line(
     assert (run.code, run.stderr, run.stdout) == (code, message.format(tmp=tmp_path), "")
 
 
-def test_debug_shows_the_traceback(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_debug_shows_the_traceback(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli("--debug", "inspect", str(tmp_path / "absent.tar"))
     assert run.code == 1
     assert "Traceback (most recent call last)" in run.stderr
     assert run.stderr.endswith(f"imgtool: error: {tmp_path}/absent.tar: no such file or directory\n")
 
 
-def test_version_and_bare_invocation(imgtool_cli: CliRunner) -> None:
+def test_version_and_bare_invocation(imgtool_cli: ImgtoolCli) -> None:
     from imgtool import __version__
 
     assert imgtool_cli("--version").stdout == f"imgtool {__version__}\n"
@@ -209,7 +209,7 @@ def test_version_and_bare_invocation(imgtool_cli: CliRunner) -> None:
         assert f"  {command} " in run.stdout
 
 
-def test_docker_archive_with_two_images_lists_choices(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_docker_archive_with_two_images_lists_choices(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     write_docker_archive(
         tmp_path / "d.tar", [(ImageSpec([BASE]), ["a:1"]), (ImageSpec([BASE, APP]), ["b:2"])]
     )
@@ -224,7 +224,7 @@ def _verify_rows(run_stdout: str) -> list[tuple[str, str, str]]:
 
 
 def test_verify_fails_both_digests_of_a_changed_uncompressed_layer(
-    tmp_path: Path, imgtool_cli: CliRunner
+    tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     """An uncompressed layer's blob and tar are the same bytes: one changed byte fails both checks."""
     spec = ImageSpec([Layer(BASE, compression="none", fault=Fault(tamper=True)), APP])
@@ -248,7 +248,7 @@ MISLABELLED = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 def test_a_layer_not_compressed_as_its_media_type_says_is_one_warning_everywhere(
-    tmp_path: Path, imgtool_cli: CliRunner
+    tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     spec = ImageSpec([BASE, Layer(APP, compression="none", media_type=MISLABELLED)])
     ref = write_oci_layout(tmp_path / "oci", [Entry(spec, ref="v1")]).reference("v1")
@@ -282,7 +282,7 @@ def test_a_layer_not_compressed_as_its_media_type_says_is_one_warning_everywhere
     assert imgtool_cli("inspect", str(tmp_path / "d.tar")).stderr == ""
 
 
-def test_a_tar_without_end_blocks_is_one_warning_everywhere(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_a_tar_without_end_blocks_is_one_warning_everywhere(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     short = make_layer([Dir("etc/"), File("etc/x", b"x")], end_blocks=False)
     ref = write_oci_layout(tmp_path / "oci", [Entry(ImageSpec([short]), ref="v1")]).reference("v1")
     message = (

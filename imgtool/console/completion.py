@@ -150,7 +150,10 @@ def complete_image_path(ctx: click.Context, param: click.Parameter, incomplete: 
 
 
 def _cached_tree(reference: str, platform: Platform | str | None) -> Tree | None:
-    """The image's merged tree if every layer index is cached, else None."""
+    """The image's merged tree if every layer index is cached, else None (always for a registry's
+    image: completion never reaches the network)."""
+    if reference.startswith("docker://"):
+        return None
     try:
         with open_image(reference, platform) as image:
             cache = IndexCache()

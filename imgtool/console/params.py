@@ -24,6 +24,8 @@ from imgtool.image.platform import Platform
 from imgtool.merge.index import IndexCache
 from imgtool.ops.common import Reading
 from imgtool.progress import NoProgress, Progress
+from imgtool.sources.registry import RegistryOptions
+from imgtool.sources.registry.credentials import parse_creds
 
 R = TypeVar("R")
 
@@ -85,6 +87,53 @@ _format_option = click.option(
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
+def _creds(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[str, str] | None:
+    if value is None:
+        return None
+    if ":" not in value:  # as skopeo does: the password is asked for, not echoed; or read from a pipe
+        if sys.stdin.isatty():
+            password = click.prompt("Password", hide_input=True, err=True)
+        else:
+            password = sys.stdin.readline().removesuffix("\n")
+        value = f"{value}:{password}"
+    return parse_creds(value)
+
+
+# How a docker:// image is reached (the registry's options; a local image ignores them).
+_registry_options = [
+    click.option(
+        "--creds",
+        metavar="USER[:PASSWORD]",
+        callback=_creds,
+        help="Credentials for a docker:// registry (without :PASSWORD it is asked for, or read from "
+        "stdin when that is not a terminal). Default: "
+        "--authfile, else $DOCKER_CONFIG/config.json (auths, credHelpers, credsStore), else "
+        "$XDG_RUNTIME_DIR/containers/auth.json, else anonymous.",
+    ),
+    click.option(
+        "--authfile",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="The auth.json (or docker config.json) to read credentials from (default: $REGISTRY_AUTH_FILE).",
+    ),
+    click.option(
+        "--plain-http",
+        is_flag=True,
+        help="Speak plain HTTP to the registry. By default HTTPS is used; a registry on localhost or "
+        "127.0.0.0/8 that does not answer HTTPS gets plain HTTP.",
+    ),
+    click.option(
+        "--tls-verify",
+        type=click.BOOL,
+        default=True,
+        show_default=True,
+        metavar="BOOL",
+        help="Check the registry's TLS certificate against the system's CA store "
+        "(--tls-verify=false: do not).",
+    ),
+]
+
+
 def progress_for(quiet: bool) -> Progress:
     return TerminalProgress() if sys.stderr.isatty() and not quiet else NoProgress()
 
@@ -98,6 +147,21 @@ class ImageOptions:
     quiet: bool = False
     as_json: bool = False
     table_format: str = DEFAULT_TABLE_FORMAT
+    creds: tuple[str, str] | None = None
+    authfile: str | None = None
+    plain_http: bool = False
+    tls_verify: bool = True
+
+    @property
+    def registry(self) -> RegistryOptions:
+        """How to reach a docker:// image's registry; warnings (a failing credential helper) go to stderr."""
+        return RegistryOptions(
+            creds=self.creds,
+            authfile=self.authfile,
+            plain_http=self.plain_http,
+            tls_verify=self.tls_verify,
+            warn=warn,
+        )
 
     def reading(self, quiet: bool | None = None) -> Reading:
         """How to read layers: the index cache unless --no-cache, a progress bar on a terminal
@@ -119,13 +183,14 @@ def image_options(
     *, cache: bool = True, quiet: bool = True, output: bool = True
 ) -> Callable[[Callable[..., R]], Callable[..., R]]:
     """The options image commands share, after the command's own: --platform, then (as the
-    command has them) --no-cache, -q/--quiet, --json and --format. The command gets them as one
-    :class:`ImageOptions`, its ``opts`` argument."""
+    command has them) --no-cache, -q/--quiet, --json and --format, then the registry's. The command
+    gets them as one :class:`ImageOptions`, its ``opts`` argument."""
     chosen = [
         _platform_option,
         *([_no_cache_option] if cache else []),
         *([_quiet_option] if quiet else []),
         *([_json_option, _format_option] if output else []),
+        *_registry_options,
     ]
     return _gathered(chosen, ImageOptions, "opts")
 

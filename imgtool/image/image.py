@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from imgtool.errors import LimitExceededError, MediaTypeError
+from imgtool.errors import LayerError, LimitExceededError, MediaTypeError
 from imgtool.image.compression import CHUNK, Compression, open_decompressed
 from imgtool.image.digest import Digest, VerifyingReader
 from imgtool.image.mediatypes import FOREIGN_LAYER_TYPES, LAYER_TYPES
@@ -112,7 +112,13 @@ class LayerStream:
         return self._blob.bytes_read
 
     def read(self, n: int = CHUNK) -> bytes:
-        data = self._tar.read(n)
+        try:
+            data = self._tar.read(n)
+        except LayerError:
+            # Undecodable data in a blob that is not what its digest names: the digest is what is
+            # wrong (a byte corrupted on the way), and it is what the error names.
+            self._blob.drain()
+            raise
         self.uncompressed_bytes += len(data)
         if self.on_compressed_bytes is not None:
             done = self._blob.bytes_read

@@ -162,10 +162,11 @@ def _list(obj: dict[str, Any], key: str, what: str) -> list[Any]:
 
 
 def _str_map(value: Any, what: str) -> dict[str, str]:
+    """A map of strings to strings (annotations, labels); ``what`` names it in the error."""
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ImageFormatError(f"{what}: annotations must map strings to strings")
+        raise ImageFormatError(f"{what} must map strings to strings")
     return value
 
 
@@ -194,7 +195,7 @@ def parse_descriptor(value: Any, what: str) -> Descriptor:
         media_type=media_type,
         digest=Digest.parse(obj.get("digest"), f"{what} digest"),
         size=size,
-        annotations=_str_map(obj.get("annotations"), what),
+        annotations=_str_map(obj.get("annotations"), f"{what}: annotations"),
         platform=parse_platform(obj.get("platform"), what),
         urls=tuple(urls),
     )
@@ -210,7 +211,9 @@ def parse_index(value: Any, what: str) -> Index:
     manifests = tuple(
         parse_descriptor(d, f"{what} manifests[{i}]") for i, d in enumerate(_list(obj, "manifests", what))
     )
-    return Index(media_type_of(obj) or OCI_INDEX, manifests, _str_map(obj.get("annotations"), what))
+    return Index(
+        media_type_of(obj) or OCI_INDEX, manifests, _str_map(obj.get("annotations"), f"{what}: annotations")
+    )
 
 
 def parse_manifest(value: Any, what: str) -> Manifest:
@@ -227,7 +230,7 @@ def parse_manifest(value: Any, what: str) -> Manifest:
         media_type,
         parse_descriptor(obj["config"], f"{what} config"),
         layers,
-        _str_map(obj.get("annotations"), what),
+        _str_map(obj.get("annotations"), f"{what}: annotations"),
     )
 
 
@@ -274,7 +277,7 @@ def parse_config(value: Any, what: str) -> ImageConfig:
         env=_str_list(container, "Env", runtime) or (),
         working_dir=_str(container, "WorkingDir", runtime, required=False) or None,
         user=_str(container, "User", runtime, required=False) or None,
-        labels=_labels(container.get("Labels"), f"{runtime}: field 'Labels'"),
+        labels=_str_map(container.get("Labels"), f"{runtime}: field 'Labels'"),
     )
 
 
@@ -292,11 +295,3 @@ def _command(obj: Mapping[str, Any], key: str, what: str) -> tuple[str, ...] | N
     """Entrypoint and Cmd: a list of strings; a lone string is a one-word list, as Docker reads it."""
     value = obj.get(key)
     return (value,) if isinstance(value, str) else _str_list(obj, key, what)
-
-
-def _labels(value: Any, what: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ImageFormatError(f"{what} must map strings to strings")
-    return value

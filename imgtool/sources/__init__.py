@@ -26,15 +26,25 @@ from imgtool.sources import (
 )
 from imgtool.sources.build import build_image
 from imgtool.sources.core import ImageSource, SourceOpener, open_tar
-from imgtool.sources.reference import DOCKER_ARCHIVE, OCI, OCI_ARCHIVE, Reference, require_exists
+from imgtool.sources.reference import DOCKER, DOCKER_ARCHIVE, OCI, OCI_ARCHIVE, Reference, require_exists
+from imgtool.sources.registry import RegistryOptions, open_registry
 
-__all__ = ["SOURCES", "ImageSource", "Reference", "list_images", "open_image", "parse_reference"]
+__all__ = [
+    "SOURCES",
+    "ImageSource",
+    "Reference",
+    "RegistryOptions",
+    "list_images",
+    "open_image",
+    "parse_reference",
+]
 
 # The transports imgtool reads: name -> the function that opens the source a reference names.
 SOURCES: dict[str, SourceOpener] = {
     OCI: oci_layout.open_directory,
     OCI_ARCHIVE: oci_layout.open_archive,
     DOCKER_ARCHIVE: docker_archive.open_archive,
+    DOCKER: open_registry,
     containers_storage.CONTAINERS_STORAGE: containers_storage.open_images,
     containers_storage.PODMAN_CONTAINER: containers_storage.open_container,
     overlay_dirs.OVERLAY: overlay_dirs.open_stack,
@@ -68,26 +78,35 @@ def _detect(ref: Reference) -> ImageSource:
         raise
 
 
-def _open_source(ref: Reference) -> ImageSource:
-    """The transport the reference names or, for a bare path, the one its contents show."""
-    return _detect(ref) if ref.transport is None else SOURCES[ref.transport](ref)
+def _open_source(ref: Reference, registry_options: RegistryOptions | None = None) -> ImageSource:
+    """The transport the reference names or, for a bare path, the one its contents show; a
+    registry is reached as ``registry_options`` say."""
+    if ref.transport is None:
+        return _detect(ref)
+    if ref.transport == DOCKER and registry_options is not None:
+        return open_registry(ref, registry_options)
+    return SOURCES[ref.transport](ref)
 
 
-def open_image(reference: str, platform: str | Platform | None = None) -> Image:
+def open_image(
+    reference: str, platform: str | Platform | None = None, registry: RegistryOptions | None = None
+) -> Image:
     """Open the image ``reference`` names; see :func:`parse_reference` for the syntax.
 
     ``platform`` ("os/arch[/variant]") chooses among the images of an index; without
     it the host's platform is preferred, and a reference leading to a single image
-    opens that image whatever its platform.
+    opens that image whatever its platform. ``registry``: how to reach a ``docker://`` one
+    (TLS, credentials, retries; default :class:`RegistryOptions`).
     """
     wanted = Platform.parse(platform) if isinstance(platform, str) else platform
     ref = parse_reference(reference)
-    source = _open_source(ref)
+    source = _open_source(ref, registry)
     try:
         image = build_image(source, reference=str(ref), selector=ref.selector, platform=wanted)
         if wanted is not None and not wanted.matches(image.platform):
+            where = str(ref) if ref.transport == DOCKER else ref.path
             raise ImageNotFoundError(
-                f"{ref.path}: no image for platform {wanted}; the image is {image.platform}"
+                f"{where}: no image for platform {wanted}; the image is {image.platform}"
             )
     except BaseException:
         source.close()
@@ -98,6 +117,8 @@ def open_image(reference: str, platform: str | Platform | None = None) -> Image:
 def list_images(reference: str) -> list[str]:
     """The names an image in this archive or layout can be chosen by (tags, refs, ``@N``)."""
     ref = parse_reference(reference)
+    if ref.transport == DOCKER:
+        return []  # a registry's tags are not listed: that would reach the network
     source = _open_source(ref)
     try:
         return source.names()

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from imgtool.cli import entry, main
-from tests.imagefactory import Entry, File, ImageSpec, make_layer, write_oci_layout
-from tests.slowpipe import read_slowly
+from tests.helpers.imagefactory import Entry, File, ImageSpec, make_layer, write_oci_layout
+from tests.helpers.slowpipe import read_slowly
 
 # Enough names that the listing is several times a pipe's buffer (64 KiB).
 NAMES = 4000

@@ -10,7 +10,7 @@ from imgtool.cli import cli
 from imgtool.console.params import IMAGE, IMAGE_PATH, PLATFORM, ImagePath, ImageReference, PlatformType
 from imgtool.errors import UsageError
 from imgtool.image.platform import Platform
-from tests.conftest import CliRunner
+from tests.helpers.cli import ImgtoolCli
 
 BAD_PLATFORM = "imgtool: error: invalid platform 'linux': expected os/arch[/variant], e.g. linux/amd64\n"
 
@@ -40,7 +40,7 @@ def test_platform_is_parsed_into_a_platform() -> None:
         ["diff", "images", "--platform", "linux", "a.tar"],
     ],
 )
-def test_a_bad_platform_fails_while_parsing(args: list[str], imgtool_cli: CliRunner) -> None:
+def test_a_bad_platform_fails_while_parsing(args: list[str], imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli(*args)
     assert (run.code, run.stdout_bytes, run.stderr) == (2, b"", BAD_PLATFORM)
 

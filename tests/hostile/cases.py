@@ -1,7 +1,8 @@
 """The hostile and broken inputs, as a table: how each one is built, and what every command must do with it.
 
-Each :class:`Case` builds its layers with ``tests.imagefactory`` (in the test, never from stored files) and
-is put inside an otherwise valid image, both as a legacy ``docker save`` tarball and as a gzip OCI layout.
+Each :class:`Case` builds its layers with ``tests.helpers.imagefactory`` (in the test, never from stored
+files) and is put inside an otherwise valid image, both as a legacy ``docker save`` tarball and as a gzip
+OCI layout.
 Its expected outcome is either a confined tree (exact paths, types, contents and link targets) or a named
 error (exit code and a regex the single ``imgtool: error:`` line must match), per command where commands
 differ.
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
-from tests.imagefactory import (
+from tests.helpers.imagefactory import (
     MISSING,
     OCI_MANIFEST,
     REF_NAME,

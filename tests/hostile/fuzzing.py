@@ -24,7 +24,6 @@ import resource
 import select
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import traceback
@@ -35,7 +34,6 @@ from typing import Any, Final, Literal, TypeAlias
 
 import imgtool
 from imgtool import ImgtoolError, open_image
-from imgtool.cli import main as cli_main
 from imgtool.flatten.export import write_tar
 from imgtool.flatten.rootfs import flatten_to_dir
 from imgtool.layers.tarstream import Kind
@@ -46,9 +44,8 @@ from imgtool.ops.readfile import read_file
 from imgtool.ops.summary import describe_image
 from imgtool.ops.verify import verify_image
 from imgtool.ops.which import answers_for
-from tests.hostile.harness import make_sentinel
-from tests.hostile.terminal import raw_controls
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     Compression,
     ImageSpec,
     Layer,
@@ -58,10 +55,12 @@ from tests.imagefactory import (
     write_docker_archive,
     write_oci_layout,
 )
-from tests.imagefactory import (
+from tests.helpers.imagefactory import (
     File as FileMember,
 )
-from tests.treesnap import Node, snapshot
+from tests.helpers.treesnap import Node, snapshot
+from tests.hostile.harness import make_sentinel
+from tests.hostile.terminal import raw_controls
 
 Format: TypeAlias = Literal["oci", "docker"]
 JsonTarget: TypeAlias = Literal["oci-index", "oci-manifest", "oci-config", "docker-manifest", "docker-config"]
@@ -291,32 +290,18 @@ def exercise(reference: str) -> None:
 
 def exercise_cli(reference: str) -> None:
     """Every command through the CLI's error funnel, output captured in memory."""
-    real_out, real_err = sys.stdout, sys.stderr
-    try:
-        for template, binary in CLI_RUNS:
-            args = [reference if arg == "REF" else arg for arg in template]
-            out_bytes, err_bytes = io.BytesIO(), io.BytesIO()
-            sys.stdout = io.TextIOWrapper(out_bytes, encoding="utf-8", write_through=True)
-            sys.stderr = io.TextIOWrapper(
-                err_bytes, encoding="utf-8", errors="backslashreplace", write_through=True
+    for template, binary in CLI_RUNS:
+        args = [reference if arg == "REF" else arg for arg in template]
+        run = ImgtoolCli()(*args)  # a main() that returns instead of exiting raises here
+        out, err = run.stdout_bytes, run.stderr_bytes
+        what = f"imgtool {' '.join(args)} (exit {run.code})"
+        if b"Traceback" in err or b"internal error" in err:
+            raise UnexpectedError(f"{what}:\n{err.decode('utf-8', 'replace')}")
+        controls = raw_controls(err) + ([] if binary else raw_controls(out))
+        if controls:
+            raise UnexpectedError(
+                f"{what} printed raw control characters {controls}:\n{out[:2000]!r}\n{err!r}"
             )
-            try:
-                cli_main(args)
-            except SystemExit as exc:
-                code = exc.code
-            else:
-                code = "returned"
-            out, err = out_bytes.getvalue(), err_bytes.getvalue()
-            what = f"imgtool {' '.join(args)} (exit {code})"
-            if not isinstance(code, int) or b"Traceback" in err or b"internal error" in err:
-                raise UnexpectedError(f"{what}:\n{err.decode('utf-8', 'replace')}")
-            controls = raw_controls(err) + ([] if binary else raw_controls(out))
-            if controls:
-                raise UnexpectedError(
-                    f"{what} printed raw control characters {controls}:\n{out[:2000]!r}\n{err!r}"
-                )
-    finally:
-        sys.stdout, sys.stderr = real_out, real_err
 
 
 def _child(root: Path, reference: str, report: int) -> None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from tests.helpers.treesnap import hardlink_groups, snapshot, tree_hash_listing
 from tests.hostile.cases import SECRET, SENTINEL_NAME, Env, TreeSpec, full_tree
-from tests.treesnap import hardlink_groups, snapshot, tree_hash_listing
 
 Key = tuple[str, str | None, bytes | None, tuple[int, int] | None]
 """How a path is compared: type, sha256 of a file's content, symlink target, device numbers."""

@@ -19,10 +19,8 @@ from typing import Any, Final
 
 import pytest
 
-from tests.conftest import CliRunner, Run
-from tests.hostile.harness import error_message
-from tests.hostile.terminal import raw_controls
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli, Run
+from tests.helpers.imagefactory import (
     File,
     ImageSpec,
     Layer,
@@ -30,6 +28,8 @@ from tests.imagefactory import (
     write_docker_archive,
     write_oci_layout,
 )
+from tests.hostile.harness import error_message
+from tests.hostile.terminal import raw_controls
 
 HOSTILE: Final = "\x1b[31mred\x1b]0;title\x07\x9bC1\x7fDEL\rCR\bBS"
 SHOWN: Final = "\\x1b[31mred\\x1b]0;title\\x07\\x9bC1\\x7fDEL\\rCR\\x08BS"
@@ -125,7 +125,7 @@ def commands(image: str, other: str) -> list[tuple[list[str], bool]]:
 
 @pytest.mark.parametrize("kind", ["docker", "oci"])
 def test_every_command_escapes_the_image_strings(
-    kind: str, images: Images, tmp_path: Path, imgtool_cli: CliRunner
+    kind: str, images: Images, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     image = images.docker if kind == "docker" else images.oci
     for number, (args, binary) in enumerate(commands(image, images.plain)):
@@ -141,7 +141,7 @@ def test_every_command_escapes_the_image_strings(
             assert run.code == 0, (args, run.stderr)
 
 
-def test_inspect_shows_the_strings_escaped(images: Images, imgtool_cli: CliRunner) -> None:
+def test_inspect_shows_the_strings_escaped(images: Images, imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli("inspect", images.docker)
     assert_clean(run)
     lines = run.stdout.splitlines()
@@ -164,7 +164,7 @@ def test_inspect_shows_the_strings_escaped(images: Images, imgtool_cli: CliRunne
     assert lines[-1].endswith(f"COPY {SHOWN_ONE_LINE}")
 
 
-def test_json_keeps_the_strings_and_escapes_every_control(images: Images, imgtool_cli: CliRunner) -> None:
+def test_json_keeps_the_strings_and_escapes_every_control(images: Images, imgtool_cli: ImgtoolCli) -> None:
     run = imgtool_cli("inspect", images.docker, "--json")
     assert_clean(run)
     doc = json.loads(run.stdout)
@@ -179,7 +179,9 @@ def test_json_keeps_the_strings_and_escapes_every_control(images: Images, imgtoo
     assert '"user": "\\u001b[31mred\\u001b]0;title\\u0007\\u009bC1\\u007fDEL\\rCR\\bBS"' in run.stdout
 
 
-def test_which_layer_and_ls_show_created_by_and_names_escaped(images: Images, imgtool_cli: CliRunner) -> None:
+def test_which_layer_and_ls_show_created_by_and_names_escaped(
+    images: Images, imgtool_cli: ImgtoolCli
+) -> None:
     run = imgtool_cli("which-layer", images.docker, f"/{NAME}", f"/n{HOSTILE}")
     assert_clean(run)
     assert run.stdout.splitlines()[-1] == f"/n{SHOWN}: no path in the image matches"
@@ -195,7 +197,7 @@ def test_which_layer_and_ls_show_created_by_and_names_escaped(images: Images, im
     ]
 
 
-def test_the_ambiguous_image_error_lists_the_tags_escaped(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_the_ambiguous_image_error_lists_the_tags_escaped(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     archive = write_docker_archive(
         tmp_path / "two.tar", [(hostile_spec(), [TAG]), (hostile_spec(), [f"other{HOSTILE}:2"])]
     )
@@ -213,7 +215,7 @@ def test_the_ambiguous_image_error_lists_the_tags_escaped(tmp_path: Path, imgtoo
 
 
 def test_a_missing_layer_path_of_manifest_json_is_named_escaped(
-    tmp_path: Path, imgtool_cli: CliRunner
+    tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     def rename(manifest: list[dict[str, Any]]) -> None:
         manifest[0]["Layers"][1] = f"{HOSTILE}/layer.tar"
@@ -229,7 +231,7 @@ def test_a_missing_layer_path_of_manifest_json_is_named_escaped(
         )
 
 
-def test_layer_sources_urls_are_escaped_in_verify_and_errors(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_layer_sources_urls_are_escaped_in_verify_and_errors(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     url = f"https://example.com/{HOSTILE}"
     foreign = Layer(make_layer([File("b", b"bye\n")]), urls=[url], created_by=HOSTILE)
     archive = write_docker_archive(tmp_path / "d.tar", [(hostile_spec([layer0(), foreign]), [TAG])])
@@ -252,7 +254,7 @@ def test_layer_sources_urls_are_escaped_in_verify_and_errors(tmp_path: Path, img
     assert inspected.code == 0
 
 
-def test_a_hostile_layer_media_type_is_escaped(tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_a_hostile_layer_media_type_is_escaped(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     media_type = f"application/vnd.oci.image.layer.v1.tar{HOSTILE}"
     odd = Layer(make_layer([File("a", b"hi\n")]), media_type=media_type)
     layout = write_oci_layout(tmp_path / "oci", [ImageSpec([odd])])
@@ -331,7 +333,7 @@ def test_through_a_real_pipe(args: list[str], shown: str, tmp_path: Path, images
     ],
 )
 def test_an_unexpected_exception_is_one_escaped_line(
-    error: Exception, message: str, images: Images, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+    error: Exception, message: str, images: Images, imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Whatever escapes the library, the user gets one line, and --debug the traceback."""
     import imgtool.ops.summary

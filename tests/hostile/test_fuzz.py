@@ -25,6 +25,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers.imagefactory import Compression, ExactTarInfo, Raw, TarFormat, canonical_json, make_layer
 from tests.hostile.fuzzing import (
     JSON_TARGETS,
     SANDBOX_SENTINEL,
@@ -38,7 +39,6 @@ from tests.hostile.fuzzing import (
     image_from_json,
     image_from_layers,
 )
-from tests.imagefactory import Compression, ExactTarInfo, Raw, TarFormat, canonical_json, make_layer
 
 BUDGET: Final = float(os.environ.get("IMGTOOL_FUZZ_SECONDS", "60"))
 SHARES: Final = {"tar": 0.6, "json": 0.4}

@@ -18,7 +18,8 @@ from typing import Final
 
 import pytest
 
-from tests.conftest import CliRunner, Run
+from tests.helpers.cli import ImgtoolCli, Run
+from tests.helpers.imagefactory import Fault, File, ImageSpec, Layer, make_layer, write_docker_archive
 from tests.hostile.cases import (
     CASES,
     COMMANDS,
@@ -50,7 +51,6 @@ from tests.hostile.harness import (
     tar_tree,
 )
 from tests.hostile.terminal import raw_controls
-from tests.imagefactory import Fault, File, ImageSpec, Layer, make_layer, write_docker_archive
 
 PARAMS = [
     pytest.param(case, fmt, command, id=f"{case.name}-{fmt}-{command}")
@@ -91,7 +91,7 @@ def test_command(
     fmt: Format,
     command: Command,
     tmp_path: Path,
-    imgtool_cli: CliRunner,
+    imgtool_cli: ImgtoolCli,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if case.needs_root and os.geteuid() != 0 and command.startswith("flatten"):
@@ -242,7 +242,7 @@ def test_every_rendering(
     fmt: Format,
     rendering: str,
     tmp_path: Path,
-    imgtool_cli: CliRunner,
+    imgtool_cli: ImgtoolCli,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every case of the table (those appended later too) through the commands and renderings that
@@ -297,7 +297,7 @@ def test_every_rendering(
     ],
 )
 def test_a_cached_index_does_not_let_a_tampered_blob_through(
-    command: list[str], tmp_path: Path, imgtool_cli: CliRunner
+    command: list[str], tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     """The index cache is keyed by diff_id: a genuine image indexed first must not make a tampered copy
     (same diff_id, different bytes) reach the output before its digest is found wrong."""

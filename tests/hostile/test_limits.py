@@ -26,11 +26,9 @@ from typing import Final
 
 import pytest
 
-from tests.childproc import run_child
-from tests.conftest import CliRunner
-from tests.hostile.cases import layer_re
-from tests.hostile.harness import Workspace, error_message
-from tests.imagefactory import (
+from tests.helpers.childproc import run_child
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     Entry,
     ExactTarInfo,
     File,
@@ -42,7 +40,9 @@ from tests.imagefactory import (
     member_header,
     write_oci_layout,
 )
-from tests.treesnap import compare, snapshot
+from tests.helpers.treesnap import compare, snapshot
+from tests.hostile.cases import layer_re
+from tests.hostile.harness import Workspace, error_message
 
 MiB: Final = 1 << 20
 HEADERS_ONLY_RSS: Final = 150 * MiB
@@ -158,7 +158,7 @@ OUTPUTS: Final = {"dir": "out", "tar": "out.tar", "stdout": "-"}
 
 @pytest.mark.parametrize("output", list(OUTPUTS))
 def test_decompression_bomb_is_stopped_by_max_size(
-    bomb: str, output: str, tmp_path: Path, imgtool_cli: CliRunner
+    bomb: str, output: str, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     space = Workspace.create(tmp_path)
     target = OUTPUTS[output] if output == "stdout" else str(space.work / OUTPUTS[output])
@@ -177,7 +177,7 @@ def test_decompression_bomb_is_stopped_by_max_size(
 
 
 def test_default_limit_is_the_free_space_at_the_output(
-    bomb: str, tmp_path: Path, imgtool_cli: CliRunner
+    bomb: str, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     small = tmp_path / "small"
     with tmpfs(small, "4m") as mounted:
@@ -247,7 +247,7 @@ TOO_LARGE: Final = r"File too large"
 
 @pytest.mark.parametrize("output", ["out", "out.tar"])
 def test_a_full_disk_is_one_error_and_leaves_nothing(
-    output: str, tmp_path: Path, imgtool_cli: CliRunner
+    output: str, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     # For a directory: 600 files of 100 bytes pass the free-space check (60 kB) but take a 4 KiB page
     # each on tmpfs. For a tar: 3 MB of data, with --max-size raised so the limit does not stop it first.
@@ -281,7 +281,7 @@ def test_a_full_disk_is_one_error_and_leaves_nothing(
 
 
 @pytest.mark.parametrize("output", ["out", "out.tar"])
-def test_a_read_only_output_is_one_error(output: str, tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_a_read_only_output_is_one_error(output: str, tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     ref = oci_image(tmp_path / "oci", [make_layer([File("a", b"a")])])
     frozen = tmp_path / "ro"
     with tmpfs(frozen, "1m", read_only=True) as mounted:

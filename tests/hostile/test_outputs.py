@@ -33,11 +33,9 @@ from imgtool.merge.view import merged_view
 from imgtool.sources import open_image
 from imgtool.system.fsutil import remove_tree
 from imgtool.system.staging import no_space, owner_pid
-from tests.childproc import run_child
-from tests.conftest import CliRunner
-from tests.hostile.harness import Workspace, error_message
-from tests.hostile.test_limits import oci_image, tmpfs, zero_files_layer
-from tests.imagefactory import (
+from tests.helpers.childproc import run_child
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     BlockDev,
     CharDev,
     Dir,
@@ -49,8 +47,10 @@ from tests.imagefactory import (
     make_layer,
     write_oci_layout,
 )
-from tests.imagefactory import Entry as ImageEntry
-from tests.treesnap import snapshot
+from tests.helpers.imagefactory import Entry as ImageEntry
+from tests.helpers.treesnap import snapshot
+from tests.hostile.harness import Workspace, error_message
+from tests.hostile.test_limits import oci_image, tmpfs, zero_files_layer
 
 MiB: Final = 1 << 20
 SYMLINK_REFUSED: Final = (
@@ -99,7 +99,7 @@ def _link_cases(space: Workspace) -> dict[str, tuple[list[str], Path]]:
     ["dir-force", "dir-empty-target", "dir-dangling", "tar-force", "provenance", "provenance-dir-output"],
 )
 def test_a_symlink_at_the_output_is_refused(
-    case: str, small_image: str, tmp_path: Path, imgtool_cli: CliRunner
+    case: str, small_image: str, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     space = Workspace.create(tmp_path)
     args, link = _link_cases(space)[case]
@@ -116,7 +116,7 @@ def test_a_symlink_at_the_output_is_refused(
 
 
 def test_a_symlink_in_the_parent_is_resolved_once(
-    small_image: str, tmp_path: Path, imgtool_cli: CliRunner
+    small_image: str, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "via").symlink_to("real")
@@ -163,7 +163,7 @@ def _staged(work: Path, pattern: str) -> list[Path]:
 
 @pytest.mark.slow
 def test_an_interrupt_while_removing_the_old_tree_says_the_output_is_written(
-    small_image: str, tmp_path: Path, imgtool_cli: CliRunner
+    small_image: str, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     work = tmp_path / "work"
     dest = work / "dest"
@@ -221,7 +221,7 @@ def _deep_tree(root: Path, depth: int) -> None:
         os.close(fd)
 
 
-def test_replacing_a_very_deep_old_tree(small_image: str, deep_dirs: Path, imgtool_cli: CliRunner) -> None:
+def test_replacing_a_very_deep_old_tree(small_image: str, deep_dirs: Path, imgtool_cli: ImgtoolCli) -> None:
     tmp_path = deep_dirs
     dest = tmp_path / "dest"
     _deep_tree(dest, 2500)
@@ -246,7 +246,7 @@ def test_remove_tree_is_iterative_and_needs_no_write_permission(deep_dirs: Path)
 
 @pytest.mark.parametrize("output", ["dir", "tar", "stdout"])
 def test_provenance_on_a_full_disk_leaves_no_output(
-    output: str, tmp_path: Path, imgtool_cli: CliRunner
+    output: str, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     ref = oci_image(tmp_path / "oci", [make_layer([File(f"many/f{i:03d}", b"x") for i in range(600)])])
     work = tmp_path / "work"
@@ -267,7 +267,7 @@ def test_provenance_on_a_full_disk_leaves_no_output(
 
 
 def test_provenance_replaces_its_file_with_the_output(
-    small_image: str, tmp_path: Path, imgtool_cli: CliRunner
+    small_image: str, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     (tmp_path / "paths.tsv").write_text("an old provenance file\n")
     run = imgtool_cli(
@@ -356,7 +356,7 @@ def test_what_a_killed_flatten_leaves_is_removed_by_the_next(
 
 
 def test_the_output_root_is_private_until_it_is_in_place(
-    tmp_path: Path, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ref = oci_image(tmp_path / "oci", [make_layer([Dir("./", mode=0o751), File("a", b"a")])])
     seen: list[tuple[str, int]] = []
@@ -443,7 +443,7 @@ def _tar_tree(data: bytes) -> dict[str, tuple[str, int, tuple[tuple[str, bytes],
 
 @pytest.mark.parametrize("output", ["dir", "tar", "stdout"])
 def test_safe_leaves_out_devices_setid_bits_and_privileged_xattrs(
-    output: str, privileged_image: str, tmp_path: Path, imgtool_cli: CliRunner
+    output: str, privileged_image: str, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     target = {"dir": str(tmp_path / "out"), "tar": str(tmp_path / "out.tar"), "stdout": "-"}[output]
     run = imgtool_cli("flatten", privileged_image, "-o", target, "--safe")
@@ -469,7 +469,7 @@ def test_safe_leaves_out_devices_setid_bits_and_privileged_xattrs(
 
 
 def test_without_safe_the_output_is_exact(
-    privileged_image: str, tmp_path: Path, imgtool_cli: CliRunner
+    privileged_image: str, tmp_path: Path, imgtool_cli: ImgtoolCli
 ) -> None:
     if os.geteuid() != 0:
         pytest.skip("device nodes and owners need root")
@@ -494,7 +494,7 @@ def bomb(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def test_a_stream_is_limited_by_the_free_space_in_tmpdir(
-    bomb: str, tmp_path: Path, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+    bomb: str, tmp_path: Path, imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small = tmp_path / "small"
     with tmpfs(small, "4m") as mounted:
@@ -514,7 +514,7 @@ def test_a_stream_is_limited_by_the_free_space_in_tmpdir(
 
 
 def test_a_file_held_aside_that_fills_tmpdir_names_it(
-    tmp_path: Path, imgtool_cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # "z" comes first in the layer but last in the tar: it is held aside (in TMPDIR, being large).
     big = os.urandom(3_000_000)
@@ -539,7 +539,7 @@ def test_a_file_held_aside_that_fills_tmpdir_names_it(
 
 
 @pytest.mark.parametrize("output", ["out", "out.tar"])
-def test_a_full_output_disk_names_the_directory(output: str, tmp_path: Path, imgtool_cli: CliRunner) -> None:
+def test_a_full_output_disk_names_the_directory(output: str, tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
     if output == "out":
         layer = make_layer([File(f"many/f{i:03d}", b"x" * 100) for i in range(600)])
         what = r"writing /many/f\d+ of the output"

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.treesnap import tree_hash_listing
 from tests.hostile.cases import CASES, Case, Peer, PeerResult, build_image, row
 from tests.hostile.harness import Workspace
-from tests.treesnap import tree_hash_listing
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "hostile-inputs.md"
 TIMEOUT = 120

@@ -2,7 +2,7 @@
 
 Each case is a small gzip layer that expands to what, before these bounds, made ``ls`` (or ``inspect`` of a
 docker-save) hold hundreds of megabytes or run for most of a minute. Each runs in a child process whose
-peak memory is measured (see ``tests/childproc.py``).
+peak memory is measured (see ``tests/helpers/childproc.py``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from typing import Final
 import pytest
 
 from imgtool.layers.tarreader import XATTR_SIZE_MAX
-from tests.childproc import run_child
-from tests.hostile.cases import layer_re
-from tests.hostile.harness import error_message
-from tests.imagefactory import (
+from tests.helpers.childproc import run_child
+from tests.helpers.imagefactory import (
     Entry,
     File,
     ImageSpec,
@@ -34,6 +32,8 @@ from tests.imagefactory import (
     write_docker_archive,
     write_oci_layout,
 )
+from tests.hostile.cases import layer_re
+from tests.hostile.harness import error_message
 
 MiB: Final = 1 << 20
 PEAK_RSS: Final = 256 * MiB

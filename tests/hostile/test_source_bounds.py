@@ -1,7 +1,7 @@
 """Hostile image sources: deep JSON, wrongly typed config fields, FIFOs, index fan-out, odd descriptors,
 and a compressed docker-save whose layer would fill the temporary directory.
 
-Each command runs in a child process (``tests.childproc``), so a hang is a failed test (a timeout), a
+Each command runs in a child process (``tests.helpers.childproc``), so a hang is a failed test (a timeout), a
 traceback is seen as the child printed it, and peak memory is measured as ``test_limits.py`` does. The
 rows of the "Image sources" table of docs/hostile-inputs.md are checked against ``SOURCE_ROWS`` below.
 """
@@ -27,11 +27,9 @@ import pytest
 from imgtool.errors import ImageFormatError
 from imgtool.image.model import MAX_JSON_DEPTH, load_json
 from imgtool.sources.oci_layout import MAX_DESCRIPTORS
-from tests.childproc import ChildRun, run_child
-from tests.conftest import CliRunner
-from tests.hostile.harness import error_message
-from tests.hostile.test_limits import file_size_limit, tmpfs
-from tests.imagefactory import (
+from tests.helpers.childproc import ChildRun, run_child
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     OCI_MANIFEST,
     REF_NAME,
     Entry,
@@ -50,6 +48,8 @@ from tests.imagefactory import (
     write_oci_archive,
     write_oci_layout,
 )
+from tests.hostile.harness import error_message
+from tests.hostile.test_limits import file_size_limit, tmpfs
 
 MiB: Final = 1 << 20
 RSS_LIMIT: Final = 256 * MiB
@@ -500,7 +500,7 @@ def test_a_temporary_directory_too_small_is_named(tmp_path: Path) -> None:
 
 
 def test_a_temporary_directory_that_fills_is_named(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, imgtool_cli: CliRunner
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, imgtool_cli: ImgtoolCli
 ) -> None:
     """Where the free-space check passes but the disk fills all the same (it is shared), the error is the
     same one line, naming the directory and TMPDIR; nothing is left in it."""

@@ -1,8 +1,8 @@
 """Deep trees, long paths, long chains of symlinks and damaged cache files, through every command.
 
-Each command runs in a child process (``tests.childproc``) so that its peak memory is its own; each must
-give the exact answer or one ``imgtool: error:`` line, within a time and memory bound, and leave nothing
-beside its output. The trees here are deeper than Python recurses (1 000 levels) and than PATH_MAX.
+Each command runs in a child process (``tests.helpers.childproc``) so that its peak memory is its own;
+each must give the exact answer or one ``imgtool: error:`` line, within a time and memory bound, and leave
+nothing beside its output. The trees here are deeper than Python recurses (1 000 levels) and than PATH_MAX.
 """
 
 from __future__ import annotations
@@ -23,10 +23,8 @@ from typing import Final
 import pytest
 
 from imgtool.system.fsutil import remove_tree
-from tests.childproc import ChildRun, run_child
-from tests.hostile.cases import layer_re
-from tests.hostile.harness import Workspace, error_message
-from tests.imagefactory import (
+from tests.helpers.childproc import ChildRun, run_child
+from tests.helpers.imagefactory import (
     Dir,
     Entry,
     File,
@@ -37,6 +35,8 @@ from tests.imagefactory import (
     make_layer,
     write_oci_layout,
 )
+from tests.hostile.cases import layer_re
+from tests.hostile.harness import Workspace, error_message
 
 MiB: Final = 1 << 20
 MAX_RSS: Final = 256 * MiB

@@ -20,7 +20,7 @@ from imgtool.ops.summary import LayerFacts, describe_image
 from imgtool.ops.verify import all_ok, verify_image
 from imgtool.ops.which import which_layer
 from imgtool.sources import open_image
-from tests.imagefactory import (
+from tests.helpers.imagefactory import (
     Dir,
     Entry,
     File,

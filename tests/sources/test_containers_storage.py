@@ -22,8 +22,8 @@ from imgtool.cli import cli
 from imgtool.console.completion import COMPLETE_VAR
 from imgtool.image.image import LayerStream
 from imgtool.sources import open_image
-from tests.conftest import CliRunner
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     Dir,
     Entry,
     File,
@@ -34,7 +34,7 @@ from tests.imagefactory import (
     make_layer,
     write_oci_layout,
 )
-from tests.realtools import Builder, requires
+from tests.helpers.realtools import Builder, requires
 
 pytestmark = requires("buildah", "skopeo")
 
@@ -103,7 +103,7 @@ def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     tools.close()
 
 
-def _json(imgtool_cli: CliRunner, *args: str) -> Any:
+def _json(imgtool_cli: ImgtoolCli, *args: str) -> Any:
     run = imgtool_cli(*args)
     assert run.code == 0, run.stderr
     return json.loads(run.stdout)
@@ -116,7 +116,7 @@ def _same_image_facts(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("name", ["img2", "wh"])
-def test_store_image_answers_as_its_layout(imgtool_cli: CliRunner, store: Store, name: str) -> None:
+def test_store_image_answers_as_its_layout(imgtool_cli: ImgtoolCli, store: Store, name: str) -> None:
     stored, layout = store.image(f"localhost/{name}:v1"), f"oci:{store.layouts}/{name}:v1"
     if name == "wh":
         # skopeo copies the unpacked layers out uncompressed: compare with the source layout instead,
@@ -150,7 +150,7 @@ def test_store_image_answers_as_its_layout(imgtool_cli: CliRunner, store: Store,
     assert out.with_suffix(".a.tar").read_bytes() == out.with_suffix(".b.tar").read_bytes()
 
 
-def test_whiteouts_and_opaque_dirs_apply(imgtool_cli: CliRunner, store: Store) -> None:
+def test_whiteouts_and_opaque_dirs_apply(imgtool_cli: ImgtoolCli, store: Store) -> None:
     listing = _json(imgtool_cli, "ls", "-R", "--json", store.image("localhost/wh:v1"))
     assert sorted(item["path"] for item in listing) == ["/etc", "/etc/b", "/etc/l", "/opt", "/opt/y"]
 
@@ -190,7 +190,7 @@ def _blob(layout: Path, digest: str) -> bytes:
     return (layout / "blobs" / algorithm / hex_).read_bytes()
 
 
-def test_verify_checks_rebuilt_layers(imgtool_cli: CliRunner, store: Store) -> None:
+def test_verify_checks_rebuilt_layers(imgtool_cli: ImgtoolCli, store: Store) -> None:
     rows = _json(imgtool_cli, "verify", "--json", store.image("localhost/img2:v1"))
     assert [(r["blob"], r["kind"], r["status"]) for r in rows] == [
         ("manifest", "application/vnd.oci.image.manifest.v1+json", "ok"),
@@ -211,7 +211,7 @@ def test_verify_checks_rebuilt_layers(imgtool_cli: CliRunner, store: Store) -> N
     assert "the store keeps the layer unpacked" in rows[2]["detail"]
 
 
-def test_image_by_id_and_short_name(imgtool_cli: CliRunner, store: Store) -> None:
+def test_image_by_id_and_short_name(imgtool_cli: ImgtoolCli, store: Store) -> None:
     by_name = _json(imgtool_cli, "inspect", "--json", store.image("img2:v1"))
     image_id = by_name["config_digest"].partition(":")[2]
     by_id = _json(imgtool_cli, "inspect", "--json", store.image(f"@{image_id}"))
@@ -222,7 +222,7 @@ def test_image_by_id_and_short_name(imgtool_cli: CliRunner, store: Store) -> Non
     assert run.stderr.count("\n") == 1
 
 
-def test_container_layer_is_the_top_layer(imgtool_cli: CliRunner, store: Store) -> None:
+def test_container_layer_is_the_top_layer(imgtool_cli: ImgtoolCli, store: Store) -> None:
     ref = store.container(WORK)
     layers = _json(imgtool_cli, "diff", "layers", "--json", ref)
     top = layers[-1]
@@ -266,7 +266,7 @@ def _layer_dir(store: Store, layer_id: str) -> Path:
     return store.root / "vfs" / "dir" / layer_id
 
 
-def _fails(imgtool_cli: CliRunner, *args: str) -> str:
+def _fails(imgtool_cli: ImgtoolCli, *args: str) -> str:
     run = imgtool_cli(*args)
     assert run.code != 0
     assert run.stderr.startswith("imgtool: error: "), run.stderr
@@ -275,7 +275,7 @@ def _fails(imgtool_cli: CliRunner, *args: str) -> str:
 
 
 def test_hostile_layer_dir_symlink_out_of_the_store(
-    imgtool_cli: CliRunner, store: Store, tmp_path: Path
+    imgtool_cli: ImgtoolCli, store: Store, tmp_path: Path
 ) -> None:
     copy = _copy(store, tmp_path)
     outside = tmp_path / "outside"
@@ -306,7 +306,7 @@ def _rewrite_tar_split(store: Store, layer_id: str, rename: dict[str, str]) -> N
     [("../../../../secret", "outside the layer directory"), ("d/link", "cannot be opened inside the layer")],
 )
 def test_hostile_tar_split_names_a_file_outside(
-    imgtool_cli: CliRunner, store: Store, tmp_path: Path, name: str, words: str
+    imgtool_cli: ImgtoolCli, store: Store, tmp_path: Path, name: str, words: str
 ) -> None:
     copy = _copy(store, tmp_path)
     (tmp_path / "secret").write_bytes(b"hello\n")  # as long as the file it stands for
@@ -317,7 +317,7 @@ def test_hostile_tar_split_names_a_file_outside(
 
 
 def test_hostile_layers_json_names_a_missing_layer(
-    imgtool_cli: CliRunner, store: Store, tmp_path: Path
+    imgtool_cli: ImgtoolCli, store: Store, tmp_path: Path
 ) -> None:
     copy = _copy(store, tmp_path)
     path = copy.root / f"{copy.driver}-layers" / "layers.json"
@@ -328,7 +328,7 @@ def test_hostile_layers_json_names_a_missing_layer(
     assert f"names layer {base_layer}, which layers.json does not list" in error
 
 
-def test_hostile_layer_directory_missing(imgtool_cli: CliRunner, store: Store, tmp_path: Path) -> None:
+def test_hostile_layer_directory_missing(imgtool_cli: ImgtoolCli, store: Store, tmp_path: Path) -> None:
     copy = _copy(store, tmp_path)
     layer_id = _image_record(copy, "img1:latest")["layer"]
     shutil.rmtree(_layer_dir(copy, layer_id))
@@ -336,7 +336,7 @@ def test_hostile_layer_directory_missing(imgtool_cli: CliRunner, store: Store, t
     assert f"layer {layer_id[:12]}: its directory" in error and "is missing from the store" in error
 
 
-def test_store_specifier_errors(imgtool_cli: CliRunner, tmp_path: Path) -> None:
+def test_store_specifier_errors(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
     error = _fails(imgtool_cli, "inspect", f"containers-storage:[btrfs@{tmp_path}]x")
     assert error == "imgtool: error: storage driver 'btrfs' is not supported: overlay or vfs\n"
     error = _fails(imgtool_cli, "inspect", f"containers-storage:[{tmp_path}]x")
@@ -362,7 +362,7 @@ def _container_layer(store: Store, name: str) -> Path:
 
 
 def test_container_changes_as_the_engine_leaves_them(
-    imgtool_cli: CliRunner, store: Store, tmp_path: Path
+    imgtool_cli: ImgtoolCli, store: Store, tmp_path: Path
 ) -> None:
     """What a running container's deletes, edits and chmods leave in its layer (a whiteout device in
     overlay's upper directory, a removal from vfs's full copy) is what diff layers shows."""
@@ -403,7 +403,7 @@ def test_container_changes_as_the_engine_leaves_them(
     assert which[0]["layer"]["index"] == 0
 
 
-def test_hostile_layer_chain_loops(imgtool_cli: CliRunner, store: Store, tmp_path: Path) -> None:
+def test_hostile_layer_chain_loops(imgtool_cli: ImgtoolCli, store: Store, tmp_path: Path) -> None:
     copy = _copy(store, tmp_path)
     path = copy.root / f"{copy.driver}-layers" / "layers.json"
     base_layer = _image_record(copy, "img1:latest")["layer"]
@@ -415,7 +415,7 @@ def test_hostile_layer_chain_loops(imgtool_cli: CliRunner, store: Store, tmp_pat
     assert "form a loop" in _fails(imgtool_cli, "inspect", copy.image("img1"))
 
 
-def test_hostile_tar_split_size_disagrees(imgtool_cli: CliRunner, store: Store, tmp_path: Path) -> None:
+def test_hostile_tar_split_size_disagrees(imgtool_cli: ImgtoolCli, store: Store, tmp_path: Path) -> None:
     copy = _copy(store, tmp_path)
     layer_id = _image_record(copy, "img1:latest")["layer"]
     target = _layer_dir(copy, layer_id) / "d" / "a.txt"
@@ -424,7 +424,7 @@ def test_hostile_tar_split_size_disagrees(imgtool_cli: CliRunner, store: Store, 
     assert error.endswith("'d/a.txt' holds 14 bytes; its tar-split says 6\n")
 
 
-def test_hostile_ids_are_64_hex_digits(imgtool_cli: CliRunner, store: Store, tmp_path: Path) -> None:
+def test_hostile_ids_are_64_hex_digits(imgtool_cli: ImgtoolCli, store: Store, tmp_path: Path) -> None:
     copy = _copy(store, tmp_path)
     path = copy.root / f"{copy.driver}-images" / "images.json"
     records = json.loads(path.read_text())
@@ -433,7 +433,7 @@ def test_hostile_ids_are_64_hex_digits(imgtool_cli: CliRunner, store: Store, tmp
     assert "not a 64-hex-digit ID: '../../../etc'" in _fails(imgtool_cli, "inspect", copy.image("img1"))
 
 
-def test_a_reference_without_a_name(imgtool_cli: CliRunner, store: Store) -> None:
+def test_a_reference_without_a_name(imgtool_cli: ImgtoolCli, store: Store) -> None:
     error = _fails(imgtool_cli, "inspect", f"containers-storage:{store.spec}")
     assert error == "imgtool: error: containers-storage: the reference names no image or container\n"
     error = _fails(imgtool_cli, "inspect", f"podman-container:{store.spec}")

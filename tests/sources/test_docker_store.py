@@ -20,8 +20,8 @@ from click.shell_completion import ShellComplete
 
 from imgtool.cli import cli
 from imgtool.console.completion import COMPLETE_VAR
-from tests.conftest import CliRunner
-from tests.imagefactory import (
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
     Dir,
     File,
     ImageSpec,
@@ -31,7 +31,7 @@ from tests.imagefactory import (
     make_layer,
     write_docker_archive,
 )
-from tests.realtools import requires
+from tests.helpers.realtools import requires
 
 pytestmark = [
     requires("dockerd", "docker"),
@@ -127,13 +127,13 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     subprocess.run(["rm", "-rf", str(base / "data")], check=False)
 
 
-def _json(imgtool_cli: CliRunner, *args: str) -> Any:
+def _json(imgtool_cli: ImgtoolCli, *args: str) -> Any:
     run = imgtool_cli(*args)
     assert run.code == 0, run.stderr
     return json.loads(run.stdout)
 
 
-def test_store_image_answers_as_docker_save(imgtool_cli: CliRunner, engine: Engine) -> None:
+def test_store_image_answers_as_docker_save(imgtool_cli: ImgtoolCli, engine: Engine) -> None:
     stored, saved = engine.image("app:1"), str(engine.archive)
     a, b = _json(imgtool_cli, "inspect", "--json", stored), _json(imgtool_cli, "inspect", "--json", saved)
     for key in ("manifest_digest", "manifest_media_type", "manifest_synthesized", "config_digest", "layers"):
@@ -156,7 +156,7 @@ def test_store_image_answers_as_docker_save(imgtool_cli: CliRunner, engine: Engi
     assert run.code == 0, run.stdout + run.stderr
 
 
-def test_container_diff_is_docker_diff(imgtool_cli: CliRunner, engine: Engine) -> None:
+def test_container_diff_is_docker_diff(imgtool_cli: ImgtoolCli, engine: Engine) -> None:
     layers = _json(imgtool_cli, "diff", "layers", "--json", engine.container("box"))
     assert [layer["created_by"] for layer in layers[-2:]] == [
         "Docker's init layer of container box",
@@ -185,14 +185,14 @@ def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, str, bytes]]:
     return found
 
 
-def test_container_flatten_is_docker_export(imgtool_cli: CliRunner, engine: Engine, tmp_path: Path) -> None:
+def test_container_flatten_is_docker_export(imgtool_cli: ImgtoolCli, engine: Engine, tmp_path: Path) -> None:
     out = tmp_path / "box.tar"
     run = imgtool_cli("flatten", engine.container("box"), "-o", str(out))
     assert run.code == 0, run.stderr
     assert _tar_listing(out) == _tar_listing(engine.export)
 
 
-def test_container_layers_are_unverifiable(imgtool_cli: CliRunner, engine: Engine) -> None:
+def test_container_layers_are_unverifiable(imgtool_cli: ImgtoolCli, engine: Engine) -> None:
     rows = _json(imgtool_cli, "verify", "--json", engine.container("box"))
     assert [(r["blob"], r["status"]) for r in rows if r["status"] != "ok"] == [
         ("layer 2", "unverifiable"),
@@ -202,7 +202,7 @@ def test_container_layers_are_unverifiable(imgtool_cli: CliRunner, engine: Engin
     ]
 
 
-def test_missing_store_and_names(imgtool_cli: CliRunner, engine: Engine, tmp_path: Path) -> None:
+def test_missing_store_and_names(imgtool_cli: ImgtoolCli, engine: Engine, tmp_path: Path) -> None:
     run = imgtool_cli("inspect", engine.image("nosuch:1"))
     assert run.code == 1
     assert run.stderr == f"imgtool: error: {engine.root}: no image named 'nosuch:1'; names present: app:1\n"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CliRunner
-from tests.treesnap import compare, ignore_fields, snapshot
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.treesnap import compare, ignore_fields, snapshot
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="whiteouts (device nodes) and trusted xattrs need root"
@@ -71,13 +71,13 @@ def mounted(stack: Path) -> Iterator[Path | None]:
         subprocess.run(["umount", str(stack / "m")], check=True)
 
 
-def _json(imgtool_cli: CliRunner, *args: str) -> Any:
+def _json(imgtool_cli: ImgtoolCli, *args: str) -> Any:
     run = imgtool_cli(*args)
     assert run.code == 0, run.stderr
     return json.loads(run.stdout)
 
 
-def test_stack_applies_as_overlayfs(imgtool_cli: CliRunner, stack: Path) -> None:
+def test_stack_applies_as_overlayfs(imgtool_cli: ImgtoolCli, stack: Path) -> None:
     ref = f"overlay:{stack}/l1:{stack}/l2+{stack}/u"
     listing = _json(imgtool_cli, "ls", "-R", "--json", ref)
     assert {item["path"]: item["layer"] for item in listing} == {
@@ -104,7 +104,7 @@ def test_stack_applies_as_overlayfs(imgtool_cli: CliRunner, stack: Path) -> None
     assert {r["status"] for r in rows if r["blob"] != "config"} == {"unverifiable"}
 
 
-def test_flatten_matches_the_kernel_mount(imgtool_cli: CliRunner, stack: Path, mounted: Path | None) -> None:
+def test_flatten_matches_the_kernel_mount(imgtool_cli: ImgtoolCli, stack: Path, mounted: Path | None) -> None:
     if mounted is None:
         pytest.skip("the kernel's overlay cannot be mounted here")
     out = stack / "out"
@@ -117,7 +117,7 @@ def test_flatten_matches_the_kernel_mount(imgtool_cli: CliRunner, stack: Path, m
     )
 
 
-def test_no_bookkeeping_xattrs_in_the_walk(imgtool_cli: CliRunner, stack: Path) -> None:
+def test_no_bookkeeping_xattrs_in_the_walk(imgtool_cli: ImgtoolCli, stack: Path) -> None:
     ref = f"overlay:{stack}/l1:{stack}/l2+{stack}/u"
     out = stack / "flat"
     assert imgtool_cli("flatten", ref, "-o", str(out)).code == 0
@@ -135,7 +135,7 @@ def test_no_bookkeeping_xattrs_in_the_walk(imgtool_cli: CliRunner, stack: Path) 
         ("{s}/l1:{s}/nope", "{s}/nope: no such directory"),
     ],
 )
-def test_stack_reference_errors(imgtool_cli: CliRunner, stack: Path, tail: str, error: str) -> None:
+def test_stack_reference_errors(imgtool_cli: ImgtoolCli, stack: Path, tail: str, error: str) -> None:
     run = imgtool_cli("ls", "overlay:" + tail.format(s=stack))
     assert run.code != 0
     assert run.stderr.startswith("imgtool: error: overlay:")
@@ -143,7 +143,7 @@ def test_stack_reference_errors(imgtool_cli: CliRunner, stack: Path, tail: str, 
     assert run.stderr.count("\n") == 1
 
 
-def test_a_name_that_is_also_a_path_is_ambiguous(imgtool_cli: CliRunner, stack: Path) -> None:
+def test_a_name_that_is_also_a_path_is_ambiguous(imgtool_cli: ImgtoolCli, stack: Path) -> None:
     (stack / "a:b").mkdir()
     (stack / "a").mkdir()
     run = imgtool_cli("ls", f"overlay:{stack}/a:b")

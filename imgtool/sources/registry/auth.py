@@ -1,0 +1,162 @@
+"""Challenge-driven authentication: a 401's ``WWW-Authenticate`` says Basic or Bearer; Bearer tokens
+are fetched from the realm it names (``service``, ``scope``, ``account``) and kept per scope until
+they expire. Credentials go only to the registry itself and to the token realm it names."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlencode, urlsplit
+
+from imgtool.errors import RegistryError
+from imgtool.sources.registry.credentials import Credentials
+
+MAX_TOKEN_BYTES: Final = 1 << 20
+DEFAULT_TOKEN_LIFETIME: Final = 60  # seconds, when the token server does not say (the spec's default)
+EXPIRY_MARGIN: Final = 10  # seconds before expiry a token is no longer used
+_TOKEN_RE: Final = re.compile(r"[!-~]{1,65536}")  # what can go into a header as it is
+_PARAM_RE: Final = re.compile(r'\s*([A-Za-z][A-Za-z0-9_-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))\s*,?')
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    scheme: str  # "basic" or "bearer", lower case
+    params: Mapping[str, str]
+
+
+def parse_challenges(headers: list[str]) -> list[Challenge]:
+    """Every challenge of every ``WWW-Authenticate`` header: ``Bearer realm="...",service="..."``."""
+    found: list[Challenge] = []
+    for header in headers:
+        rest = header.strip()
+        while rest:
+            scheme, _, rest = rest.partition(" ")
+            params: dict[str, str] = {}
+            while True:
+                match = _PARAM_RE.match(rest)
+                if match is None:
+                    break
+                value = match.group(2)
+                params[match.group(1).lower()] = (
+                    re.sub(r"\\(.)", r"\1", value) if value is not None else match.group(3)
+                )
+                rest = rest[match.end() :]
+            found.append(Challenge(scheme.strip(",").lower(), params))
+            rest = rest.strip().lstrip(",").strip()
+    return found
+
+
+# Fetches a token: (url, headers) -> (status, body bytes); the client's own request, redirects and retries.
+TokenFetcher = Callable[[str, dict[str, str]], tuple[int, bytes]]
+
+
+class Authenticator:
+    """The ``Authorization`` header for each request to one registry, learnt from its challenges."""
+
+    def __init__(self, credentials: Credentials | None, location: str) -> None:
+        self.credentials = credentials
+        self._registry = location  # what messages start with
+        self._challenge: Challenge | None = None
+        self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, when it expires)
+        self._lock = threading.Lock()
+        self.token_requests = 0
+
+    def header(self, scope: str, fetch: TokenFetcher) -> str | None:
+        """What to send for ``scope`` before any 401: what the last challenge (the ping's) calls
+        for, a token fetched for the scope if none is held yet."""
+        challenge = self._challenge
+        if challenge is None:
+            return None
+        if challenge.scheme == "basic":
+            return self._basic()
+        return f"Bearer {self._token(challenge, scope, fetch)}"
+
+    def answer(
+        self, challenges: list[Challenge], scope: str, fetch: TokenFetcher, sent: str | None
+    ) -> str | None:
+        """The header answering a 401's challenges for ``scope`` (``sent``: the header refused);
+        None when there is nothing more to try. A Bearer challenge naming a scope
+        (``error="insufficient_scope"``) gets a token for that scope, once."""
+        usable = [c for c in challenges if c.scheme in ("bearer", "basic")]
+        if not usable:
+            return None
+        challenge = next((c for c in usable if c.scheme == "bearer"), usable[0])
+        self._challenge = challenge
+        if challenge.scheme == "basic":
+            header = self._basic()
+            return header if header != sent else None
+        wanted = challenge.params.get("scope") or scope
+        header = f"Bearer {self._token(challenge, wanted, fetch)}"
+        if header == sent:
+            return None  # the token for that very scope was refused: asking again gives the same
+        with self._lock:
+            self._tokens[scope] = self._tokens[wanted]
+        return header
+
+    def _token(self, challenge: Challenge, scope: str, fetch: TokenFetcher) -> str:
+        """A token for ``scope``: the one held until it expires, else a new one."""
+        with self._lock:
+            held = self._tokens.get(scope)
+        if held is not None and held[1] > time.monotonic():
+            return held[0]
+        token = self._fetch_token(challenge, scope, fetch)
+        with self._lock:
+            self._tokens[scope] = token
+        return token[0]
+
+    def learn(self, challenges: list[Challenge]) -> None:
+        """The challenge of the ``/v2/`` ping: how later requests authenticate from the start."""
+        usable = [c for c in challenges if c.scheme in ("bearer", "basic")]
+        if usable:
+            self._challenge = next((c for c in usable if c.scheme == "bearer"), usable[0])
+
+    def _basic(self) -> str | None:
+        if self.credentials is None:
+            return None
+        pair = f"{self.credentials.username}:{self.credentials.password}".encode()
+        return "Basic " + base64.b64encode(pair).decode("ascii")
+
+    def _fetch_token(self, challenge: Challenge, scope: str, fetch: TokenFetcher) -> tuple[str, float]:
+        realm = challenge.params.get("realm")
+        if not realm:
+            raise RegistryError(f"{self._registry}: Bearer challenge names no realm")
+        parts = urlsplit(realm)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise RegistryError(f"{self._registry}: token realm is not an http(s) URL: {realm[:200]!r}")
+        query: dict[str, str] = {}
+        if challenge.params.get("service"):
+            query["service"] = challenge.params["service"]
+        if scope:
+            query["scope"] = scope
+        headers: dict[str, str] = {}
+        if self.credentials is not None:
+            query["account"] = self.credentials.username
+            basic = self._basic()
+            if basic is not None:
+                headers["Authorization"] = basic
+        url = realm + ("&" if parts.query else "?") + urlencode(query) if query else realm
+        self.token_requests += 1
+        status, body = fetch(url, headers)
+        if status in (401, 403):
+            who = f"as {self.credentials.username}" if self.credentials else "anonymously"
+            raise RegistryError(
+                f"{self._registry}: the token server {parts.netloc} refused a token {who} (HTTP {status})"
+            )
+        if status != 200:
+            raise RegistryError(f"{self._registry}: the token server {parts.netloc} answered HTTP {status}")
+        try:
+            doc = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise RegistryError(f"{self._registry}: the token server's answer is not JSON") from None
+        token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
+        if not isinstance(token, str) or _TOKEN_RE.fullmatch(token) is None:
+            raise RegistryError(f"{self._registry}: the token server's answer holds no usable token")
+        expires = doc.get("expires_in")
+        lifetime = expires if isinstance(expires, int) and expires > 0 else DEFAULT_TOKEN_LIFETIME
+        return token, time.monotonic() + max(lifetime - EXPIRY_MARGIN, 1)

@@ -1,0 +1,98 @@
+"""Bearer tokens are kept per scope until shortly before they expire; no network (the token
+fetcher is a function answering as a token server does)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from imgtool.errors import RegistryError
+from imgtool.sources.registry.auth import Authenticator, Challenge
+from imgtool.sources.registry.credentials import Credentials
+
+CHALLENGE = Challenge("bearer", {"realm": "https://auth.example/token", "service": "reg"})
+
+
+class TokenServer:
+    def __init__(self, lifetime: int | None = 300, token: object = None) -> None:
+        self.asked: list[tuple[str, dict[str, str]]] = []
+        self.lifetime = lifetime
+        self.token = token
+
+    def __call__(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
+        self.asked.append((url, headers))
+        doc: dict[str, object] = {"token": self.token if self.token is not None else f"t{len(self.asked)}"}
+        if self.lifetime is not None:
+            doc["expires_in"] = self.lifetime
+        return 200, json.dumps(doc).encode()
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])  # the clock auth.py reads expiry by
+    return now
+
+
+def test_one_token_per_scope_until_it_expires(clock: list[float]) -> None:
+    server = TokenServer(lifetime=300)
+    authenticator = Authenticator(None, "docker://reg/x")
+    authenticator.learn([CHALLENGE])
+    pull = "repository:x:pull"
+    assert authenticator.header(pull, server) == "Bearer t1"
+    assert authenticator.header(pull, server) == "Bearer t1"
+    assert authenticator.header("repository:y:pull", server) == "Bearer t2"
+    clock[0] += 300 - 10 - 1  # still valid: used up to 10 s before it expires
+    assert authenticator.header(pull, server) == "Bearer t1"
+    clock[0] += 1
+    assert authenticator.header(pull, server) == "Bearer t3"
+    assert [url for url, _ in server.asked] == [
+        "https://auth.example/token?service=reg&scope=repository%3Ax%3Apull",
+        "https://auth.example/token?service=reg&scope=repository%3Ay%3Apull",
+        "https://auth.example/token?service=reg&scope=repository%3Ax%3Apull",
+    ]
+    assert [headers for _, headers in server.asked] == [{}, {}, {}]
+
+
+def test_a_token_without_lifetime_lasts_the_default_60_seconds(clock: list[float]) -> None:
+    server = TokenServer(lifetime=None)
+    authenticator = Authenticator(None, "docker://reg/x")
+    authenticator.learn([CHALLENGE])
+    assert authenticator.header("s", server) == "Bearer t1"
+    clock[0] += 49
+    assert authenticator.header("s", server) == "Bearer t1"
+    clock[0] += 1
+    assert authenticator.header("s", server) == "Bearer t2"
+
+
+def test_credentials_go_to_the_token_server_with_the_account() -> None:
+    server = TokenServer()
+    authenticator = Authenticator(Credentials("me", "pw"), "docker://reg/x")
+    header = authenticator.answer([CHALLENGE], "repository:x:pull", server, None)
+    assert header == "Bearer t1"
+    url, headers = server.asked[0]
+    assert url == "https://auth.example/token?service=reg&scope=repository%3Ax%3Apull&account=me"
+    assert headers == {"Authorization": "Basic bWU6cHc="}
+
+
+def test_insufficient_scope_asks_for_the_scope_named_once() -> None:
+    server = TokenServer()
+    authenticator = Authenticator(None, "docker://reg/x")
+    first = authenticator.answer([CHALLENGE], "repository:x:pull", server, None)
+    wider = Challenge(
+        "bearer", {**CHALLENGE.params, "scope": "repository:x:pull,push", "error": "insufficient_scope"}
+    )
+    second = authenticator.answer([wider], "repository:x:pull", server, first)
+    assert (first, second) == ("Bearer t1", "Bearer t2")
+    assert authenticator.answer([wider], "repository:x:pull", server, second) is None
+    assert len(server.asked) == 2
+
+
+@pytest.mark.parametrize("token", ["", "a b", "line\r\nbreak", 42])
+def test_a_token_that_cannot_be_sent_is_refused(token: object) -> None:
+    authenticator = Authenticator(None, "docker://reg/x")
+    with pytest.raises(RegistryError) as caught:
+        authenticator.answer([CHALLENGE], "s", TokenServer(token=token), None)
+    assert str(caught.value) == "docker://reg/x: the token server's answer holds no usable token"
