@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from imgtool.errors import ImageNotFoundError, LayerError, UnsafePathError
+from imgtool.errors import ImageNotFoundError, ImgtoolError, LayerError, UnsafePathError
 from imgtool.image.compression import CHUNK
 from imgtool.layers import whiteout
 from imgtool.layers.paths import escape
@@ -123,8 +123,11 @@ class ChunkStream:
         self._chunk = b""
         self._offset = 0
         self._done = False
+        self._error: ImgtoolError | None = None
 
     def read(self, n: int = -1, /) -> bytes:
+        if self._error is not None:  # a stream that failed stays failed: its error is the answer
+            raise self._error
         parts: list[bytes] = []
         wanted = n
         while wanted != 0:
@@ -135,6 +138,9 @@ class ChunkStream:
                     self._chunk, self._offset = next(self._chunks), 0
                 except StopIteration:
                     self._done, self._chunk, self._offset = True, b"", 0
+                except ImgtoolError as exc:
+                    self._error = exc
+                    raise
                 continue
             end = len(self._chunk) if wanted < 0 else min(len(self._chunk), self._offset + wanted)
             piece = (

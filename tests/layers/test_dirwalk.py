@@ -8,6 +8,7 @@ import os
 import random
 import socket
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,15 @@ def test_paths_never_leave_the_directory(tmp_path: Path) -> None:
         open_dir(str(tmp_path), "layer/out", "test")
     with pytest.raises(UnsafePathError, match="leaves the store"):
         open_dir(str(tmp_path), "layer/../..", "test")
+
+
+def test_a_failed_stream_stays_failed() -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b"abc"
+        raise LayerError("test: 'f' changed while being read")
+
+    stream = ChunkStream(chunks())
+    assert stream.read(3) == b"abc"
+    for _ in range(2):  # a reader that drains after an error meets the error again, not an early end
+        with pytest.raises(LayerError, match="'f' changed while being read"):
+            stream.read(10)
