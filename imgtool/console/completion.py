@@ -83,10 +83,31 @@ def complete_image(ctx: click.Context, param: click.Parameter, incomplete: str) 
                 return []
             return [CompletionItem(f"{prefix}{path}:{n}") for n in names if n.startswith(tag)]
         return [CompletionItem(prefix + p) for p in _paths_like(rest, dirs_only=transport == "oci")]
+    for transport in STORE_TRANSPORTS:
+        if incomplete.startswith(transport + ":"):
+            return _complete_store(transport + ":", incomplete[len(transport) + 1 :])
     transports = [t + ":" for t in TRANSPORTS if (t + ":").startswith(incomplete)]
     if incomplete and transports:
         return [CompletionItem(item) for item in [*transports, *_paths_like(incomplete)]]
     return [CompletionItem(incomplete, type="file")]
+
+
+# The stores' transports, completed once their prefix is typed: ``[DRIVER@ROOT`` as directories,
+# then the names the store holds.
+STORE_TRANSPORTS: Final = ("containers-storage", "podman-container", "docker-storage", "docker-container")
+
+
+def _complete_store(prefix: str, rest: str) -> list[CompletionItem]:
+    if rest.startswith("[") and "]" not in rest:
+        driver, at, path = rest[1:].rpartition("@")
+        lead = f"{prefix}[{driver}{at}"
+        return [CompletionItem(lead + p) for p in _paths_like(path, dirs_only=True)]
+    head, close, name = rest.rpartition("]")
+    try:
+        names = list_images(f"{prefix}{head}{close}")
+    except ImgtoolError:
+        return []
+    return [CompletionItem(f"{prefix}{head}{close}{n}") for n in names if n.startswith(name)]
 
 
 # -- paths inside an image ---------------------------------------------------------------------
@@ -138,7 +159,7 @@ def _cached_tree(reference: str, platform: Platform | str | None) -> Tree | None
             cache = IndexCache()
             indexes = []
             for layer in image.layers:
-                index = cache.load(layer.diff_id)
+                index = cache.load(layer.diff_id) if layer.diff_id_unchecked is None else None
                 if index is None:
                     return None
                 indexes.append(index)

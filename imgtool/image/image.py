@@ -25,6 +25,20 @@ if TYPE_CHECKING:
 Warn = Callable[[str], None]
 
 
+@dataclass(frozen=True, slots=True)
+class Unchecked:
+    """What a source cannot check of a layer, and why (a store that keeps layers unpacked).
+
+    ``blob``: the stored blob is not there; the source serves the layer's uncompressed tar in its
+    place, so the blob digest and size go unchecked. ``diff_id``: nothing the source holds tells
+    what that tar's digest should be (a directory walked without a tar-split): it goes unchecked,
+    and the layer's index is never cached.
+    """
+
+    blob: str | None = None
+    diff_id: str | None = None
+
+
 @dataclass(eq=False)
 class Layer:
     """One layer of an image, bottom first (``index`` 0 is the base)."""
@@ -37,6 +51,15 @@ class Layer:
     history: HistoryEntry | None
     urls: tuple[str, ...]
     _opener: Callable[[], RawStream] | None = field(repr=False)
+    unchecked: Unchecked | None = None
+
+    @property
+    def blob_unchecked(self) -> str | None:
+        return self.unchecked.blob if self.unchecked else None
+
+    @property
+    def diff_id_unchecked(self) -> str | None:
+        return self.unchecked.diff_id if self.unchecked else None
 
     @property
     def what(self) -> str:
@@ -57,6 +80,8 @@ class Layer:
             where = f"; it is distributed from {', '.join(self.urls)}" if self.urls else ""
             kind = "foreign (non-distributable) " if self.media_type in FOREIGN_LAYER_TYPES else ""
             raise MediaTypeError(f"{self.what}: {kind}layer blob is not present in the image{where}")
+        if self.blob_unchecked is not None:  # the layer's tar, not the blob: nothing to hold it to
+            return VerifyingReader(self._opener(), self.digest, None, f"{self.what} blob", check_digest=False)
         return VerifyingReader(self._opener(), self.digest, self.size, f"{self.what} blob")
 
     def open(self, max_size: int | None = None) -> LayerStream:
@@ -73,8 +98,9 @@ class LayerStream:
         self._max_size = max_size
         self.compression, decompressed = open_decompressed(self._blob, f"{layer.what} blob")
         self._tar: Readable
-        if self.compression is Compression.NONE and layer.digest == layer.diff_id:
-            self._tar = decompressed  # the blob digest already covers these very bytes
+        same = layer.digest == layer.diff_id and layer.blob_unchecked is None
+        if layer.diff_id_unchecked is not None or (self.compression is Compression.NONE and same):
+            self._tar = decompressed  # the blob digest already covers these very bytes, or nothing can
         else:
             self._tar = VerifyingReader(decompressed, layer.diff_id, None, f"{layer.what} diff_id", "diff_id")
         self.uncompressed_bytes = 0

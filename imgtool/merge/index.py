@@ -306,7 +306,8 @@ def index_image(
     found: dict[int, LayerIndex] = {}
     missing: list[Layer] = []
     for layer in layers:
-        cached = cache.load(layer.diff_id, need_digests=hash_content) if cache is not None else None
+        cacheable = layer.diff_id_unchecked is None  # a diff_id never checked is no content address
+        cached = cache.load(layer.diff_id, need_digests=hash_content) if cache and cacheable else None
         if cached is not None:
             found[layer.index] = cached
         else:
@@ -324,7 +325,7 @@ def index_image(
                 )
                 for layer, index in zip(ordered, built, strict=True):
                     found[layer.index] = index
-                    if cache is not None:
+                    if cache is not None and layer.diff_id_unchecked is None:
                         cache.store(index)
         finally:
             shown.finish()

@@ -23,6 +23,15 @@ def layer_compression(layer: Layer) -> str:
         reader.close()
 
 
+def unchecked_warning(layer: Layer) -> str | None:
+    """What the source cannot check of a layer (a store of unpacked layers), said where inspect warns."""
+    if layer.diff_id_unchecked is not None:
+        return f"{layer.what}: cannot be verified: {layer.diff_id_unchecked}"
+    if layer.blob_unchecked is not None:
+        return f"{layer.what}: its blob digest cannot be verified: {layer.blob_unchecked}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class LayerFacts:
     """One layer as inspect shows it; ``compression`` is what its magic bytes show."""
@@ -61,6 +70,7 @@ def describe_image(image: Image) -> ImageSummary:
         for layer, found in zip(image.layers, compressions, strict=True)
         if found != "absent" and (message := compression_mismatch(image, layer, Compression(found)))
     ]
+    warnings += [unchecked for layer in image.layers if (unchecked := unchecked_warning(layer))]
     return ImageSummary(
         reference=image.reference,
         transport=image.transport,

@@ -16,7 +16,14 @@ import os
 from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError
 from imgtool.image.image import Image
 from imgtool.image.platform import Platform
-from imgtool.sources import docker_archive, oci_layout, reference
+from imgtool.sources import (
+    containers_storage,
+    docker_archive,
+    docker_store,
+    oci_layout,
+    overlay_dirs,
+    reference,
+)
 from imgtool.sources.build import build_image
 from imgtool.sources.core import ImageSource, SourceOpener, open_tar
 from imgtool.sources.reference import DOCKER, DOCKER_ARCHIVE, OCI, OCI_ARCHIVE, Reference, require_exists
@@ -38,6 +45,11 @@ SOURCES: dict[str, SourceOpener] = {
     OCI_ARCHIVE: oci_layout.open_archive,
     DOCKER_ARCHIVE: docker_archive.open_archive,
     DOCKER: open_registry,
+    containers_storage.CONTAINERS_STORAGE: containers_storage.open_images,
+    containers_storage.PODMAN_CONTAINER: containers_storage.open_container,
+    overlay_dirs.OVERLAY: overlay_dirs.open_stack,
+    docker_store.DOCKER_STORAGE: docker_store.open_images,
+    docker_store.DOCKER_CONTAINER: docker_store.open_container,
 }
 
 

@@ -47,6 +47,7 @@ def build_image(
             history=history[i],
             urls=desc.urls,
             _opener=_opener(source, desc.digest) if source.has_blob(desc.digest) else None,
+            unchecked=resolved.unchecked.get(desc.digest),
         )
         for i, desc in enumerate(manifest.layers)
     ]

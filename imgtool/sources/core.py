@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from imgtool.errors import ImageFormatError
 from imgtool.image.digest import Digest
+from imgtool.image.image import Unchecked
 from imgtool.image.model import IndexInfo
 from imgtool.image.platform import Platform
 from imgtool.image.readable import BlobSource
@@ -35,7 +36,8 @@ class Resolved:
     synthesized these bytes (docker save): the digest is then theirs. With ``derive_manifest``,
     ``manifest_bytes`` is provisional (right in its config and layer blobs) and the image's
     manifest is what ``derive_manifest`` returns, the first time it is asked for. ``index`` is
-    the image index the manifest was chosen from, if any.
+    the image index the manifest was chosen from, if any. ``unchecked``: what the source cannot
+    check of the layers it serves, by their digest in the manifest (a store of unpacked layers).
     """
 
     manifest_bytes: bytes
@@ -44,6 +46,7 @@ class Resolved:
     tags: tuple[str, ...] = ()
     index: IndexInfo | None = None
     derive_manifest: Callable[[], bytes] | None = None
+    unchecked: dict[Digest, Unchecked] = field(default_factory=dict)
 
 
 class ImageSource(BlobSource, Protocol):

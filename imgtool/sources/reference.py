@@ -18,10 +18,16 @@ TRANSPORTS: Final = (OCI, OCI_ARCHIVE, DOCKER_ARCHIVE)  # the transports of loca
 # skopeo's other transports, which imgtool does not read (yet): named, not taken for paths.
 UNSUPPORTED_TRANSPORTS: Final = (
     "docker-daemon:",
-    "containers-storage:",
     "dir:",
     "ostree:",
     "sif:",
+)
+
+
+# Transports whose whole remainder is the path: they spell their own selectors (a store's
+# ``[DRIVER@ROOT+RUN]NAME:TAG``, a list of directories ``A:B+C``), parsed by the source.
+WHOLE_REMAINDER: Final = frozenset(
+    {"containers-storage", "podman-container", "overlay", "docker-storage", "docker-container"}
 )
 
 
@@ -67,6 +73,10 @@ def parse_reference(text: str, transports: tuple[str, ...] = TRANSPORTS) -> Refe
         prefix = transport + ":"
         if text.startswith(prefix):
             rest = text[len(prefix) :]
+            if transport in WHOLE_REMAINDER:
+                if not rest:
+                    raise UsageError(f"image reference {text!r} names nothing after {prefix}")
+                return Reference(transport, rest, None)
             path, _, selector = rest.partition(":")
             if not os.path.lexists(path) and os.path.lexists(rest):
                 path, selector = rest, ""

@@ -1,0 +1,223 @@
+"""Docker's data root read in place: a real dockerd with private state (vfs and overlay2 drivers)
+loads an image and makes a container; imgtool on the stopped store agrees with ``docker save``,
+``docker diff`` and ``docker export`` taken while the daemon ran."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.shell_completion import ShellComplete
+
+from imgtool.cli import cli
+from imgtool.console.completion import COMPLETE_VAR
+from tests.helpers.cli import ImgtoolCli
+from tests.helpers.imagefactory import (
+    Dir,
+    File,
+    ImageSpec,
+    Opaque,
+    Symlink,
+    Whiteout,
+    make_layer,
+    write_docker_archive,
+)
+from tests.helpers.realtools import requires
+
+pytestmark = [
+    requires("dockerd", "docker"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="dockerd needs root"),
+]
+
+
+@dataclass(frozen=True)
+class Engine:
+    root: Path
+    driver: str
+    archive: Path  # docker save of the image, taken while the daemon ran
+    export: Path  # docker export of the container
+    docker_diff: list[str]  # docker diff of the container
+
+    def image(self, name: str) -> str:
+        return f"docker-storage:[{self.root}]{name}"
+
+    def container(self, name: str) -> str:
+        return f"docker-container:[{self.root}]{name}"
+
+
+def _docker(sock: Path, *args: str) -> str:
+    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True, env=env).stdout
+
+
+def _start(base: Path, driver: str) -> subprocess.Popen[bytes] | None:
+    argv = [
+        "dockerd",
+        f"--data-root={base}/data",
+        f"--exec-root={base}/exec",
+        f"--host=unix://{base}/sock",
+        f"--pidfile={base}/pid",
+        f"--storage-driver={driver}",
+        "--iptables=false",
+        "--bridge=none",
+    ]
+    with open(base / "log", "wb") as log:
+        daemon = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if daemon.poll() is not None:
+            return None
+        try:
+            _docker(base / "sock", "version")
+        except subprocess.CalledProcessError:
+            time.sleep(0.2)
+        else:
+            return daemon
+    _stop(daemon)
+    return None
+
+
+def _stop(daemon: subprocess.Popen[bytes]) -> None:
+    daemon.send_signal(signal.SIGTERM)
+    try:
+        daemon.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        daemon.kill()
+        daemon.wait()
+
+
+@pytest.fixture(scope="module", params=["vfs", "overlay2"])
+def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    base = tmp_path_factory.mktemp(f"docker-{request.param}")
+    layers = [
+        make_layer(
+            [Dir("etc/"), File("etc/a", b"a\n"), File("etc/b", b"bb\n"), Dir("opt/"), File("opt/x", b"x\n")]
+        ),
+        make_layer([Whiteout("etc/a"), Opaque("opt/"), File("opt/y", b"yy\n"), Symlink("etc/l", "b")]),
+    ]
+    write_docker_archive(base / "in.tar", [(ImageSpec(layers), ["app:1"])])
+    daemon = _start(base, request.param)
+    if daemon is None:
+        pytest.skip(f"dockerd cannot start here with {request.param}: {(base / 'log').read_text()[-300:]}")
+    sock = base / "sock"
+    try:
+        _docker(sock, "load", "-i", str(base / "in.tar"))
+        _docker(sock, "save", "app:1", "-o", str(base / "saved.tar"))
+        _docker(sock, "create", "--pull=never", "--network=none", "--name", "box", "app:1", "/none")
+        (base / "new.txt").write_bytes(b"new in the container\n")
+        (base / "b").write_bytes(b"changed b\n")
+        _docker(sock, "cp", str(base / "new.txt"), "box:/etc/new.txt")
+        _docker(sock, "cp", str(base / "b"), "box:/etc/b")
+        diff = _docker(sock, "diff", "box").splitlines()
+        with open(base / "export.tar", "wb") as out:
+            env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
+            subprocess.run(["docker", "export", "box"], check=True, stdout=out, env=env)
+    finally:
+        _stop(daemon)
+    yield Engine(base / "data", request.param, base / "saved.tar", base / "export.tar", diff)
+    subprocess.run(["rm", "-rf", str(base / "data")], check=False)
+
+
+def _json(imgtool_cli: ImgtoolCli, *args: str) -> Any:
+    run = imgtool_cli(*args)
+    assert run.code == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def test_store_image_answers_as_docker_save(imgtool_cli: ImgtoolCli, engine: Engine) -> None:
+    stored, saved = engine.image("app:1"), str(engine.archive)
+    a, b = _json(imgtool_cli, "inspect", "--json", stored), _json(imgtool_cli, "inspect", "--json", saved)
+    for key in ("manifest_digest", "manifest_media_type", "manifest_synthesized", "config_digest", "layers"):
+        assert a[key] == b[key], key
+    assert a["transport"] == "docker-storage"
+    assert a["tags"] == ["app:1"]
+    assert _json(imgtool_cli, "ls", "-R", "--json", stored) == _json(imgtool_cli, "ls", "-R", "--json", saved)
+    for path in ("/opt/y", "/etc/l"):
+        assert _json(imgtool_cli, "which-layer", "--json", stored, path) == _json(
+            imgtool_cli, "which-layer", "--json", saved, path
+        )
+    assert imgtool_cli("cat", stored, "/opt/y").stdout_bytes == b"yy\n"
+    rows = _json(imgtool_cli, "verify", "--json", stored)
+    assert {r["status"] for r in rows} == {"ok"}
+    assert len(rows) == 1 + 2 * 2  # a synthesized manifest has nothing to verify
+    image_id = a["config_digest"].partition(":")[2]
+    by_id = _json(imgtool_cli, "inspect", "--json", engine.image(f"@{image_id[:12]}"))
+    assert by_id["manifest_digest"] == a["manifest_digest"]
+    run = imgtool_cli("diff", "images", stored, saved)
+    assert run.code == 0, run.stdout + run.stderr
+
+
+def test_container_diff_is_docker_diff(imgtool_cli: ImgtoolCli, engine: Engine) -> None:
+    layers = _json(imgtool_cli, "diff", "layers", "--json", engine.container("box"))
+    assert [layer["created_by"] for layer in layers[-2:]] == [
+        "Docker's init layer of container box",
+        "the writable layer of container box",
+    ]
+    words = {"added": "A", "modified": "C", "deleted": "D"}
+    ours = sorted(f"{words[c['change']]} {c['path']}" for c in layers[-1]["changes"])
+    assert ours == sorted(engine.docker_diff)
+    which = _json(imgtool_cli, "which-layer", "--json", engine.container("box"), "/etc/new.txt")
+    assert which[0]["layer"]["created_by"] == "the writable layer of container box"
+    assert imgtool_cli("cat", engine.container("box"), "/etc/b").stdout_bytes == b"changed b\n"
+
+
+def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, str, bytes]]:
+    found = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            data = b""
+            if member.isfile():
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                data = extracted.read()
+            name = member.name.removeprefix("./").rstrip("/")
+            if name not in ("", "."):  # Go's tar writes the type bits into the mode too
+                found[name] = (member.type.decode(), member.mode & 0o7777, member.size, member.linkname, data)
+    return found
+
+
+def test_container_flatten_is_docker_export(imgtool_cli: ImgtoolCli, engine: Engine, tmp_path: Path) -> None:
+    out = tmp_path / "box.tar"
+    run = imgtool_cli("flatten", engine.container("box"), "-o", str(out))
+    assert run.code == 0, run.stderr
+    assert _tar_listing(out) == _tar_listing(engine.export)
+
+
+def test_container_layers_are_unverifiable(imgtool_cli: ImgtoolCli, engine: Engine) -> None:
+    rows = _json(imgtool_cli, "verify", "--json", engine.container("box"))
+    assert [(r["blob"], r["status"]) for r in rows if r["status"] != "ok"] == [
+        ("layer 2", "unverifiable"),
+        ("layer 2", "unverifiable"),
+        ("layer 3", "unverifiable"),
+        ("layer 3", "unverifiable"),
+    ]
+
+
+def test_missing_store_and_names(imgtool_cli: ImgtoolCli, engine: Engine, tmp_path: Path) -> None:
+    run = imgtool_cli("inspect", engine.image("nosuch:1"))
+    assert run.code == 1
+    assert run.stderr == f"imgtool: error: {engine.root}: no image named 'nosuch:1'; names present: app:1\n"
+    run = imgtool_cli("inspect", f"docker-storage:[{tmp_path}]x")
+    assert (
+        run.stderr == f"imgtool: error: {tmp_path}: not a Docker data root (no image/overlay2 or image/vfs)\n"
+    )
+    run = imgtool_cli("inspect", engine.container("nobox"))
+    assert run.stderr == f"imgtool: error: {engine.root}: no container with ID 'nobox'\n"
+
+
+def test_docker_references_complete(engine: Engine) -> None:
+    def values(incomplete: str) -> list[str]:
+        items = ShellComplete(cli, {}, "imgtool", COMPLETE_VAR).get_completions(["inspect"], incomplete)
+        return [item.value for item in items]
+
+    assert values(f"docker-storage:[{engine.root}]a") == [f"docker-storage:[{engine.root}]app:1"]
+    assert values(f"docker-container:[{engine.root}]") == [f"docker-container:[{engine.root}]box"]
