@@ -1,5 +1,8 @@
 """The command line: each command parses its arguments, makes one library call and renders what
-it returns (imgtool.console.render). No image logic lives here."""
+it returns (imgtool.console.render). No image logic lives here.
+
+Each command imports its operation when it runs: a command loads only the code it uses, which
+keeps every command's start-up short."""
 
 from __future__ import annotations
 
@@ -22,13 +25,6 @@ from imgtool.console.params import (
     image_options,
 )
 from imgtool.errors import UsageError
-from imgtool.ops import summary
-from imgtool.ops.diff import diff_images as images_diff
-from imgtool.ops.diff import diff_layers as layers_diff
-from imgtool.ops.listing import list_image
-from imgtool.ops.readfile import cat as cat_file
-from imgtool.ops.verify import all_ok, verify_image
-from imgtool.ops.which import which_layer as which
 from imgtool.sources import open_image
 
 __all__ = ["cli", "entry", "fail", "main", "warn"]
@@ -46,6 +42,8 @@ def inspect(image: str, no_trunc: bool, opts: ImageOptions) -> None:
       imgtool inspect examples/sample.tar
       imgtool inspect oci:examples/sample-oci:1.1 --json
     """
+    from imgtool.ops import summary
+
     with open_image(image, opts.platform, opts.registry) as img:
         facts = summary.describe_image(img)
     for message in facts.warnings:
@@ -66,6 +64,8 @@ def verify(image: str, opts: ImageOptions) -> None:
     Example:
       imgtool verify examples/sample.tar
     """
+    from imgtool.ops.verify import all_ok, verify_image
+
     with open_image(image, opts.platform, opts.registry) as img:
         findings = verify_image(img, opts.progress)
     show(render.verify(findings, opts), all_ok(findings))
@@ -122,6 +122,8 @@ def which_layer(image: str, paths: tuple[str, ...], opts: ImageOptions) -> None:
     Example:
       imgtool which-layer examples/sample.tar /bin/hello '/etc/app/*'
     """
+    from imgtool.ops.which import which_layer as which
+
     with open_image(image, opts.platform, opts.registry) as img:
         result = which(img, list(paths), opts.reading())
     show(render.which(result, opts), result.all_found)
@@ -162,6 +164,8 @@ def ls(
       imgtool ls examples/sample.tar '/usr/bin/h*'
       imgtool ls examples/sample.tar / -R --layer 3 --only
     """
+    from imgtool.ops.listing import list_image
+
     if only and layer_number is None:
         raise UsageError("--only needs --layer N")
     with open_image(image, opts.platform, opts.registry) as img:
@@ -190,6 +194,8 @@ def cat(image: str, path: str, opts: ImageOptions) -> None:
     Example:
       imgtool cat examples/sample.tar /etc/app/app.conf
     """
+    from imgtool.ops.readfile import cat as cat_file
+
     with open_image(image, opts.platform, opts.registry) as img:
         cat_file(img, path, sys.stdout.buffer, opts.reading(quiet=True))
         sys.stdout.buffer.flush()
@@ -229,6 +235,8 @@ def diff_layers(
       imgtool diff layers examples/sample.tar 2 -v     # every change of layer 2
       imgtool diff layers examples/sample.tar 1 3      # after layer 1 against after layer 3
     """
+    from imgtool.ops.diff import diff_layers as layers_diff
+
     with open_image(image, opts.platform, opts.registry) as img:
         result = layers_diff(img, opts.reading(), first, second, top)
     show(render.diff_layers(result, verbose, opts))
@@ -247,6 +255,8 @@ def diff_images(image1: str, image2: str, opts: ImageOptions) -> None:
     Example:
       imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
     """
+    from imgtool.ops.diff import diff_images as images_diff
+
     with (
         open_image(image1, opts.platform, opts.registry) as first,
         open_image(image2, opts.platform, opts.registry) as second,

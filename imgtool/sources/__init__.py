@@ -3,7 +3,8 @@ what a bare path holds), one module per source, and the stores they read blobs f
 
 Every source implements the core of :mod:`imgtool.sources.core` (a manifest for a reference,
 blobs by digest); :mod:`imgtool.sources.build` derives the image from it. A new source is one
-module and one line in ``SOURCES``.
+module and one line in ``SOURCES``. A source's module is imported when a reference names its
+transport, so a command pays only for the source it reads.
 
 May import: ``imgtool.layers`` (an archive is itself a tar), ``imgtool.image``, ``imgtool.system``,
 ``imgtool.errors``, ``imgtool.progress``.
@@ -11,19 +12,13 @@ May import: ``imgtool.layers`` (an archive is itself a tar), ``imgtool.image``, 
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError
 from imgtool.image.image import Image
 from imgtool.image.platform import Platform
-from imgtool.sources import (
-    containers_storage,
-    docker_archive,
-    docker_store,
-    oci_layout,
-    overlay_dirs,
-    reference,
-)
+from imgtool.sources import reference
 from imgtool.sources.build import build_image
 from imgtool.sources.core import ImageSource, SourceOpener, open_tar
 from imgtool.sources.reference import DOCKER, DOCKER_ARCHIVE, OCI, OCI_ARCHIVE, Reference, require_exists
@@ -39,18 +34,29 @@ __all__ = [
     "parse_reference",
 ]
 
-# The transports imgtool reads: name -> the function that opens the source a reference names.
-SOURCES: dict[str, SourceOpener] = {
-    OCI: oci_layout.open_directory,
-    OCI_ARCHIVE: oci_layout.open_archive,
-    DOCKER_ARCHIVE: docker_archive.open_archive,
-    DOCKER: open_registry,
-    containers_storage.CONTAINERS_STORAGE: containers_storage.open_images,
-    containers_storage.PODMAN_CONTAINER: containers_storage.open_container,
-    overlay_dirs.OVERLAY: overlay_dirs.open_stack,
-    docker_store.DOCKER_STORAGE: docker_store.open_images,
-    docker_store.DOCKER_CONTAINER: docker_store.open_container,
+# The transports imgtool reads: name -> the function that opens the source a reference names, or
+# where it is ("module:function"), imported when a reference names the transport.
+SOURCES: dict[str, SourceOpener | str] = {
+    OCI: "imgtool.sources.oci_layout:open_directory",
+    OCI_ARCHIVE: "imgtool.sources.oci_layout:open_archive",
+    DOCKER_ARCHIVE: "imgtool.sources.docker_archive:open_archive",
+    DOCKER: open_registry,  # itself imports the HTTP code only when a registry is opened
+    "containers-storage": "imgtool.sources.containers_storage:open_images",
+    "podman-container": "imgtool.sources.containers_storage:open_container",
+    "overlay": "imgtool.sources.overlay_dirs:open_stack",
+    "docker-storage": "imgtool.sources.docker_store:open_images",
+    "docker-container": "imgtool.sources.docker_store:open_container",
 }
+
+
+def source_opener(transport: str) -> SourceOpener:
+    """The function that opens a source of ``transport`` (one of ``SOURCES``)."""
+    found = SOURCES[transport]
+    if isinstance(found, str):
+        module, _, name = found.partition(":")
+        opener: SourceOpener = getattr(importlib.import_module(module), name)
+        return opener
+    return found
 
 
 def parse_reference(text: str) -> Reference:
@@ -61,9 +67,11 @@ def parse_reference(text: str) -> Reference:
 
 def _detect(ref: Reference) -> ImageSource:
     """The source a bare path holds: a layout directory, a docker-save or an OCI archive."""
+    from imgtool.sources import docker_archive, oci_layout  # noqa: PLC0415 - see SOURCES
+
     require_exists(ref)
     if os.path.isdir(ref.path):
-        return SOURCES[OCI](ref)
+        return source_opener(OCI)(ref)
     tar = open_tar(ref)
     try:
         if tar.exists("manifest.json"):
@@ -85,7 +93,7 @@ def _open_source(ref: Reference, registry_options: RegistryOptions | None = None
         return _detect(ref)
     if ref.transport == DOCKER and registry_options is not None:
         return open_registry(ref, registry_options)
-    return SOURCES[ref.transport](ref)
+    return source_opener(ref.transport)(ref)
 
 
 def open_image(

@@ -9,11 +9,34 @@ One module per subject: ``summary`` (inspect), ``verification`` (verify), ``whic
 
 from __future__ import annotations
 
-from imgtool.console.render.diff import diff_images, diff_layers
-from imgtool.console.render.flatten import flatten_notes
-from imgtool.console.render.listing import ls
-from imgtool.console.render.summary import inspect
-from imgtool.console.render.verification import verify
-from imgtool.console.render.which_layer import which
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from imgtool.console.render.diff import diff_images, diff_layers
+    from imgtool.console.render.flatten import flatten_notes
+    from imgtool.console.render.listing import ls
+    from imgtool.console.render.summary import inspect
+    from imgtool.console.render.verification import verify
+    from imgtool.console.render.which_layer import which
 
 __all__ = ["diff_images", "diff_layers", "flatten_notes", "inspect", "ls", "verify", "which"]
+
+# Each entry point's module, imported when the entry point is first asked for: a command loads
+# the rendering (and the operation types) of its own output only, which keeps start-up short.
+_MODULES = {
+    "diff_images": "diff",
+    "diff_layers": "diff",
+    "flatten_notes": "flatten",
+    "ls": "listing",
+    "inspect": "summary",
+    "verify": "verification",
+    "which": "which_layer",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULES.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
