@@ -17,19 +17,20 @@ from imgtool.console.params import (
     IMAGE_PATH,
     FlattenOptions,
     ImageOptions,
+    copy_options,
     flatten_options,
     image_argument,
     image_options,
 )
 from imgtool.errors import UsageError
-from imgtool.ops import summary
+from imgtool.ops import copy, summary
 from imgtool.ops.diff import diff_images as images_diff
 from imgtool.ops.diff import diff_layers as layers_diff
 from imgtool.ops.listing import list_image
 from imgtool.ops.readfile import cat as cat_file
 from imgtool.ops.verify import all_ok, verify_image
 from imgtool.ops.which import which_layer as which
-from imgtool.sources import open_image
+from imgtool.sources import open_destination, open_image
 
 __all__ = ["cli", "entry", "fail", "main", "warn"]
 
@@ -253,6 +254,24 @@ def diff_images(image1: str, image2: str, opts: ImageOptions) -> None:
     ):
         result = images_diff(first, second, opts.reading())
     show(render.diff_images(result, image1, image2, opts), result.identical)
+
+
+@cli.command("copy")
+@click.argument("src", metavar="SRC", type=IMAGE)
+@click.argument("dest", metavar="DEST", type=IMAGE)
+@copy_options
+@image_options(cache=False, output=False)
+def copy_command(src: str, dest: str, jobs: int, opts: ImageOptions) -> None:
+    """Copy an image to an OCI layout or a registry.
+
+    DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, the image --platform says is copied.
+
+    \b
+    Example:
+      imgtool copy oci:examples/sample-oci:1.1 docker://localhost:5000/sample:1.1"""
+    with open_destination(dest, opts.registry) as out, open_image(src, opts.platform, opts.registry) as img:
+        result = copy.copy_image(img, out, jobs=jobs, progress=opts.progress)
+    show(render.copy(result, opts))
 
 
 @cli.command("completion")

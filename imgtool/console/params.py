@@ -302,3 +302,16 @@ def flatten_options(func: Callable[..., R]) -> Callable[..., R]:
         ),
     ]
     return _gathered(options, FlattenOptions, "how")(func)
+
+
+def copy_options(func: Callable[..., R]) -> Callable[..., R]:
+    """copy's own options: ``jobs`` (an argument of its own) and --json (into ``opts``)."""
+    func = click.option("--json", "as_json", is_flag=True, help="Print what was copied as JSON.")(func)
+    return click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(1, 32),
+        default=4,
+        show_default=True,
+        help="How many blobs are copied at once (each checked against its digest on the way).",
+    )(func)

@@ -105,6 +105,16 @@ class Client:
         url = f"{self.base}/v2/{self.name.repository}/{path}"
         return self._retrying("GET", url, dict(headers or {}), authenticate=True, stream=stream)
 
+    def send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None = None
+    ) -> urllib3.BaseHTTPResponse:
+        """A request that writes (``POST``/``PATCH``/``PUT`` of a push) to ``url``, a path of the
+        repository (``blobs/uploads/``) or an absolute URL the registry gave (an upload's
+        ``Location``); authenticated and retried as every request is, ``body`` sent each time."""
+        if not url.startswith(("http://", "https://")):
+            url = f"{self.base}/v2/{self.name.repository}/{url}"
+        return self._retrying(method, url, dict(headers), authenticate=True, stream=True, body=body)
+
     def has(self, path: str) -> bool:
         """``HEAD`` a path of the repository: whether the registry holds it."""
         url = f"{self.base}/v2/{self.name.repository}/{path}"
@@ -155,12 +165,21 @@ class Client:
     # -- one request: authentication, retries, redirects ------------------------------------------
 
     def _retrying(
-        self, method: str, url: str, headers: dict[str, str], *, authenticate: bool, stream: bool = False
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        authenticate: bool,
+        stream: bool = False,
+        body: bytes | None = None,
     ) -> urllib3.BaseHTTPResponse:
         attempt = 0
         while True:
             try:
-                response = self._authenticated(method, url, headers, authenticate=authenticate, stream=stream)
+                response = self._authenticated(
+                    method, url, headers, authenticate=authenticate, stream=stream, body=body
+                )
             except (Urllib3Error, OSError) as exc:
                 if _untrusted(exc):
                     raise self._tls_error(exc) from exc
@@ -205,14 +224,21 @@ class Client:
         return min(max(seconds, 0.0), self.options.max_wait)
 
     def _authenticated(
-        self, method: str, url: str, headers: dict[str, str], *, authenticate: bool, stream: bool
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        authenticate: bool,
+        stream: bool,
+        body: bytes | None = None,
     ) -> urllib3.BaseHTTPResponse:
         sent = dict(headers)
         if authenticate:
             header = self.auth.header(self.scope, self._fetch_token)
             if header is not None:
                 sent["Authorization"] = header
-        response = self._follow(method, url, sent, stream=stream)
+        response = self._follow(method, url, sent, stream=stream, body=body)
         for _ in range(2):  # the challenge answered; once more for insufficient_scope
             if not authenticate or response.status != 401:
                 break
@@ -228,7 +254,7 @@ class Client:
                 break
             _discard(response)
             sent["Authorization"] = header
-            response = self._follow(method, url, sent, stream=stream)
+            response = self._follow(method, url, sent, stream=stream, body=body)
         return response
 
     def _fetch_token(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -244,7 +270,7 @@ class Client:
         return response.status, body
 
     def _follow(
-        self, method: str, url: str, headers: dict[str, str], *, stream: bool
+        self, method: str, url: str, headers: dict[str, str], *, stream: bool, body: bytes | None = None
     ) -> urllib3.BaseHTTPResponse:
         """The request, following redirects by hand: ``Authorization`` is dropped for another host
         or port (blob storage has its own, signed URLs), and HTTPS to HTTP is refused."""
@@ -252,7 +278,13 @@ class Client:
         origin = _origin(url)
         for _ in range(MAX_REDIRECTS + 1):
             response = self._pool.request(
-                method, url, headers=sent, redirect=False, preload_content=False, decode_content=False
+                method,
+                url,
+                body=body,
+                headers=sent,
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
             )
             location = response.headers.get("Location")
             if response.status not in REDIRECT_STATUSES or not location:

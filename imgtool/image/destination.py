@@ -1,0 +1,38 @@
+"""Where ``imgtool copy`` writes an image: the small core every destination implements (an OCI
+layout, a registry). The copy itself (:mod:`imgtool.ops.copy`) decides what to send and in which
+order; a destination only stores what it is given, and only once the bytes have been verified."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from imgtool.image.digest import Digest
+from imgtool.image.readable import Readable
+
+
+class Destination(Protocol):
+    """``put_blob`` reads ``reader`` to its end (a :class:`~imgtool.image.digest.VerifyingReader`:
+    the digest is checked as the end is reached) before the blob is kept under its digest, so that
+    nothing unverified reaches the destination. ``put_manifest`` comes last, after every blob it
+    names; ``commit`` makes the copy visible (a layout's ``index.json``), ``abort`` undoes what a
+    copy that failed has placed. Blobs may be put from several threads at once."""
+
+    location: str
+
+    def has_blob(self, digest: Digest, size: int) -> bool: ...
+
+    def put_blob(self, digest: Digest, size: int, reader: Readable) -> None: ...
+
+    def put_manifest(self, data: bytes, media_type: str, digest: Digest) -> None: ...
+
+    def commit(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+    def close(self) -> None:
+        """Done: a copy not committed is aborted."""
+        ...
+
+    def __enter__(self) -> Destination: ...
+
+    def __exit__(self, *exc: object) -> None: ...
