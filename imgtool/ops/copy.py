@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from imgtool.errors import ImgtoolError
-from imgtool.image.compression import CHUNK
 from imgtool.image.destination import Destination
 from imgtool.image.digest import Digest, VerifyingReader
 from imgtool.image.image import Image
@@ -25,6 +24,8 @@ from imgtool.progress import LockedProgress, NoProgress, Progress
 
 DEFAULT_JOBS: Final = 4
 MAX_JOBS: Final = 32
+# What a transfer reads between two looks at whether it should stop (an interrupt, another's failure).
+PIECE: Final = 64 << 10
 
 
 class CancelledError(ImgtoolError):
@@ -63,7 +64,7 @@ class _Stoppable:
     def read(self, n: int = -1, /) -> bytes:
         if self._stop.is_set():
             raise CancelledError("stopped")
-        data = self._raw.read(CHUNK if n < 0 else n)
+        data = self._raw.read(PIECE if n < 0 else min(n, PIECE))
         self._advance(len(data))
         return data
 
