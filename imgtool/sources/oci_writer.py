@@ -13,7 +13,7 @@ import json
 import os
 import stat
 import threading
-from typing import Any, Final
+from typing import Any, Final, Self
 
 from imgtool.errors import ImageFormatError, OutputError
 from imgtool.image.compression import CHUNK
@@ -203,7 +203,7 @@ class LayoutDestination:
                 claim.release()
             self._claims = []
 
-    def __enter__(self) -> LayoutDestination:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

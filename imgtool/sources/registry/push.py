@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import Final
+from typing import Final, Self
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import urllib3
@@ -147,7 +147,7 @@ class RegistryDestination:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> RegistryDestination:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -107,7 +107,7 @@ def test_a_corrupted_blob_in_the_source_is_never_pushed(
 
 
 def _index_manifest(layout: Path) -> bytes:
-    digest = json.loads((layout / "index.json").read_text())["manifests"][0]["digest"]
+    digest = str(json.loads((layout / "index.json").read_text())["manifests"][0]["digest"])
     return (layout / "blobs" / "sha256" / digest.partition(":")[2]).read_bytes()
 
 
