@@ -30,7 +30,7 @@ from imgtool.ops.listing import list_image
 from imgtool.ops.readfile import cat as cat_file
 from imgtool.ops.verify import all_ok, verify_image
 from imgtool.ops.which import which_layer as which
-from imgtool.sources import open_destination, open_image
+from imgtool.sources import open_destination, open_image, whole_index
 
 __all__ = ["cli", "entry", "fail", "main", "warn"]
 
@@ -261,16 +261,16 @@ def diff_images(image1: str, image2: str, opts: ImageOptions) -> None:
 @click.argument("dest", metavar="DEST", type=IMAGE)
 @copy_options
 @image_options(cache=False, output=False)
-def copy_command(src: str, dest: str, jobs: int, opts: ImageOptions) -> None:
+def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: ImageOptions) -> None:
     """Copy an image to an OCI layout or a registry.
 
-    DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, the image --platform says is copied.
+    DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all.
 
     \b
     Example:
       imgtool copy oci:examples/sample-oci:1.1 docker://localhost:5000/sample:1.1"""
     with open_destination(dest, opts.registry) as out, open_image(src, opts.platform, opts.registry) as img:
-        result = copy.copy_image(img, out, jobs=jobs, progress=opts.progress)
+        result = copy.copy_image(img, out, whole_index(img, all_platforms), jobs=jobs, progress=opts.progress)
     show(render.copy(result, opts))
 
 

@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Final
 
 from imgtool.errors import ImgtoolError
-from imgtool.image.destination import Destination
+from imgtool.image.destination import Destination, IndexTree, StoredManifest
 from imgtool.image.digest import Digest, VerifyingReader
 from imgtool.image.image import Image
+from imgtool.image.mediatypes import FOREIGN_LAYER_TYPES, INDEX_TYPES
+from imgtool.image.model import Descriptor, load_json, parse_manifest
 from imgtool.image.readable import Readable
 from imgtool.progress import LockedProgress, NoProgress, Progress
 
@@ -47,6 +49,7 @@ class CopyResult:
     manifest_digest: str
     media_type: str
     blobs: tuple[CopiedBlob, ...]
+    manifests: tuple[str, ...] = ()  # with --all-platforms: those the index lists, put before it
 
     @property
     def bytes_copied(self) -> int:
@@ -78,12 +81,55 @@ class _Blob:
 
 
 def copy_image(
-    image: Image, dest: Destination, *, jobs: int = DEFAULT_JOBS, progress: Progress | None = None
+    image: Image,
+    dest: Destination,
+    index: IndexTree | None = None,
+    *,
+    jobs: int = DEFAULT_JOBS,
+    progress: Progress | None = None,
 ) -> CopyResult:
     """Copy ``image`` into ``dest``: layers (``jobs`` at a time) and config, each only if the
-    destination lacks it, then the manifest; then commit. On any failure (or KeyboardInterrupt)
-    the destination is left as it was."""
+    destination lacks it, then the manifest; then commit. With ``index`` (``--all-platforms``), the
+    whole index instead: the blobs of every manifest below it, those manifests, then the index.
+    On any failure (or KeyboardInterrupt) the destination is left as it was."""
     jobs = max(1, min(jobs, MAX_JOBS))
+    if index is None:
+        blobs = _image_blobs(image)
+        top = StoredManifest(
+            image.manifest_bytes,
+            image.manifest_media_type,
+            image.manifest_digest or Digest.of_bytes(image.manifest_bytes),
+        )
+        below: tuple[StoredManifest, ...] = ()
+    else:
+        blobs, top, below = _index_blobs(index), index.top, index.below
+    shown = LockedProgress(progress or NoProgress())
+    stop = threading.Event()
+    statuses: dict[int, str] = {}
+    try:
+        shown.start(f"copying to {dest.location}", sum(b.size for b in blobs))
+        _send_all(blobs, dest, jobs, stop, shown.advance, statuses)
+        for child in below:
+            dest.put_child(child.data, child.media_type, child.digest)
+        dest.put_manifest(top.data, top.media_type, top.digest)
+        dest.commit()
+    except BaseException:
+        stop.set()
+        dest.abort()
+        raise
+    finally:
+        shown.finish()
+    return CopyResult(
+        source=image.reference,
+        destination=dest.location,
+        manifest_digest=str(top.digest),
+        media_type=top.media_type,
+        blobs=tuple(CopiedBlob(str(b.digest), b.size, b.what, statuses[i]) for i, b in enumerate(blobs)),
+        manifests=tuple(str(m.digest) for m in below),
+    )
+
+
+def _image_blobs(image: Image) -> list[_Blob]:
     config_bytes = image.config_bytes
     config_digest = image.config_digest
 
@@ -95,29 +141,31 @@ def copy_image(
         for layer in image.layers
     ]
     blobs.append(_Blob(config_digest, len(config_bytes), "config", open_config))
-    manifest = image.manifest_bytes
-    digest = image.manifest_digest or Digest.of_bytes(manifest)
-    shown = LockedProgress(progress or NoProgress())
-    stop = threading.Event()
-    statuses: dict[int, str] = {}
-    try:
-        shown.start(f"copying to {dest.location}", sum(b.size for b in blobs))
-        _send_all(blobs, dest, jobs, stop, shown.advance, statuses)
-        dest.put_manifest(manifest, image.manifest_media_type, digest)
-        dest.commit()
-    except BaseException:
-        stop.set()
-        dest.abort()
-        raise
-    finally:
-        shown.finish()
-    return CopyResult(
-        source=image.reference,
-        destination=dest.location,
-        manifest_digest=str(digest),
-        media_type=image.manifest_media_type,
-        blobs=tuple(CopiedBlob(str(b.digest), b.size, b.what, statuses[i]) for i, b in enumerate(blobs)),
-    )
+    return blobs
+
+
+def _index_blobs(index: IndexTree) -> list[_Blob]:
+    """The layers and config of every image manifest below the index; non-distributable layers are
+    left out (as skopeo and crane leave them: they are fetched from their URLs)."""
+    blobs: list[_Blob] = []
+
+    def opener(desc: Descriptor, what: str) -> Callable[[], VerifyingReader]:
+        return lambda: VerifyingReader(index.open_blob(desc.digest), desc.digest, desc.size, f"{what} blob")
+
+    for child in index.below:
+        if child.media_type in INDEX_TYPES:
+            continue
+        what = f"manifest {child.digest}"
+        manifest = parse_manifest(load_json(child.data, what), what)
+        for i, desc in enumerate(manifest.layers):
+            label = f"{what} layer {i} ({desc.digest})"
+            foreign = desc.media_type in FOREIGN_LAYER_TYPES
+            blobs.append(_Blob(desc.digest, desc.size, label, None if foreign else opener(desc, label)))
+        label = f"{what} config"
+        blobs.append(
+            _Blob(manifest.config.digest, manifest.config.size, label, opener(manifest.config, label))
+        )
+    return blobs
 
 
 def _send_all(  # noqa: PLR0917 - one caller, the state of one copy

@@ -20,6 +20,7 @@ from imgtool.sources import docker_archive, oci_layout, reference
 from imgtool.sources.build import build_image
 from imgtool.sources.core import ImageSource, SourceOpener, open_tar
 from imgtool.sources.destinations import open_destination
+from imgtool.sources.indexes import whole_index
 from imgtool.sources.reference import DOCKER, DOCKER_ARCHIVE, OCI, OCI_ARCHIVE, Reference, require_exists
 from imgtool.sources.registry import RegistryOptions, open_registry
 
@@ -32,6 +33,7 @@ __all__ = [
     "open_destination",
     "open_image",
     "parse_reference",
+    "whole_index",
 ]
 
 # The transports imgtool reads: name -> the function that opens the source a reference names.

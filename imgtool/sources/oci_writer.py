@@ -118,14 +118,17 @@ class LayoutDestination:
             claim.release()
 
     def put_manifest(self, data: bytes, media_type: str, digest: Digest) -> None:
-        if Digest.of_bytes(data) != digest:
-            raise ImageFormatError(f"{self.location}: manifest bytes do not match {digest}")
-        if not self.has_blob(digest, len(data)):
-            self.put_blob(digest, len(data), _Bytes(data))
+        self.put_child(data, media_type, digest)
         entry: dict[str, Any] = {"mediaType": media_type, "digest": str(digest), "size": len(data)}
         if self._ref:
             entry["annotations"] = {REF_NAME: self._ref}
         self._manifest = entry
+
+    def put_child(self, data: bytes, media_type: str, digest: Digest) -> None:
+        if Digest.of_bytes(data) != digest:
+            raise ImageFormatError(f"{self.location}: manifest bytes do not match {digest}")
+        if not self.has_blob(digest, len(data)):
+            self.put_blob(digest, len(data), _Bytes(data))
 
     def commit(self) -> None:
         assert self._manifest is not None

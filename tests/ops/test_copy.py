@@ -16,7 +16,7 @@ from imgtool.ops.copy import copy_image
 from imgtool.sources import open_destination, open_image
 from imgtool.sources.oci_writer import LayoutDestination
 from tests.helpers.cli import ImgtoolCli
-from tests.helpers.imagefactory import Entry, File, ImageSpec, make_layer, write_oci_layout
+from tests.helpers.imagefactory import Entry, File, ImageSpec, Platform, make_layer, write_oci_layout
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-oci"
 
@@ -133,3 +133,22 @@ def test_a_source_that_fails_to_open_leaves_no_staging(imgtool_cli: ImgtoolCli, 
         assert isinstance(dest, LayoutDestination)
         assert len(list(tmp_path.iterdir())) == 1  # its staging directory, until it is closed
     assert list(tmp_path.iterdir()) == []
+
+
+def test_all_platforms_needs_an_index_of_its_own(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
+    layer = make_layer([File("f", b"x")])
+    entries = [
+        Entry(ImageSpec([layer]), ref="x", platform=Platform("linux", "amd64")),
+        Entry(ImageSpec([layer], architecture="arm64"), ref="x", platform=Platform("linux", "arm64")),
+    ]
+    source = write_oci_layout(tmp_path / "src", entries).reference("x")
+    run = imgtool_cli("copy", "--all-platforms", source, f"oci:{tmp_path / 'out'}")
+    assert (run.code, run.stdout) == (2, "")
+    assert run.stderr == (
+        f"imgtool: error: {source}: --all-platforms: index.json lists these images without an image index "
+        "of their own; name one image (--platform), or copy each\n"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+    one = imgtool_cli("copy", "-q", "--platform", "linux/arm64", source, f"oci:{tmp_path / 'out'}:arm")
+    assert (one.code, one.stderr) == (0, "")
+    assert imgtool_cli("inspect", "--json", f"oci:{tmp_path / 'out'}:arm").stdout.count('"linux/arm64"') == 1

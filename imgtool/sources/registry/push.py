@@ -120,6 +120,12 @@ class RegistryDestination:
         reference = str(self.name.digest) if self.name.digest is not None else str(self.name.tag)
         if self.name.digest is not None and self.name.digest != digest:
             raise RegistryError(f"{self.location}: the image's manifest is {digest}, not {self.name.digest}")
+        self._put_manifest(data, media_type, digest, reference)
+
+    def put_child(self, data: bytes, media_type: str, digest: Digest) -> None:
+        self._put_manifest(data, media_type, digest, str(digest))
+
+    def _put_manifest(self, data: bytes, media_type: str, digest: Digest, reference: str) -> None:
         response = self._client.send(
             "PUT",
             f"manifests/{reference}",

@@ -203,3 +203,60 @@ def test_a_destination_copy_does_not_write(imgtool_cli: ImgtoolCli, tmp_path: Pa
             else f"imgtool: error: {dest}: {message}: oci:DIR[:REF] or docker://HOST/REPO[:TAG]\n"
         )
     assert sorted(tmp_path.iterdir()) == []
+
+
+def layout_tree(layout: Path, ref: str) -> tuple[str, dict[str, bytes]]:
+    """The digest ``ref`` names (an index) and every blob below it, read by following the index."""
+    index = json.loads((layout / "index.json").read_text())
+    (top,) = [m for m in index["manifests"] if m["annotations"]["org.opencontainers.image.ref.name"] == ref]
+    blobs: dict[str, bytes] = {}
+
+    def visit(digest: str) -> None:
+        data = (layout / "blobs" / "sha256" / digest.partition(":")[2]).read_bytes()
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
+        blobs[digest] = data
+        doc = json.loads(data)
+        for child in doc.get("manifests", []):
+            visit(child["digest"])
+        if "config" in doc:
+            for d in [doc["config"], *doc["layers"]]:
+                blob = (layout / "blobs" / "sha256" / d["digest"].partition(":")[2]).read_bytes()
+                assert "sha256:" + hashlib.sha256(blob).hexdigest() == d["digest"]
+                blobs[d["digest"]] = blob
+
+    visit(top["digest"])
+    return top["digest"], blobs
+
+
+def test_all_platforms_round_trips_the_whole_index(
+    pushed: Pushed, imgtool_cli: ImgtoolCli, tmp_path: Path
+) -> None:
+    source = Path(pushed.multi.split(":")[1])
+    digest, blobs = layout_tree(source, "latest")
+    assert len(blobs) == 7  # the index, two manifests, two configs, two layers
+    remote = pushed.ref("whole/multi:latest")
+    up = imgtool_cli("copy", "--json", "--all-platforms", pushed.multi, remote, *pushed.creds)
+    assert (up.code, up.stderr) == (0, "")
+    doc = json.loads(up.stdout)
+    index_doc = json.loads(blobs[digest])
+    assert (doc["manifest_digest"], doc["media_type"]) == (digest, "application/vnd.oci.image.index.v1+json")
+    assert doc["manifests"] == [m["digest"] for m in index_doc["manifests"]]
+    assert _skopeo(pushed, "inspect", "--raw", remote) == blobs[digest]
+    for ref, back in [  # what imgtool pushed, what skopeo pushed
+        (remote, tmp_path / "imgtool"),
+        (pushed.ref("multi:latest"), tmp_path / "skopeo"),
+    ]:
+        down = imgtool_cli("copy", "-q", "--all-platforms", ref, f"oci:{back}:latest", *pushed.creds)
+        assert (down.code, down.stderr) == (0, "")
+        assert layout_tree(back, "latest") == (digest, blobs)
+        assert layout_files(back) == {d.partition(":")[2]: b for d, b in blobs.items()}
+        arm = imgtool_cli("cat", "--platform", "linux/arm64/v8", f"oci:{back}:latest", "/bin/tool")
+        assert arm.stdout_bytes == b"tool-arm64"
+
+
+def test_all_platforms_of_one_image_copies_that_image(
+    plain: Pushed, imgtool_cli: ImgtoolCli, tmp_path: Path
+) -> None:
+    run = imgtool_cli("copy", "-q", "--all-platforms", plain.ref("sample:1.1"), f"oci:{tmp_path / 'one'}:x")
+    assert (run.code, run.stderr) == (0, "")
+    assert layout_image(tmp_path / "one", "x") == layout_image(SAMPLE, "1.1")
