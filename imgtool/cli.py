@@ -30,7 +30,7 @@ from imgtool.ops.listing import list_image
 from imgtool.ops.readfile import cat as cat_file
 from imgtool.ops.verify import all_ok, verify_image
 from imgtool.ops.which import which_layer as which
-from imgtool.sources import open_destination, open_image, whole_index
+from imgtool.sources import open_copy, open_image
 
 __all__ = ["cli", "entry", "fail", "main", "warn"]
 
@@ -269,9 +269,8 @@ def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: Imag
     \b
     Example:
       imgtool copy oci:examples/sample-oci:1.1 docker://localhost:5000/sample:1.1"""
-    with open_destination(dest, opts.registry) as out, open_image(src, opts.platform, opts.registry) as img:
-        result = copy.copy_image(img, out, whole_index(img, all_platforms), jobs=jobs, progress=opts.progress)
-    show(render.copy(result, opts))
+    with open_copy(src, dest, opts.platform, opts.registry, all_platforms) as (what, out):
+        show(render.copy(copy.copy_image(what, out, jobs=jobs, progress=opts.progress), opts))
 
 
 @cli.command("completion")

@@ -59,6 +59,7 @@ class IndexTree:
     """An image index and every manifest and index below it (``below``: the deepest first, each
     once), for ``copy --all-platforms``; ``open_blob`` opens the blobs they list (unverified)."""
 
+    reference: str
     top: StoredManifest
     below: tuple[StoredManifest, ...]
     open_blob: Callable[[Digest], RawStream]

@@ -81,19 +81,19 @@ class _Blob:
 
 
 def copy_image(
-    image: Image,
+    what: Image | IndexTree,
     dest: Destination,
-    index: IndexTree | None = None,
     *,
     jobs: int = DEFAULT_JOBS,
     progress: Progress | None = None,
 ) -> CopyResult:
-    """Copy ``image`` into ``dest``: layers (``jobs`` at a time) and config, each only if the
-    destination lacks it, then the manifest; then commit. With ``index`` (``--all-platforms``), the
-    whole index instead: the blobs of every manifest below it, those manifests, then the index.
-    On any failure (or KeyboardInterrupt) the destination is left as it was."""
+    """Copy ``what`` into ``dest``. An image: its layers (``jobs`` at a time) and config, each only
+    if the destination lacks it, then the manifest; then commit. An index (``--all-platforms``):
+    the blobs of every manifest below it, then those manifests, then the index. On any failure
+    (or KeyboardInterrupt) the destination is left as it was."""
     jobs = max(1, min(jobs, MAX_JOBS))
-    if index is None:
+    if isinstance(what, Image):
+        image = what
         blobs = _image_blobs(image)
         top = StoredManifest(
             image.manifest_bytes,
@@ -102,7 +102,7 @@ def copy_image(
         )
         below: tuple[StoredManifest, ...] = ()
     else:
-        blobs, top, below = _index_blobs(index), index.top, index.below
+        blobs, top, below = _index_blobs(what), what.top, what.below
     shown = LockedProgress(progress or NoProgress())
     stop = threading.Event()
     statuses: dict[int, str] = {}
@@ -120,7 +120,7 @@ def copy_image(
     finally:
         shown.finish()
     return CopyResult(
-        source=image.reference,
+        source=what.reference,
         destination=dest.location,
         manifest_digest=str(top.digest),
         media_type=top.media_type,

@@ -20,7 +20,7 @@ from imgtool.sources import docker_archive, oci_layout, reference
 from imgtool.sources.build import build_image
 from imgtool.sources.core import ImageSource, SourceOpener, open_tar
 from imgtool.sources.destinations import open_destination
-from imgtool.sources.indexes import whole_index
+from imgtool.sources.indexes import open_copy
 from imgtool.sources.reference import DOCKER, DOCKER_ARCHIVE, OCI, OCI_ARCHIVE, Reference, require_exists
 from imgtool.sources.registry import RegistryOptions, open_registry
 
@@ -30,10 +30,10 @@ __all__ = [
     "Reference",
     "RegistryOptions",
     "list_images",
+    "open_copy",
     "open_destination",
     "open_image",
     "parse_reference",
-    "whole_index",
 ]
 
 # The transports imgtool reads: name -> the function that opens the source a reference names.

@@ -1,17 +1,24 @@
-"""The whole image index a reference names, for ``copy --all-platforms``: the index as stored, and
-every manifest and nested index below it, each verified against its digest as it is read."""
+"""What ``imgtool copy`` reads: one image, or (``--all-platforms``) the whole image index a
+reference names, the index as stored and every manifest and nested index below it, each verified
+against its digest as it is read; and the destination it writes, opened first."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Protocol
 
 from imgtool.errors import ImageFormatError, UsageError
-from imgtool.image.destination import IndexTree, StoredManifest
+from imgtool.image.destination import Destination, IndexTree, StoredManifest
 from imgtool.image.image import Image
 from imgtool.image.mediatypes import INDEX_TYPES
 from imgtool.image.model import Descriptor, load_json, parse_index
+from imgtool.image.platform import Platform
+from imgtool.sources.core import ImageSource
+from imgtool.sources.destinations import open_destination
 from imgtool.sources.oci_layout import MAX_DESCRIPTORS, MAX_INDEX_DEPTH
-from imgtool.sources.reference import parse_reference
+from imgtool.sources.reference import Reference
+from imgtool.sources.registry import RegistryOptions
 
 
 class IndexSource(Protocol):
@@ -23,20 +30,44 @@ class IndexSource(Protocol):
     def child_manifest(self, desc: Descriptor) -> StoredManifest: ...
 
 
-def whole_index(image: Image, wanted: bool = True) -> IndexTree | None:
-    """The image index ``image``'s reference names, with all below it; None if not ``wanted`` or
-    if the reference names one image (then that image is all there is to copy)."""
-    if not wanted:
-        return None
-    source = image.store
+@contextlib.contextmanager
+def open_copy(
+    src: str, dest: str, platform: Platform | None, registry: RegistryOptions | None, all_platforms: bool
+) -> Iterator[tuple[Image | IndexTree, Destination]]:
+    """The destination ``dest`` names (opened first: a bad one fails before anything is read), and
+    what to copy into it: with ``all_platforms`` the whole index ``src`` names (if it names one),
+    else the image ``platform`` chooses; both closed at the end."""
+    from imgtool.sources import _open_source, open_image, parse_reference  # noqa: PLC0415 - a cycle
+
+    with open_destination(dest, registry) as out:
+        if all_platforms:
+            ref = parse_reference(src)
+            source = _open_source(ref, registry)
+            try:
+                tree = index_tree(source, ref)
+            except BaseException:
+                source.close()
+                raise
+            if tree is not None:
+                with contextlib.closing(source):
+                    yield tree, out
+                return
+            source.close()
+        with open_image(src, platform, registry) as image:
+            yield image, out
+
+
+def index_tree(source: ImageSource, ref: Reference) -> IndexTree | None:
+    """The image index ``ref`` names in ``source``, with all below it; None if it names one image
+    (then that image is all there is to copy) or the source holds one image per reference."""
     top_manifest = getattr(source, "top_manifest", None)
     child_manifest = getattr(source, "child_manifest", None)
     if top_manifest is None or child_manifest is None:
         return None  # docker save: one image per reference
-    top: StoredManifest | None = top_manifest(parse_reference(image.reference).selector)
+    top: StoredManifest | None = top_manifest(ref.selector)
     if top is None:
         raise UsageError(
-            f"{image.reference}: --all-platforms: index.json lists these images without an image index "
+            f"{ref}: --all-platforms: index.json lists these images without an image index "
             "of their own; name one image (--platform), or copy each"
         )
     if top.media_type not in INDEX_TYPES:
@@ -45,21 +76,19 @@ def whole_index(image: Image, wanted: bool = True) -> IndexTree | None:
     seen: set[str] = set()
 
     def walk(index: StoredManifest, depth: int) -> None:
-        what = f"{image.reference}: image index {index.digest}"
+        what = f"{ref}: image index {index.digest}"
         for desc in parse_index(load_json(index.data, what), what).manifests:
             if str(desc.digest) in seen:
                 continue
             seen.add(str(desc.digest))
             if len(seen) > MAX_DESCRIPTORS:
-                raise ImageFormatError(f"{image.reference}: more than {MAX_DESCRIPTORS} manifests")
+                raise ImageFormatError(f"{ref}: more than {MAX_DESCRIPTORS} manifests")
             child: StoredManifest = child_manifest(desc)
             if child.media_type in INDEX_TYPES:
                 if depth + 1 >= MAX_INDEX_DEPTH:
-                    raise ImageFormatError(
-                        f"{image.reference}: image indexes nested more than {MAX_INDEX_DEPTH} deep"
-                    )
+                    raise ImageFormatError(f"{ref}: image indexes nested more than {MAX_INDEX_DEPTH} deep")
                 walk(child, depth + 1)
             below.append(child)
 
     walk(top, 0)
-    return IndexTree(top, tuple(below), source.open_blob, source.has_blob)
+    return IndexTree(str(ref), top, tuple(below), source.open_blob, source.has_blob)

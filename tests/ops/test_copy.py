@@ -16,7 +16,15 @@ from imgtool.ops.copy import copy_image
 from imgtool.sources import open_destination, open_image
 from imgtool.sources.oci_writer import LayoutDestination
 from tests.helpers.cli import ImgtoolCli
-from tests.helpers.imagefactory import Entry, File, ImageSpec, Platform, make_layer, write_oci_layout
+from tests.helpers.imagefactory import (
+    Entry,
+    File,
+    ImageSpec,
+    IndexSpec,
+    Platform,
+    make_layer,
+    write_oci_layout,
+)
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-oci"
 
@@ -152,3 +160,27 @@ def test_all_platforms_needs_an_index_of_its_own(imgtool_cli: ImgtoolCli, tmp_pa
     one = imgtool_cli("copy", "-q", "--platform", "linux/arm64", source, f"oci:{tmp_path / 'out'}:arm")
     assert (one.code, one.stderr) == (0, "")
     assert imgtool_cli("inspect", "--json", f"oci:{tmp_path / 'out'}:arm").stdout.count('"linux/arm64"') == 1
+
+
+def test_all_platforms_of_an_index_without_this_machines_platform(
+    imgtool_cli: ImgtoolCli, tmp_path: Path
+) -> None:
+    arm = ImageSpec([make_layer([File("f", b"arm")])], architecture="arm64", variant="v8")
+    s390 = ImageSpec([make_layer([File("f", b"s390")])], architecture="s390x")
+    index = IndexSpec([arm, s390], media_type="application/vnd.oci.image.index.v1+json")
+    source = write_oci_layout(tmp_path / "src", [Entry(index, ref="x")]).reference("x")
+    one = imgtool_cli("copy", source, f"oci:{tmp_path / 'one'}")
+    assert (one.code, one.stdout) == (1, "")
+    assert "no image for platform linux/amd64" in one.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+    run = imgtool_cli("copy", "--json", "--all-platforms", source, f"oci:{tmp_path / 'all'}:x")
+    assert (run.code, run.stderr) == (0, "")
+    doc = json.loads(run.stdout)
+    src_index = json.loads((tmp_path / "src" / "index.json").read_text())["manifests"][0]
+    assert doc["manifest_digest"] == src_index["digest"]
+    assert len(doc["manifests"]) == 2
+    assert [b["status"] for b in doc["blobs"]] == ["copied"] * 4
+    for platform, content in [("linux/arm64/v8", b"arm"), ("linux/s390x", b"s390")]:
+        cat = imgtool_cli("cat", "--platform", platform, f"oci:{tmp_path / 'all'}:x", "/f")
+        assert cat.stdout_bytes == content
+    assert imgtool_cli("verify", "--platform", "linux/s390x", f"oci:{tmp_path / 'all'}:x").code == 0
