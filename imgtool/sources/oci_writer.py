@@ -61,7 +61,11 @@ class LayoutDestination:
             self._root = self._staging
             self._new_files = True
         self._blobs = os.path.join(self._root, "blobs", "sha256")
-        os.makedirs(self._blobs, exist_ok=True)
+        for path in (os.path.dirname(self._blobs), self._blobs):
+            if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+                raise OutputError(f"{path}: is not a directory; imgtool does not write through a symlink")
+            if not os.path.lexists(path):
+                os.mkdir(path)
 
     def _read_index(self, directory: str) -> dict[str, Any]:
         path = os.path.join(self._target, "index.json")
@@ -158,8 +162,8 @@ class LayoutDestination:
                         "(did it appear while the copy ran?)"
                     ) from exc
                 self._staging = None
-        self._placed = []
-        self._committed = True
+            self._placed = []  # an interrupt held back until here must not undo a copy now visible
+            self._committed = True
 
     def _write_file(self, name: str, data: bytes) -> None:
         fd, staging, claim = make_file(self._root, name)

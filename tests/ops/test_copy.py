@@ -184,3 +184,21 @@ def test_all_platforms_of_an_index_without_this_machines_platform(
         cat = imgtool_cli("cat", "--platform", platform, f"oci:{tmp_path / 'all'}:x", "/f")
         assert cat.stdout_bytes == content
     assert imgtool_cli("verify", "--platform", "linux/s390x", f"oci:{tmp_path / 'all'}:x").code == 0
+
+
+def test_a_layout_whose_blobs_are_a_symlink_is_not_written_through(
+    imgtool_cli: ImgtoolCli, tmp_path: Path
+) -> None:
+    assert imgtool_cli("copy", "-q", f"oci:{SAMPLE}:1.0", f"oci:{tmp_path / 'out'}:a").code == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    sha = tmp_path / "out" / "blobs" / "sha256"
+    sha.rename(elsewhere / "sha256")
+    sha.symlink_to(elsewhere / "sha256")
+    before = sorted(p.name for p in (elsewhere / "sha256").iterdir())
+    run = imgtool_cli("copy", f"oci:{SAMPLE}:1.1", f"oci:{tmp_path / 'out'}:b")
+    assert (run.code, run.stdout) == (1, "")
+    assert (
+        run.stderr == f"imgtool: error: {sha}: is not a directory; imgtool does not write through a symlink\n"
+    )
+    assert sorted(p.name for p in (elsewhere / "sha256").iterdir()) == before

@@ -54,7 +54,7 @@ class Client:
             urllib3.disable_warnings(InsecureRequestWarning)  # asked for: said once, in --help
         self._pool = urllib3.PoolManager(
             num_pools=4,
-            maxsize=8,
+            maxsize=32,  # as many as copy --jobs may use at once
             cert_reqs="CERT_REQUIRED" if options.tls_verify else "CERT_NONE",
             retries=False,
             timeout=urllib3.Timeout(connect=min(options.timeout, 30.0), read=options.timeout),
