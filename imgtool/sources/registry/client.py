@@ -110,10 +110,12 @@ class Client:
     ) -> urllib3.BaseHTTPResponse:
         """A request that writes (``POST``/``PATCH``/``PUT`` of a push) to ``url``, a path of the
         repository (``blobs/uploads/``) or an absolute URL the registry gave (an upload's
-        ``Location``); authenticated and retried as every request is, ``body`` sent each time."""
+        ``Location``); authenticated and retried as every request is, ``body`` sent each time. An
+        upload Location on another host or port gets no ``Authorization`` (as a redirect gets none)."""
         if not url.startswith(("http://", "https://")):
             url = f"{self.base}/v2/{self.name.repository}/{url}"
-        return self._retrying(method, url, dict(headers), authenticate=True, stream=True, body=body)
+        own = _origin(url) == _origin(self.base)
+        return self._retrying(method, url, dict(headers), authenticate=own, stream=True, body=body)
 
     def has(self, path: str) -> bool:
         """``HEAD`` a path of the repository: whether the registry holds it."""
