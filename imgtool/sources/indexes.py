@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from imgtool.errors import ImageFormatError, UsageError
 from imgtool.image.destination import Destination, IndexTree, StoredManifest
@@ -17,7 +17,7 @@ from imgtool.image.platform import Platform
 from imgtool.sources.core import ImageSource
 from imgtool.sources.destinations import open_destination
 from imgtool.sources.oci_layout import MAX_DESCRIPTORS, MAX_INDEX_DEPTH
-from imgtool.sources.reference import Reference
+from imgtool.sources.reference import DOCKER, DockerName, Reference, parse_docker_name
 from imgtool.sources.registry import RegistryOptions
 
 
@@ -40,6 +40,7 @@ def open_copy(
     from imgtool.sources import _open_source, open_image, parse_reference  # noqa: PLC0415 - a cycle
 
     with open_destination(dest, registry) as out:
+        _mount_from(out, parse_reference(src))
         if all_platforms:
             ref = parse_reference(src)
             source = _open_source(ref, registry)
@@ -92,3 +93,19 @@ def index_tree(source: ImageSource, ref: Reference) -> IndexTree | None:
 
     walk(top, 0)
     return IndexTree(str(ref), top, tuple(below), source.open_blob, source.has_blob)
+
+
+@runtime_checkable
+class _Mountable(Protocol):
+    """A registry destination (:class:`~imgtool.sources.registry.push.RegistryDestination`)."""
+
+    name: DockerName
+    mount_from: str | None
+
+
+def _mount_from(out: Destination, ref: Reference) -> None:
+    """A push from a repository of the same registry mounts the blobs from it rather than send them."""
+    if ref.transport == DOCKER and isinstance(out, _Mountable):
+        source = parse_docker_name(ref.path)
+        if source.registry == out.name.registry:
+            out.mount_from = source.repository

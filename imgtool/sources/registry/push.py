@@ -39,9 +39,25 @@ class RegistryDestination:
         self._client = client
         self._piece = piece or UPLOAD_PIECE
         client.scope = f"repository:{name.repository}:pull,push"
+        self.mount_from: str | None = None  # a repository of the same registry the blobs come from
 
     def has_blob(self, digest: Digest, size: int) -> bool:
-        return self._client.has(f"blobs/{digest}")
+        """Whether the registry has the blob in this repository, or now has it there: mounted
+        from ``mount_from`` (a cross-repository mount; a registry that does not, or will not for
+        these credentials, answers otherwise than 201 and the blob is uploaded). Not tried with
+        token auth: a mount needs one token for two repositories, which is not asked for yet."""
+        if self._client.has(f"blobs/{digest}"):
+            return True
+        if self.mount_from in (None, self.name.repository) or self._client.auth.bearer:
+            return False
+        query = urlencode({"mount": str(digest), "from": self.mount_from})
+        response = self._client.send("POST", f"blobs/uploads/?{query}", {"Content-Length": "0"})
+        mounted = response.status == 201
+        location = response.headers.get("Location") if response.status == 202 else None
+        _done(response)
+        if location:  # not mounted: an upload session was opened instead, and is not needed
+            self._cancel(urljoin(f"{self._client.base}/v2/{self.name.repository}/blobs/uploads/", location))
+        return mounted
 
     def put_blob(self, digest: Digest, size: int, reader: Readable) -> None:
         what = f"blob {digest}"

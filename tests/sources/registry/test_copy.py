@@ -260,3 +260,19 @@ def test_all_platforms_of_one_image_copies_that_image(
     run = imgtool_cli("copy", "-q", "--all-platforms", plain.ref("sample:1.1"), f"oci:{tmp_path / 'one'}:x")
     assert (run.code, run.stderr) == (0, "")
     assert layout_image(tmp_path / "one", "x") == layout_image(SAMPLE, "1.1")
+
+
+def test_a_copy_within_one_registry_mounts_the_blobs(pushed: Pushed, imgtool_cli: ImgtoolCli) -> None:
+    target = pushed.ref(f"mounted-{pushed.registry.auth}/sample:1.1")
+    run = imgtool_cli("copy", "--json", pushed.ref("sample:1.1"), target, *pushed.creds)
+    assert (run.code, run.stderr) == (0, "")
+    doc = json.loads(run.stdout)
+    digest, blobs = layout_image(SAMPLE, "1.1")
+    assert doc["manifest_digest"] == digest
+    # with token auth no mount is tried (it needs one token for two repositories): the blobs are
+    # uploaded; elsewhere the registry mounts them and none is sent
+    sent = "copied" if pushed.registry.auth == "token" else "present"
+    assert {b["status"] for b in doc["blobs"]} == {sent}
+    assert _skopeo(pushed, "inspect", "--raw", target) == blobs[digest]
+    verify = imgtool_cli("verify", target, *pushed.creds)
+    assert verify.code == 0
