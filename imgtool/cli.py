@@ -20,6 +20,7 @@ from imgtool.console.params import (
     IMAGE_PATH,
     FlattenOptions,
     ImageOptions,
+    copy_options,
     flatten_options,
     image_argument,
     image_options,
@@ -263,6 +264,26 @@ def diff_images(image1: str, image2: str, opts: ImageOptions) -> None:
     ):
         result = images_diff(first, second, opts.reading())
     show(render.diff_images(result, image1, image2, opts), result.identical)
+
+
+@cli.command("copy")
+@click.argument("src", metavar="SRC", type=IMAGE)
+@click.argument("dest", metavar="DEST", type=IMAGE)
+@copy_options
+@image_options(cache=False, output=False)
+def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: ImageOptions) -> None:
+    """Copy an image to an OCI layout or a registry.
+
+    DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all.
+
+    \b
+    Example:
+      imgtool copy oci:examples/sample-oci:1.1 docker://localhost:5000/sample:1.1"""
+    from imgtool.ops import copy
+    from imgtool.sources import open_copy
+
+    with open_copy(src, dest, opts.platform, opts.registry, all_platforms) as (what, out):
+        show(render.copy(copy.copy_image(what, out, jobs=jobs, progress=opts.progress), opts))
 
 
 @cli.command("completion")

@@ -25,11 +25,12 @@ from imgtool.merge.index import IndexCache
 from imgtool.merge.overlay import Node, Tree
 from imgtool.merge.view import apply_indexes
 from imgtool.sources import list_images, open_image
-from imgtool.sources.reference import TRANSPORTS
+from imgtool.sources.reference import DOCKER, TRANSPORTS
 
 SHELLS: Final = tuple(SHELL_CLASSES)  # bash, zsh, fish
 COMPLETE_VAR: Final = "_IMGTOOL_COMPLETE"
 PROG_NAME: Final = "imgtool"
+REGISTRY_PREFIX: Final = f"{DOCKER}://"
 
 
 def completion_script(command: click.Command, shell: str) -> str:
@@ -69,7 +70,11 @@ def complete_image(ctx: click.Context, param: click.Parameter, incomplete: str) 
     A bare path is left to the shell's own file completion, except when what is typed
     could still become a transport prefix: then the prefixes and the matching paths
     are offered together (bash cannot mix its file completion with other words).
+    ``docker://`` is offered as a prefix too; what follows it is not completed (that would
+    reach the network).
     """
+    if incomplete.startswith(REGISTRY_PREFIX):
+        return []
     for transport in TRANSPORTS:
         prefix = transport + ":"
         if not incomplete.startswith(prefix):
@@ -86,7 +91,8 @@ def complete_image(ctx: click.Context, param: click.Parameter, incomplete: str) 
     for transport in STORE_TRANSPORTS:
         if incomplete.startswith(transport + ":"):
             return _complete_store(transport + ":", incomplete[len(transport) + 1 :])
-    transports = [t + ":" for t in TRANSPORTS if (t + ":").startswith(incomplete)]
+    prefixes = [*(t + ":" for t in TRANSPORTS), REGISTRY_PREFIX]
+    transports = [p for p in prefixes if p.startswith(incomplete)]
     if incomplete and transports:
         return [CompletionItem(item) for item in [*transports, *_paths_like(incomplete)]]
     return [CompletionItem(incomplete, type="file")]

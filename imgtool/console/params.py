@@ -302,3 +302,24 @@ def flatten_options(func: Callable[..., R]) -> Callable[..., R]:
         ),
     ]
     return _gathered(options, FlattenOptions, "how")(func)
+
+
+def copy_options(func: Callable[..., R]) -> Callable[..., R]:
+    """copy's own options: ``jobs`` and ``all_platforms`` (arguments of their own) and --json (into
+    ``opts``)."""
+    func = click.option("--json", "as_json", is_flag=True, help="Print what was copied as JSON.")(func)
+    func = click.option(
+        "--all-platforms",
+        is_flag=True,
+        help="Copy the whole image index SRC names, every platform, byte for byte (crane's default). "
+        "Without it one image is copied, the one --platform names or this machine's (skopeo's default, "
+        "and what every imgtool command reads).",
+    )(func)
+    return click.option(
+        "-j",
+        "--jobs",
+        type=click.IntRange(1, 32),
+        default=4,
+        show_default=True,
+        help="How many blobs are copied at once (each checked against its digest on the way).",
+    )(func)

@@ -16,6 +16,7 @@ from imgtool.errors import (
     ImgtoolError,
     MediaTypeError,
 )
+from imgtool.image.destination import StoredManifest
 from imgtool.image.digest import Digest, read_verified
 from imgtool.image.mediatypes import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from imgtool.image.model import (
@@ -369,6 +370,17 @@ class OciLayout:
 
     def names(self) -> list[str]:
         return sorted({t for c in list_candidates(self._store) for t in c.tags})
+
+    def top_manifest(self, selector: str | None) -> StoredManifest | None:
+        """What index.json names by ``selector`` (or lists alone), as stored; None if it lists several."""
+        entries = [d for d in read_index(self._store).manifests if selector is None or d.ref_name == selector]
+        return self.child_manifest(entries[0]) if len(entries) == 1 else None
+
+    def child_manifest(self, desc: Descriptor) -> StoredManifest:
+        data = read_blob_json(self._store, desc, "manifest")
+        doc = load_json(data, f"{self.location}: manifest {desc.digest}")
+        own = media_type_of(doc) if isinstance(doc, dict) else None
+        return StoredManifest(data, own or desc.media_type, desc.digest)
 
     def open_blob(self, digest: Digest) -> RawStream:
         return self._store.open(blob_path(digest))

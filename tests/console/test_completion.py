@@ -114,8 +114,8 @@ def test_transport_prefixes_are_offered_with_matching_paths(
     (tmp_path / "dir").mkdir()
     assert values(["inspect"], "o") == ["oci:", "oci-archive:", "old.tar"]
     assert values(["inspect"], "oci") == ["oci:", "oci-archive:"]
-    assert values(["inspect"], "d") == ["docker-archive:", "dir/"]
-    assert values(["diff", "images", "old.tar"], "docker") == ["docker-archive:"]
+    assert values(["inspect"], "d") == ["docker-archive:", "docker://", "dir/"]
+    assert values(["diff", "images", "old.tar"], "docker") == ["docker-archive:", "docker://"]
 
 
 def test_paths_after_a_transport_prefix(in_checkout: Path) -> None:
@@ -282,7 +282,7 @@ def test_bash_completes_commands_and_file_paths(bash_env: tuple[Path, dict[str, 
     assert bash_complete(work, env, "imgtool diff ") == (["images", "layers"], [])
     assert bash_complete(work, env, "imgtool inspect exa") == ([], ["compopt -o default"])
     assert bash_complete(work, env, "imgtool inspect o") == (["oci:", "oci-archive:", "old.tar"], [])
-    assert bash_complete(work, env, "imgtool inspect docker") == (["docker-archive:"], ["compopt -o nospace"])
+    assert bash_complete(work, env, "imgtool inspect docker") == (["docker-archive:", "docker://"], [])
     assert bash_complete(work, env, "imgtool ls old.tar --format=gi") == (["github"], [])
 
 
@@ -418,3 +418,22 @@ def test_interactive_zsh_completes_a_directory_then_a_tag(bash_env: tuple[Path, 
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
         os.close(fd)
+
+
+def test_docker_prefix_is_offered_and_nothing_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert values(["inspect"], "docker:") == ["docker://"]
+    assert values(["copy", "oci:x"], "docker:/") == ["docker://"]
+    # after it, nothing: no tags or repositories are asked for (completion never reaches the network)
+    for typed in ("docker://", "docker://127.0.0.1:1/", "docker://127.0.0.1:1/repo:"):
+        assert complete(["inspect"], typed) == []
+        assert complete(["copy", "oci:x"], typed) == []
+
+
+@needs_bash
+def test_bash_completes_the_docker_prefix(bash_env: tuple[Path, dict[str, str]]) -> None:
+    work, env = bash_env
+    assert bash_complete(work, env, "imgtool inspect docker:") == (["//"], ["compopt -o nospace"])
+    assert bash_complete(work, env, "imgtool copy oci:x docker://127.0.0.1:1/r") == ([], [])

@@ -51,3 +51,16 @@ def test_each_transport_opens_through_its_own_module(transport: str, module: str
     modules = loaded(code + f"\nassert opener.__module__ == {module!r}, opener.__module__")
     assert module in modules
     assert "urllib3" not in modules
+
+
+def test_every_rendering_entry_point_is_its_function_once_every_module_is_loaded() -> None:
+    """A submodule named as an entry point would shadow it once imported (render.copy the module)."""
+    import importlib
+    import inspect
+
+    from imgtool.console import render
+
+    for module in set(render._MODULES.values()):
+        importlib.import_module(f"imgtool.console.render.{module}")
+    for name in render.__all__:
+        assert inspect.isfunction(getattr(render, name)), name

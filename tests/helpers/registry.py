@@ -252,7 +252,8 @@ class Fault:
     """What the proxy does to the next ``times`` requests whose path contains ``path``:
     ``status`` (with ``retry_after``), ``cut_after`` (send the headers and that many body bytes,
     then drop the connection), ``corrupt_at`` (flip that body byte), ``redirect`` (307 to the
-    same path on ``FaultProxy.redirect_port``), ``append`` (more body than the blob)."""
+    same path on ``FaultProxy.redirect_port``), ``append`` (more body than the blob), ``delay``
+    (send the body in pieces of 4 kB, that many seconds apart: a slow registry)."""
 
     path: str
     times: int = 1
@@ -262,6 +263,7 @@ class Fault:
     corrupt_at: int | None = None
     redirect: bool = False
     append: bytes = b""
+    delay: float = 0.0
 
 
 class FaultProxy:
@@ -357,6 +359,12 @@ class FaultProxy:
             handler.wfile.flush()
             handler.close_connection = True
             handler.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault is not None and fault.delay:
+            for start in range(0, len(body), 4096):
+                handler.wfile.write(body[start : start + 4096])
+                handler.wfile.flush()
+                time.sleep(fault.delay)
             return
         handler.wfile.write(body)
 

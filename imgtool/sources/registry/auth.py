@@ -67,6 +67,11 @@ class Authenticator:
         self._lock = threading.Lock()
         self.token_requests = 0
 
+    @property
+    def bearer(self) -> bool:
+        """Whether the registry asks for tokens (each issued for the scope it was asked for)."""
+        return self._challenge is not None and self._challenge.scheme == "bearer"
+
     def header(self, scope: str, fetch: TokenFetcher) -> str | None:
         """What to send for ``scope`` before any 401: what the last challenge (the ping's) calls
         for, a token fetched for the scope if none is held yet."""

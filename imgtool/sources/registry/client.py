@@ -54,7 +54,7 @@ class Client:
             urllib3.disable_warnings(InsecureRequestWarning)  # asked for: said once, in --help
         self._pool = urllib3.PoolManager(
             num_pools=4,
-            maxsize=8,
+            maxsize=32,  # as many as copy --jobs may use at once
             cert_reqs="CERT_REQUIRED" if options.tls_verify else "CERT_NONE",
             retries=False,
             timeout=urllib3.Timeout(connect=min(options.timeout, 30.0), read=options.timeout),
@@ -104,6 +104,18 @@ class Client:
         the response of any status but the retried ones (the caller checks it)."""
         url = f"{self.base}/v2/{self.name.repository}/{path}"
         return self._retrying("GET", url, dict(headers or {}), authenticate=True, stream=stream)
+
+    def send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None = None
+    ) -> urllib3.BaseHTTPResponse:
+        """A request that writes (``POST``/``PATCH``/``PUT`` of a push) to ``url``, a path of the
+        repository (``blobs/uploads/``) or an absolute URL the registry gave (an upload's
+        ``Location``); authenticated and retried as every request is, ``body`` sent each time. An
+        upload Location on another host or port gets no ``Authorization`` (as a redirect gets none)."""
+        if not url.startswith(("http://", "https://")):
+            url = f"{self.base}/v2/{self.name.repository}/{url}"
+        own = _origin(url) == _origin(self.base)
+        return self._retrying(method, url, dict(headers), authenticate=own, stream=True, body=body)
 
     def has(self, path: str) -> bool:
         """``HEAD`` a path of the repository: whether the registry holds it."""
@@ -155,12 +167,21 @@ class Client:
     # -- one request: authentication, retries, redirects ------------------------------------------
 
     def _retrying(
-        self, method: str, url: str, headers: dict[str, str], *, authenticate: bool, stream: bool = False
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        authenticate: bool,
+        stream: bool = False,
+        body: bytes | None = None,
     ) -> urllib3.BaseHTTPResponse:
         attempt = 0
         while True:
             try:
-                response = self._authenticated(method, url, headers, authenticate=authenticate, stream=stream)
+                response = self._authenticated(
+                    method, url, headers, authenticate=authenticate, stream=stream, body=body
+                )
             except (Urllib3Error, OSError) as exc:
                 if _untrusted(exc):
                     raise self._tls_error(exc) from exc
@@ -205,14 +226,21 @@ class Client:
         return min(max(seconds, 0.0), self.options.max_wait)
 
     def _authenticated(
-        self, method: str, url: str, headers: dict[str, str], *, authenticate: bool, stream: bool
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        authenticate: bool,
+        stream: bool,
+        body: bytes | None = None,
     ) -> urllib3.BaseHTTPResponse:
         sent = dict(headers)
         if authenticate:
             header = self.auth.header(self.scope, self._fetch_token)
             if header is not None:
                 sent["Authorization"] = header
-        response = self._follow(method, url, sent, stream=stream)
+        response = self._follow(method, url, sent, stream=stream, body=body)
         for _ in range(2):  # the challenge answered; once more for insufficient_scope
             if not authenticate or response.status != 401:
                 break
@@ -228,7 +256,7 @@ class Client:
                 break
             _discard(response)
             sent["Authorization"] = header
-            response = self._follow(method, url, sent, stream=stream)
+            response = self._follow(method, url, sent, stream=stream, body=body)
         return response
 
     def _fetch_token(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
@@ -244,7 +272,7 @@ class Client:
         return response.status, body
 
     def _follow(
-        self, method: str, url: str, headers: dict[str, str], *, stream: bool
+        self, method: str, url: str, headers: dict[str, str], *, stream: bool, body: bytes | None = None
     ) -> urllib3.BaseHTTPResponse:
         """The request, following redirects by hand: ``Authorization`` is dropped for another host
         or port (blob storage has its own, signed URLs), and HTTPS to HTTP is refused."""
@@ -252,7 +280,13 @@ class Client:
         origin = _origin(url)
         for _ in range(MAX_REDIRECTS + 1):
             response = self._pool.request(
-                method, url, headers=sent, redirect=False, preload_content=False, decode_content=False
+                method,
+                url,
+                body=body,
+                headers=sent,
+                redirect=False,
+                preload_content=False,
+                decode_content=False,
             )
             location = response.headers.get("Location")
             if response.status not in REDIRECT_STATUSES or not location:

@@ -7,6 +7,7 @@ import io
 from typing import Any, Final
 
 from imgtool.errors import DigestMismatchError, ImageFormatError, MediaTypeError
+from imgtool.image.destination import StoredManifest
 from imgtool.image.digest import Digest, read_verified
 from imgtool.image.mediatypes import FOREIGN_LAYER_TYPES, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
 from imgtool.image.model import (
@@ -131,6 +132,15 @@ class RegistrySource:
 
     def names(self) -> list[str]:
         return []  # completion never reaches the network
+
+    def top_manifest(self, selector: str | None) -> StoredManifest:
+        """The manifest or index the tag or digest names, as the registry stores it."""
+        data, media_type = self._manifest(self.name.reference, self.name.digest, None)
+        return StoredManifest(data, media_type, self.name.digest or Digest.of_bytes(data))
+
+    def child_manifest(self, desc: Descriptor) -> StoredManifest:
+        data, media_type = self._manifest(str(desc.digest), desc.digest, desc)
+        return StoredManifest(data, media_type, desc.digest)
 
     def open_blob(self, digest: Digest) -> RawStream:
         return BlobStream(self._client, digest)
