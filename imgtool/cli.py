@@ -11,7 +11,7 @@ import click
 from imgtool.console import render
 from imgtool.console.app import cli
 from imgtool.console.completion import SHELLS, completion_script
-from imgtool.console.funnel import fail, run, show, warn
+from imgtool.console.funnel import fail, run, show, show_bytes, warn
 from imgtool.console.params import (
     IMAGE,
     IMAGE_PATH,
@@ -20,12 +20,14 @@ from imgtool.console.params import (
     flatten_options,
     image_argument,
     image_options,
+    raw_options,
 )
 from imgtool.errors import UsageError
 from imgtool.ops import summary
 from imgtool.ops.diff import diff_images as images_diff
 from imgtool.ops.diff import diff_layers as layers_diff
 from imgtool.ops.listing import list_image
+from imgtool.ops.raw import raw_document
 from imgtool.ops.readfile import cat as cat_file
 from imgtool.ops.verify import all_ok, verify_image
 from imgtool.ops.which import which_layer as which
@@ -37,16 +39,21 @@ __all__ = ["cli", "entry", "fail", "main", "warn"]
 @cli.command()
 @image_argument
 @click.option("--no-trunc", is_flag=True, help="Show full digests in the layer table.")
+@raw_options
 @image_options(cache=False, quiet=False)
-def inspect(image: str, no_trunc: bool, opts: ImageOptions) -> None:
+def inspect(image: str, no_trunc: bool, document: str | None, opts: ImageOptions) -> None:
     """Show an image's manifest, config, platform and layers.
 
     \b
     Examples:
       imgtool inspect examples/sample.tar
       imgtool inspect oci:examples/sample-oci:1.1 --json
+      imgtool inspect oci:examples/sample-oci:1.1 --raw | jq .layers
     """
     with open_image(image, opts.platform, opts.registry) as img:
+        if document is not None:
+            show_bytes(*raw_document(img, document, opts.platform is not None))
+            return
         facts = summary.describe_image(img)
     for message in facts.warnings:
         warn(message)

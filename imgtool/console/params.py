@@ -20,6 +20,7 @@ from click.shell_completion import CompletionItem
 from imgtool.console.completion import complete_image, complete_image_path
 from imgtool.console.funnel import warn
 from imgtool.console.output import DEFAULT_TABLE_FORMAT, TABLE_FORMATS, TerminalProgress, use_colour
+from imgtool.errors import UsageError
 from imgtool.image.platform import Platform
 from imgtool.merge.index import IndexCache
 from imgtool.ops.common import Reading
@@ -302,3 +303,23 @@ def flatten_options(func: Callable[..., R]) -> Callable[..., R]:
         ),
     ]
     return _gathered(options, FlattenOptions, "how")(func)
+
+
+def raw_options(func: Callable[..., R]) -> Callable[..., R]:
+    """inspect's --raw and --config: the command gets ``document``, "manifest", "config" or None."""
+
+    @functools.wraps(func)
+    def command(*args: Any, raw: bool, config: bool, **kwargs: Any) -> R:
+        if raw and config:
+            raise UsageError("--raw and --config are each a document of their own: give one")
+        return func(*args, document="manifest" if raw else "config" if config else None, **kwargs)
+
+    command = click.option(
+        "--config", is_flag=True, help="Print the image config's bytes as stored (for jq), nothing else."
+    )(command)
+    return click.option(
+        "--raw",
+        is_flag=True,
+        help="Print the manifest's bytes as stored, or the image index's where IMAGE names one and "
+        "no --platform is given (for jq), nothing else.",
+    )(command)

@@ -35,7 +35,8 @@ class Resolved:
     synthesized these bytes (docker save): the digest is then theirs. With ``derive_manifest``,
     ``manifest_bytes`` is provisional (right in its config and layer blobs) and the image's
     manifest is what ``derive_manifest`` returns, the first time it is asked for. ``index`` is
-    the image index the manifest was chosen from, if any.
+    the image index the manifest was chosen from, if any; ``index_bytes`` the image index the
+    reference names, as stored (None: it names a manifest, or the index is index.json itself).
     """
 
     manifest_bytes: bytes
@@ -44,6 +45,7 @@ class Resolved:
     tags: tuple[str, ...] = ()
     index: IndexInfo | None = None
     derive_manifest: Callable[[], bytes] | None = None
+    index_bytes: bytes | None = None
 
 
 class ImageSource(BlobSource, Protocol):
