@@ -17,12 +17,15 @@ from imgtool.console.params import (
     IMAGE_PATH,
     FlattenOptions,
     ImageOptions,
+    LsOptions,
     flatten_options,
     image_argument,
     image_options,
+    layer_option,
+    ls_options,
+    output_options,
     raw_options,
 )
-from imgtool.errors import UsageError
 from imgtool.ops import summary
 from imgtool.ops.diff import diff_images as images_diff
 from imgtool.ops.diff import diff_layers as layers_diff
@@ -31,7 +34,7 @@ from imgtool.ops.raw import raw_document
 from imgtool.ops.readfile import cat as cat_file
 from imgtool.ops.verify import all_ok, verify_image
 from imgtool.ops.which import which_layer as which
-from imgtool.sources import open_image
+from imgtool.sources import catalog, open_image
 
 __all__ = ["cli", "entry", "fail", "main", "warn"]
 
@@ -137,24 +140,9 @@ def which_layer(image: str, paths: tuple[str, ...], opts: ImageOptions) -> None:
 @cli.command("ls")
 @image_argument
 @click.argument("path", default="/", required=False, type=IMAGE_PATH)
-@click.option("-R", "--recursive", is_flag=True, help="List everything below PATH.")
-@click.option("--layer", "layer_number", type=int, metavar="N", help="The tree as it stood after layer N.")
-@click.option(
-    "--only", is_flag=True, help="With --layer: only layer N's own entries (whiteouts as deletions)."
-)
-@click.option(
-    "-L", "--dereference", is_flag=True, help="Show what each symlink points to, not the link itself."
-)
+@ls_options
 @image_options()
-def ls(
-    image: str,
-    path: str,
-    recursive: bool,
-    layer_number: int | None,
-    only: bool,
-    dereference: bool,
-    opts: ImageOptions,
-) -> None:
+def ls(image: str, path: str, how: LsOptions, opts: ImageOptions) -> None:
     """List the image's tree, with the layer of each entry.
 
     PATH (default /) is listed as the final image has it, or as it stood after
@@ -168,37 +156,32 @@ def ls(
       imgtool ls examples/sample.tar /etc
       imgtool ls examples/sample.tar '/usr/bin/h*'
       imgtool ls examples/sample.tar / -R --layer 3 --only
+      imgtool ls examples/sample.tar / -R --type f --sort size
     """
-    if only and layer_number is None:
-        raise UsageError("--only needs --layer N")
+    arguments = how.arguments()
     with open_image(image, opts.platform, opts.registry) as img:
-        listing = list_image(
-            img,
-            path,
-            opts.reading(),
-            recursive=recursive,
-            layer=layer_number,
-            only=only,
-            dereference=dereference,
-        )
+        listing = list_image(img, path, opts.reading(), **arguments)
     show(render.ls(listing, opts))
 
 
 @cli.command("cat")
 @image_argument
 @click.argument("path", type=IMAGE_PATH)
+@layer_option
 @image_options(quiet=False, output=False)
-def cat(image: str, path: str, opts: ImageOptions) -> None:
+def cat(image: str, path: str, layer_number: int | None, opts: ImageOptions) -> None:
     """Write a file of the final image to stdout.
 
-    Symlinks are followed inside the image. Only the layer holding the file is read.
+    With --layer N, the file as it stood after layer N. Symlinks are followed
+    inside the image. Only the layer holding the file is read.
 
     \b
-    Example:
+    Examples:
       imgtool cat examples/sample.tar /etc/app/app.conf
+      imgtool cat examples/sample.tar /opt/app/share/install.log --layer 1
     """
     with open_image(image, opts.platform, opts.registry) as img:
-        cat_file(img, path, sys.stdout.buffer, opts.reading(quiet=True))
+        cat_file(img, path, sys.stdout.buffer, opts.reading(quiet=True), layer_number)
         sys.stdout.buffer.flush()
 
 
@@ -260,6 +243,23 @@ def diff_images(image1: str, image2: str, opts: ImageOptions) -> None:
     ):
         result = images_diff(first, second, opts.reading())
     show(render.diff_images(result, image1, image2, opts), result.identical)
+
+
+@cli.command("images")
+@click.argument("path", metavar="PATH", type=IMAGE)
+@output_options
+def images(path: str, opts: ImageOptions) -> None:
+    """List the images of an archive or a layout.
+
+    PATH is a docker-save tarball, an OCI archive or an OCI layout. Each image
+    with the name that opens it (IMAGE is PATH:NAME), platform, manifest digest,
+    size (config and layer blobs as stored) and creation time.
+
+    \b
+    Example:
+      imgtool images examples/sample-oci --json
+    """
+    show(render.images(catalog(path), opts))
 
 
 @cli.command("completion")

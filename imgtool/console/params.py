@@ -24,6 +24,7 @@ from imgtool.errors import UsageError
 from imgtool.image.platform import Platform
 from imgtool.merge.index import IndexCache
 from imgtool.ops.common import Reading
+from imgtool.ops.listing import SORTS, TYPES
 from imgtool.progress import NoProgress, Progress
 from imgtool.sources.registry import RegistryOptions
 from imgtool.sources.registry.credentials import parse_creds
@@ -323,3 +324,69 @@ def raw_options(func: Callable[..., R]) -> Callable[..., R]:
         help="Print the manifest's bytes as stored, or the image index's where IMAGE names one and "
         "no --platform is given (for jq), nothing else.",
     )(command)
+
+
+# --json and --format alone, for a command that reads no layers (images): as ``opts``.
+output_options = _gathered([_json_option, _format_option], ImageOptions, "opts")
+
+
+@dataclass(frozen=True, slots=True)
+class LsOptions:
+    """ls's own options, as the command receives them (``how``)."""
+
+    recursive: bool = False
+    layer_number: int | None = None
+    only: bool = False
+    dereference: bool = False
+    sort: str = "name"
+    types: tuple[str, ...] = ()
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`imgtool.ops.listing.list_image` (checked before the image
+        is opened)."""
+        if self.only and self.layer_number is None:
+            raise UsageError("--only needs --layer N")
+        return {
+            "recursive": self.recursive,
+            "layer": self.layer_number,
+            "only": self.only,
+            "dereference": self.dereference,
+            "sort": self.sort,
+            "types": "".join(self.types),
+        }
+
+
+layer_option = click.option(
+    "--layer", "layer_number", type=int, metavar="N", help="The tree as it stood after layer N."
+)
+
+
+def ls_options(func: Callable[..., R]) -> Callable[..., R]:
+    """ls's own options (a :class:`LsOptions`, ``how``)."""
+    options = [
+        click.option("-R", "--recursive", is_flag=True, help="List everything below PATH."),
+        layer_option,
+        click.option(
+            "--only", is_flag=True, help="With --layer: only layer N's own entries (whiteouts as deletions)."
+        ),
+        click.option(
+            "-L", "--dereference", is_flag=True, help="Show what each symlink points to, not the link itself."
+        ),
+        click.option(
+            "--sort",
+            type=click.Choice(SORTS),
+            default="name",
+            show_default=True,
+            help="Order: by name (a directory's contents after it), by size (largest first, as ls -S) "
+            "or by layer (lowest first; ties by name).",
+        ),
+        click.option(
+            "--type",
+            "types",
+            type=click.Choice(sorted(TYPES)),
+            multiple=True,
+            help="Only entries of this type, as find -type: f (a file, hardlinks too), d, l, c, b, p; "
+            "repeat for several. With -L a symlink is of its target's type.",
+        ),
+    ]
+    return _gathered(options, LsOptions, "how")(func)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 
-from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError
+from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError, UsageError
 from imgtool.image.image import Image
 from imgtool.image.platform import Platform
 from imgtool.sources import docker_archive, oci_layout, reference
 from imgtool.sources.build import build_image
+from imgtool.sources.catalog import ListedImage, list_source
 from imgtool.sources.core import ImageSource, SourceOpener, open_tar
 from imgtool.sources.reference import DOCKER, DOCKER_ARCHIVE, OCI, OCI_ARCHIVE, Reference, require_exists
 from imgtool.sources.registry import RegistryOptions, open_registry
@@ -25,8 +26,10 @@ from imgtool.sources.registry import RegistryOptions, open_registry
 __all__ = [
     "SOURCES",
     "ImageSource",
+    "ListedImage",
     "Reference",
     "RegistryOptions",
+    "catalog",
     "list_images",
     "open_image",
     "parse_reference",
@@ -112,5 +115,17 @@ def list_images(reference: str) -> list[str]:
         return source.names()
     except ImgtoolError:
         return []
+    finally:
+        source.close()
+
+
+def catalog(reference: str) -> list[ListedImage]:
+    """Every image of the archive or layout ``reference`` names (``imgtool images``)."""
+    ref = parse_reference(reference)
+    if ref.transport == DOCKER:
+        raise UsageError(f"{ref}: images lists the images of an archive or a layout, not a registry's")
+    source = _open_source(ref)
+    try:
+        return list_source(source, ref)
     finally:
         source.close()

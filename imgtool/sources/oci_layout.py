@@ -356,10 +356,18 @@ class OciLayout:
         self._store = store
 
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
+        listing = self.listing()
+        chosen = choose(listing.candidates, selector, platform, self.location, listing.unusable)
+        return self.resolve_candidate(chosen, listing)
+
+    def listing(self) -> Listing:
+        """Every image manifest of the layout (:func:`list_layout`)."""
+        check_layout(self._store)
+        return list_layout(self._store)
+
+    def resolve_candidate(self, chosen: Candidate, listing: Listing) -> Resolved:
+        """The manifest of ``chosen``, one of ``listing``'s candidates."""
         store = self._store
-        check_layout(store)
-        listing = list_layout(store)
-        chosen = choose(listing.candidates, selector, platform, store.location, listing.unusable)
         desc = chosen.descriptor
         return Resolved(
             manifest_bytes=read_blob_json(store, desc, "manifest"),
