@@ -17,6 +17,7 @@ from typing import Any, TypedDict, TypeVar
 import click
 from click.shell_completion import CompletionItem
 
+from imgtool.console.app import QUIET
 from imgtool.console.completion import complete_image, complete_image_path
 from imgtool.console.funnel import warn
 from imgtool.console.output import DEFAULT_TABLE_FORMAT, TABLE_FORMATS, TerminalProgress, use_colour
@@ -197,6 +198,12 @@ def image_options(
     return _gathered(chosen, ImageOptions, "opts")
 
 
+def _quiet_before_the_command() -> bool:
+    """-q was given to the group (``imgtool -q flatten ...``)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(QUIET))
+
+
 def _gathered(
     options: list[Callable[[Any], Any]], into: type[Any], name: str
 ) -> Callable[[Callable[..., R]], Callable[..., R]]:
@@ -208,6 +215,8 @@ def _gathered(
         @functools.wraps(func)
         def command(*args: Any, **kwargs: Any) -> R:
             values = {key: kwargs.pop(key) for key in names if key in kwargs}
+            if "quiet" in names and _quiet_before_the_command():
+                values["quiet"] = True
             return func(*args, **{name: into(**values)}, **kwargs)
 
         for option in reversed(options):
