@@ -4,6 +4,7 @@ each opened as :func:`imgtool.sources.open_image` opens it."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from imgtool.image.platform import Platform
 from imgtool.image.readable import RawStream
 from imgtool.sources.build import build_image
 from imgtool.sources.core import ImageSource, Resolved
+from imgtool.sources.docker_archive import DockerArchive
 from imgtool.sources.oci_layout import OciLayout
 from imgtool.sources.reference import Reference
 
@@ -85,23 +87,20 @@ def _build(source: ImageSource, resolve: Callable[[], Resolved]) -> Image:
 
 def list_source(source: ImageSource, ref: Reference) -> list[ListedImage]:
     """Every image of ``source``, opened from ``ref`` (an archive or a layout), in the order the
-    archive's manifest.json or the layout's index.json lists them."""
-    transport = ref.transport or source.transport
-    where = f"{transport}:{ref.path}"
+    archive's manifest.json or the layout's index.json lists them; each document is read once."""
+    where = f"{ref.transport or source.transport}:{ref.path}"
+    out = []
     if isinstance(source, OciLayout):
         listing = source.listing()
-        out = []
         for candidate in listing.candidates:
-            image = _build(source, lambda c=candidate: source.resolve_candidate(c, listing))  # type: ignore[misc]
+            image = _build(source, functools.partial(source.resolve_candidate, candidate, listing))
             name = candidate.tags[0] if candidate.tags else None
             out.append(_listed(image, name, f"{where}:{name}" if name else where))
-        return out
-    positions = [name for name in source.names() if name.startswith("@")]
-    if not positions:  # a registry lists no names: that would reach the network
+    elif isinstance(source, DockerArchive):
+        for entry in source.entries():
+            image = _build(source, functools.partial(source.resolve_entry, entry))
+            name = entry.repo_tags[0] if entry.repo_tags else f"@{entry.position}"
+            out.append(_listed(image, name, f"{where}:{name}"))
+    else:  # a registry's names are not listed: that would reach the network
         raise UsageError(f"{ref}: images lists the images of an archive or a layout, not a registry's")
-    out = []
-    for position in positions:
-        image = _build(source, lambda p=position: source.resolve(p, None))  # type: ignore[misc]
-        name = image.tags[0] if image.tags else position
-        out.append(_listed(image, name, f"{where}:{name}"))
     return out

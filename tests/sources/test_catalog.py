@@ -173,3 +173,46 @@ def test_images_refuses_what_it_cannot_list(
     if stderr is not None:
         assert run.stderr == stderr
     assert run.stderr.startswith("imgtool: error: ") and run.stderr.count("\n") == 1
+
+
+def test_manifest_json_is_read_once_for_all_its_images(
+    tmp_path: Path, imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A manifest.json of many images is parsed once, not once per image (time linear in its size)."""
+    from imgtool.sources import docker_archive
+    from imgtool.sources.stores import TarStore
+
+    specs = [(_spec(bytes([65 + i]), "2024-01-01T00:00:00Z"), [f"i/n:{i}"]) for i in range(5)]
+    archive = write_docker_archive(tmp_path / "five.tar", specs)
+    calls: list[str] = []
+    real = docker_archive.read_entries
+
+    def counting(store: TarStore) -> list[docker_archive.ArchiveEntry]:
+        calls.append(store.location)
+        return real(store)
+
+    monkeypatch.setattr(docker_archive, "read_entries", counting)
+    run = imgtool_cli("images", archive.path, "--json")
+    assert run.code == 0
+    assert [item["name"] for item in json.loads(run.stdout)] == [f"i/n:{i}" for i in range(5)]
+    assert len(calls) == 1
+
+
+def test_a_broken_image_fails_the_listing_naming_it(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
+    specs = [
+        (_spec(b"a", "2024-01-01T00:00:00Z"), ["ok:1"]),
+        (_spec(b"b", "2024-01-01T00:00:00Z"), ["bad:1"]),
+    ]
+    bad = specs[1][0].build().config_digest.removeprefix("sha256:")
+
+    def drop_config(files: dict[str, bytes]) -> None:
+        (name,) = [name for name in files if bad in name and name.endswith(".json")]
+        del files[name]
+
+    archive = write_docker_archive(tmp_path / "d.tar", specs, mutate_files=drop_config)
+    run = imgtool_cli("images", archive.path)
+    assert (run.code, run.stdout) == (1, "")
+    assert (
+        run.stderr
+        == f"imgtool: error: {archive.path}: config {archive.config_paths[1]} is missing from the archive\n"
+    )
