@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from tests.helpers.imagefactory import (
     write_oci_layout,
 )
 from tests.helpers.realtools import requires
+from tests.helpers.slowpipe import read_slowly
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples"
 
@@ -183,3 +186,29 @@ def test_a_malformed_port_set_is_left_out_with_a_warning(tmp_path: Path, imgtool
         f"config {config}: field 'StopSignal' is not a string; not shown",
     ]
     assert "Ports:" not in imgtool_cli("inspect", result.reference("v")).stdout
+
+
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "PYTHONUNBUFFERED"])
+def test_raw_through_a_slow_pipe_is_every_byte(unbuffered: bool, tmp_path: Path) -> None:
+    """The imgtool command, its stdout a pipe read slowly: the config of several pipe buffers whole."""
+    labels = {f"label.{n:05d}": "v" * 40 for n in range(8000)}
+    spec = ImageSpec([make_layer([File("a", b"a\n")])], labels=labels)
+    result = write_oci_layout(tmp_path / "oci", [Entry(spec, ref="v")])
+    config = result.images[0].config
+    assert len(config) > 4 * 65536
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    with subprocess.Popen(
+        [sys.executable, "-m", "imgtool", "inspect", result.reference("v"), "--config"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        fd = proc.stdout.fileno()
+        data = read_slowly(lambda n: os.read(fd, n))
+        stderr = proc.stderr.read()
+    assert (proc.returncode, stderr) == (0, b"")
+    assert data == config
