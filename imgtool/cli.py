@@ -14,19 +14,23 @@ import click
 from imgtool.console import render
 from imgtool.console.app import cli
 from imgtool.console.completion import SHELLS, completion_script
-from imgtool.console.funnel import fail, run, show, warn
+from imgtool.console.funnel import fail, run, show, show_bytes, warn
 from imgtool.console.params import (
     IMAGE,
     IMAGE_PATH,
     FlattenOptions,
     ImageOptions,
+    LsOptions,
     copy_options,
     flatten_options,
     image_argument,
     image_options,
+    layer_option,
+    ls_options,
+    output_options,
+    raw_options,
 )
-from imgtool.errors import UsageError
-from imgtool.sources import open_image
+from imgtool.sources import catalog, open_image
 
 __all__ = ["cli", "entry", "fail", "main", "warn"]
 
@@ -34,18 +38,24 @@ __all__ = ["cli", "entry", "fail", "main", "warn"]
 @cli.command()
 @image_argument
 @click.option("--no-trunc", is_flag=True, help="Show full digests in the layer table.")
+@raw_options
 @image_options(cache=False, quiet=False)
-def inspect(image: str, no_trunc: bool, opts: ImageOptions) -> None:
+def inspect(image: str, no_trunc: bool, document: str | None, opts: ImageOptions) -> None:
     """Show an image's manifest, config, platform and layers.
 
     \b
     Examples:
       imgtool inspect examples/sample.tar
       imgtool inspect oci:examples/sample-oci:1.1 --json
+      imgtool inspect oci:examples/sample-oci:1.1 --raw | jq .layers
     """
     from imgtool.ops import summary
+    from imgtool.ops.raw import raw_document
 
     with open_image(image, opts.platform, opts.registry) as img:
+        if document is not None:
+            show_bytes(*raw_document(img, document, opts.platform is not None))
+            return
         facts = summary.describe_image(img)
     for message in facts.warnings:
         warn(message)
@@ -133,24 +143,9 @@ def which_layer(image: str, paths: tuple[str, ...], opts: ImageOptions) -> None:
 @cli.command("ls")
 @image_argument
 @click.argument("path", default="/", required=False, type=IMAGE_PATH)
-@click.option("-R", "--recursive", is_flag=True, help="List everything below PATH.")
-@click.option("--layer", "layer_number", type=int, metavar="N", help="The tree as it stood after layer N.")
-@click.option(
-    "--only", is_flag=True, help="With --layer: only layer N's own entries (whiteouts as deletions)."
-)
-@click.option(
-    "-L", "--dereference", is_flag=True, help="Show what each symlink points to, not the link itself."
-)
+@ls_options
 @image_options()
-def ls(
-    image: str,
-    path: str,
-    recursive: bool,
-    layer_number: int | None,
-    only: bool,
-    dereference: bool,
-    opts: ImageOptions,
-) -> None:
+def ls(image: str, path: str, how: LsOptions, opts: ImageOptions) -> None:
     """List the image's tree, with the layer of each entry.
 
     PATH (default /) is listed as the final image has it, or as it stood after
@@ -164,41 +159,36 @@ def ls(
       imgtool ls examples/sample.tar /etc
       imgtool ls examples/sample.tar '/usr/bin/h*'
       imgtool ls examples/sample.tar / -R --layer 3 --only
+      imgtool ls examples/sample.tar / -R --type f --sort size
     """
     from imgtool.ops.listing import list_image
 
-    if only and layer_number is None:
-        raise UsageError("--only needs --layer N")
+    arguments = how.arguments()
     with open_image(image, opts.platform, opts.registry) as img:
-        listing = list_image(
-            img,
-            path,
-            opts.reading(),
-            recursive=recursive,
-            layer=layer_number,
-            only=only,
-            dereference=dereference,
-        )
+        listing = list_image(img, path, opts.reading(), **arguments)
     show(render.ls(listing, opts))
 
 
 @cli.command("cat")
 @image_argument
 @click.argument("path", type=IMAGE_PATH)
+@layer_option
 @image_options(quiet=False, output=False)
-def cat(image: str, path: str, opts: ImageOptions) -> None:
+def cat(image: str, path: str, layer_number: int | None, opts: ImageOptions) -> None:
     """Write a file of the final image to stdout.
 
-    Symlinks are followed inside the image. Only the layer holding the file is read.
+    With --layer N, the file as it stood after layer N. Symlinks are followed
+    inside the image. Only the layer holding the file is read.
 
     \b
-    Example:
+    Examples:
       imgtool cat examples/sample.tar /etc/app/app.conf
+      imgtool cat examples/sample.tar /opt/app/share/install.log --layer 1
     """
     from imgtool.ops.readfile import cat as cat_file
 
     with open_image(image, opts.platform, opts.registry) as img:
-        cat_file(img, path, sys.stdout.buffer, opts.reading(quiet=True))
+        cat_file(img, path, sys.stdout.buffer, opts.reading(quiet=True), layer_number)
         sys.stdout.buffer.flush()
 
 
@@ -284,6 +274,23 @@ def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: Imag
 
     with open_copy(src, dest, opts.platform, opts.registry, all_platforms) as (what, out):
         show(render.copy(copy.copy_image(what, out, jobs=jobs, progress=opts.progress), opts))
+
+
+@cli.command("images")
+@click.argument("path", metavar="PATH", type=IMAGE)
+@output_options
+def images(path: str, opts: ImageOptions) -> None:
+    """List the images of an archive or a layout.
+
+    PATH is a docker-save tarball, an OCI archive or an OCI layout. Each image
+    with the name that opens it (IMAGE is PATH:NAME), platform, manifest digest,
+    size (config and layer blobs as stored) and creation time.
+
+    \b
+    Example:
+      imgtool images examples/sample-oci --json
+    """
+    show(render.images(catalog(path), opts))
 
 
 @cli.command("completion")

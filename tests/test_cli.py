@@ -311,3 +311,51 @@ def test_a_tar_without_end_blocks_is_one_warning_everywhere(tmp_path: Path, imgt
     assert (run.code, run.stdout, run.stderr) == (0, "", f"imgtool: warning: {message}\n")
     run = imgtool_cli("ls", ref, "/etc", "--no-cache")
     assert (run.code, run.stderr) == (0, f"imgtool: warning: {message}\n")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["inspect", "{absent}", "--debug"],
+        ["verify", "{absent}", "--debug"],
+        ["flatten", "{absent}", "-o", "{tmp}/out", "--debug"],
+        ["which-layer", "{absent}", "/a", "--debug"],
+        ["ls", "{absent}", "--debug"],
+        ["cat", "{absent}", "/a", "--debug"],
+        ["diff", "layers", "{absent}", "--debug"],
+        ["diff", "--debug", "images", "{absent}", "{absent}"],
+        ["images", "{absent}", "--debug"],
+        ["-q", "inspect", "{absent}"],
+    ],
+)
+def test_debug_and_quiet_are_taken_before_or_after_the_command(
+    tmp_path: Path, imgtool_cli: ImgtoolCli, args: list[str]
+) -> None:
+    absent = str(tmp_path / "absent.tar")
+    run = imgtool_cli(*[a.format(absent=absent, tmp=tmp_path) for a in args])
+    assert run.code == 1
+    assert run.stderr.endswith(f"imgtool: error: {absent}: no such file or directory\n")
+    assert ("Traceback (most recent call last)" in run.stderr) == ("--debug" in args)
+
+
+def test_debug_after_one_command_is_not_kept_for_the_next(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
+    absent = str(tmp_path / "absent.tar")
+    assert "Traceback" in imgtool_cli("ls", absent, "--debug").stderr
+    assert imgtool_cli("ls", absent).stderr == f"imgtool: error: {absent}: no such file or directory\n"
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["before", "after"])
+def test_quiet_before_or_after_the_command_silences_it(
+    before: bool, tmp_path: Path, imgtool_cli: ImgtoolCli
+) -> None:
+    ref = sample(tmp_path)
+    loud = imgtool_cli("flatten", ref, "-o", str(tmp_path / "loud.tar"))
+    assert (loud.code, loud.stderr.startswith("imgtool: wrote ")) == (0, True)
+    args = ["flatten", ref, "-o", str(tmp_path / "quiet.tar")]
+    run = imgtool_cli(*(["-q", *args] if before else [*args, "-q"]))
+    assert (run.code, run.stdout, run.stderr) == (0, "", "")
+    assert (tmp_path / "quiet.tar").read_bytes() == (tmp_path / "loud.tar").read_bytes()
+    terminal = imgtool_cli.on_terminal("stderr")
+    assert terminal("verify", ref, "--no-cache").stderr != ""  # a progress bar
+    run = terminal(*(["-q", "verify", ref] if before else ["verify", ref, "-q"]))
+    assert (run.code, run.stderr) == (0, "")

@@ -1,22 +1,58 @@
-"""The click group of the command line: the program's name, version, help and --debug. The
-commands are added to it in :mod:`imgtool.cli`."""
+"""The click group of the command line: the program's name, version, help, and the options every
+command takes before or after its name (--debug, -q). The commands are added to it in
+:mod:`imgtool.cli`."""
 
 from __future__ import annotations
+
+from typing import Final
 
 import click
 
 from imgtool import __version__
 from imgtool.console.funnel import set_debug
 
+QUIET: Final = "imgtool.quiet"  # ctx.meta: -q was given before the command
+
+
+def _debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:  # given after the command: the group's own --debug (or its absence) was seen first
+        set_debug(True)
+
+
+def debug_option() -> click.Option:
+    return click.Option(
+        ["--debug"],
+        is_flag=True,
+        expose_value=False,
+        callback=_debug,
+        help="Show a traceback when something fails (also before the command).",
+    )
+
+
+class Group(click.Group):
+    """A group whose every command (and sub-group) also takes --debug, as the group itself does."""
+
+    group_class = type  # sub-groups are of this class too
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any(param.name == "debug" for param in cmd.params):
+            cmd.params.append(debug_option())
+        super().add_command(cmd, name)
+
 
 @click.group(
+    cls=Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     invoke_without_command=False,
     no_args_is_help=True,
 )
 @click.version_option(__version__, "-V", "--version", prog_name="imgtool", message="%(prog)s %(version)s")
 @click.option("--debug", is_flag=True, help="Show a traceback when something fails.")
-def cli(debug: bool) -> None:
+@click.option(
+    "-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr (as each command's -q)."
+)
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """Inspect, flatten and take apart container images.
 
     \b
@@ -36,3 +72,4 @@ def cli(debug: bool) -> None:
     images that differ, a digest mismatch); 2 a usage error; 130 interrupted.
     """
     set_debug(debug)
+    ctx.meta[QUIET] = quiet

@@ -46,6 +46,15 @@ def show(text: str, answer: bool = True) -> None:
         sys.exit(1)
 
 
+def show_bytes(data: bytes, note: str | None = None) -> None:
+    """Write a document's bytes to stdout exactly as they are (inspect --raw); ``note`` (the bytes
+    are derived, not stored) goes to stderr as one line."""
+    if note is not None:
+        click.echo(f"imgtool: note: {clean(note)}", err=True)
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     """The one error line. Messages quote the image's strings as they are (file names already escaped
     by paths.escape): the whole line goes through clean(), which escapes what a terminal would act on

@@ -17,12 +17,15 @@ from typing import Any, TypedDict, TypeVar
 import click
 from click.shell_completion import CompletionItem
 
+from imgtool.console.app import QUIET
 from imgtool.console.completion import complete_image, complete_image_path
 from imgtool.console.funnel import warn
 from imgtool.console.output import DEFAULT_TABLE_FORMAT, TABLE_FORMATS, TerminalProgress, use_colour
+from imgtool.errors import UsageError
 from imgtool.image.platform import Platform
 from imgtool.merge.index import IndexCache
 from imgtool.ops.common import Reading
+from imgtool.ops.listing import SORTS, TYPES
 from imgtool.progress import NoProgress, Progress
 from imgtool.sources.registry import RegistryOptions
 from imgtool.sources.registry.credentials import parse_creds
@@ -195,6 +198,12 @@ def image_options(
     return _gathered(chosen, ImageOptions, "opts")
 
 
+def _quiet_before_the_command() -> bool:
+    """-q was given to the group (``imgtool -q flatten ...``)."""
+    ctx = click.get_current_context(silent=True)
+    return bool(ctx is not None and ctx.meta.get(QUIET))
+
+
 def _gathered(
     options: list[Callable[[Any], Any]], into: type[Any], name: str
 ) -> Callable[[Callable[..., R]], Callable[..., R]]:
@@ -206,6 +215,8 @@ def _gathered(
         @functools.wraps(func)
         def command(*args: Any, **kwargs: Any) -> R:
             values = {key: kwargs.pop(key) for key in names if key in kwargs}
+            if "quiet" in names and _quiet_before_the_command():
+                values["quiet"] = True
             return func(*args, **{name: into(**values)}, **kwargs)
 
         for option in reversed(options):
@@ -323,3 +334,89 @@ def copy_options(func: Callable[..., R]) -> Callable[..., R]:
         show_default=True,
         help="How many blobs are copied at once (each checked against its digest on the way).",
     )(func)
+
+
+def raw_options(func: Callable[..., R]) -> Callable[..., R]:
+    """inspect's --raw and --config: the command gets ``document``, "manifest", "config" or None."""
+
+    @functools.wraps(func)
+    def command(*args: Any, raw: bool, config: bool, **kwargs: Any) -> R:
+        if raw and config:
+            raise UsageError("--raw and --config are each a document of their own: give one")
+        return func(*args, document="manifest" if raw else "config" if config else None, **kwargs)
+
+    command = click.option(
+        "--config", is_flag=True, help="Print the image config's bytes as stored (for jq), nothing else."
+    )(command)
+    return click.option(
+        "--raw",
+        is_flag=True,
+        help="Print the manifest's bytes as stored, or the image index's where IMAGE names one and "
+        "no --platform is given (for jq), nothing else.",
+    )(command)
+
+
+# --json and --format alone, for a command that reads no layers (images): as ``opts``.
+output_options = _gathered([_json_option, _format_option], ImageOptions, "opts")
+
+
+@dataclass(frozen=True, slots=True)
+class LsOptions:
+    """ls's own options, as the command receives them (``how``)."""
+
+    recursive: bool = False
+    layer_number: int | None = None
+    only: bool = False
+    dereference: bool = False
+    sort: str = "name"
+    types: tuple[str, ...] = ()
+
+    def arguments(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`imgtool.ops.listing.list_image` (checked before the image
+        is opened)."""
+        if self.only and self.layer_number is None:
+            raise UsageError("--only needs --layer N")
+        return {
+            "recursive": self.recursive,
+            "layer": self.layer_number,
+            "only": self.only,
+            "dereference": self.dereference,
+            "sort": self.sort,
+            "types": "".join(self.types),
+        }
+
+
+layer_option = click.option(
+    "--layer", "layer_number", type=int, metavar="N", help="The tree as it stood after layer N."
+)
+
+
+def ls_options(func: Callable[..., R]) -> Callable[..., R]:
+    """ls's own options (a :class:`LsOptions`, ``how``)."""
+    options = [
+        click.option("-R", "--recursive", is_flag=True, help="List everything below PATH."),
+        layer_option,
+        click.option(
+            "--only", is_flag=True, help="With --layer: only layer N's own entries (whiteouts as deletions)."
+        ),
+        click.option(
+            "-L", "--dereference", is_flag=True, help="Show what each symlink points to, not the link itself."
+        ),
+        click.option(
+            "--sort",
+            type=click.Choice(SORTS),
+            default="name",
+            show_default=True,
+            help="Order: by name (a directory's contents after it), by size (largest first, as ls -S) "
+            "or by layer (lowest first; ties by name).",
+        ),
+        click.option(
+            "--type",
+            "types",
+            type=click.Choice(sorted(TYPES)),
+            multiple=True,
+            help="Only entries of this type, as find -type: f (a file, hardlinks too), d, l, c, b, p; "
+            "repeat for several. With -L a symlink is of its target's type.",
+        ),
+    ]
+    return _gathered(options, LsOptions, "how")(func)

@@ -172,6 +172,9 @@ class Image:
     # A manifest that costs reading the layers to derive (skopeo's for a docker-save with compressed
     # layers: their uncompressed sizes) is derived the first time it is asked for, while the image is open.
     derive_manifest: Callable[[], bytes] | None = field(default=None, repr=False)
+    # The image index the reference names, as stored (None: it names a manifest, or index.json lists
+    # the platforms itself).
+    index_bytes: bytes | None = field(default=None, repr=False)
 
     @property
     def manifest_bytes(self) -> bytes:

@@ -168,6 +168,36 @@ def list_layer(index: LayerIndex, layer: int, path: bytes) -> list[Row]:
     return rows
 
 
+SORTS: Final = ("name", "size", "layer")
+# ls --type: find's letters for what a row shows (a hardlink is a regular file; with -L a symlink
+# is what it leads to).
+TYPES: Final = {
+    "f": {Kind.FILE, Kind.HARDLINK},
+    "d": {Kind.DIR},
+    "l": {Kind.SYMLINK},
+    "c": {Kind.CHAR},
+    "b": {Kind.BLOCK},
+    "p": {Kind.FIFO},
+}
+
+
+def arrange(rows: list[Row], sort: str = "name", types: str = "") -> list[Row]:
+    """The rows of the types ``types`` names (letters of :data:`TYPES`; empty: all), in the order
+    ``sort`` says: ``name`` as listed (by name, a directory's contents after it), ``size`` largest
+    first (as ``ls -S``; only regular files have a size), ``layer`` lowest first (paths no layer
+    supplied last); ties keep the name order."""
+    if sort not in SORTS:
+        raise UsageError(f"--sort {sort!r}: expected one of {', '.join(SORTS)}")
+    if types:
+        kinds = set().union(*(TYPES[letter] for letter in types))
+        rows = [row for row in rows if row.entry.kind in kinds]
+    if sort == "size":
+        return sorted(rows, key=lambda row: -row.entry.size if row.entry.kind == _FILE else 0)
+    if sort == "layer":
+        return sorted(rows, key=lambda row: (row.layer is None, row.layer or 0))
+    return rows
+
+
 @dataclass(slots=True)
 class Listing:
     """ls's answer: the rows, and the digest of every layer (rows name layers by number)."""
@@ -185,8 +215,11 @@ def list_image(
     layer: int | None = None,
     only: bool = False,
     dereference: bool = False,
+    sort: str = "name",
+    types: str = "",
 ) -> Listing:
-    """``ls PATH``: the final tree, the tree after ``layer``, or (``only``) that layer's own entries."""
+    """``ls PATH``: the final tree, the tree after ``layer``, or (``only``) that layer's own entries;
+    of the ``types`` asked for, in ``sort`` order (see :func:`arrange`)."""
     if only and layer is None:
         raise UsageError("--only needs --layer N")
     check_layer_number(image, layer, "--layer")
@@ -196,6 +229,7 @@ def list_image(
         indexes = index_image(
             image, cache=reading.cache, progress=reading.progress, upto=layer, warn=reading.warn
         )
-        return Listing(list_layer(indexes[layer], layer, normalize_query(path)), digests)
-    view = merged(image, reading, upto=layer)
-    return Listing(list_query(view.tree, path, recursive, dereference), digests)
+        rows = list_layer(indexes[layer], layer, normalize_query(path))
+    else:
+        rows = list_query(merged(image, reading, upto=layer).tree, path, recursive, dereference)
+    return Listing(arrange(rows, sort, types), digests)

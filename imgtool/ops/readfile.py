@@ -1,4 +1,5 @@
-"""cat: a file's bytes as the final image has them, read from the one layer that holds them."""
+"""cat: a file's bytes as the final image (or the tree after layer N) has them, read from the one
+layer that holds them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from imgtool.layers.tarstream import Kind, LayerReader
 from imgtool.merge.index import check_indexed
 from imgtool.merge.lookup import find, normalize_query
 from imgtool.merge.overlay import Tree
+from imgtool.merge.view import check_layer_number
 from imgtool.ops.common import Reading, merged
 
 _IN_MEMORY: Final = 8 << 20
@@ -21,8 +23,17 @@ class NotAFileError(ImgtoolError):
     """The path exists but is no regular file: a negative answer about the image, not a usage error."""
 
 
-def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: int | None = None) -> int:
-    """Write the content of ``path`` (symlinks followed, inside the image) to ``out``.
+def read_file(
+    image: Image,
+    tree: Tree,
+    path: bytes,
+    out: BinaryIO,
+    max_size: int | None = None,
+    *,
+    upto: int | None = None,
+) -> int:
+    """Write the content of ``path`` (symlinks followed, inside the image) to ``out``; ``upto``: the
+    tree is the one after that layer (errors say so).
 
     The content is held aside (in memory, or a temporary file when large) until its layer
     has been read to the end and verified: nothing unverified ever reaches ``out``.
@@ -30,7 +41,8 @@ def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: in
     found = find(tree, path, follow_last=True)
     resolved, node = found.path, found.node
     if node is None:
-        raise ImageNotFoundError(f"{display(path)}: no such file in the image")
+        after = f" after layer {upto}" if upto is not None else ""
+        raise ImageNotFoundError(f"{display(path)}: no such file in the image{after}")
     content = node.content
     if node.is_dir or content is None or content.kind == Kind.DIR:
         raise NotAFileError(f"{display(path)}: is a directory")
@@ -58,7 +70,9 @@ def read_file(image: Image, tree: Tree, path: bytes, out: BinaryIO, max_size: in
     return content.size
 
 
-def cat(image: Image, path: str, out: BinaryIO, reading: Reading) -> int:
-    """``cat PATH``: the file's bytes to ``out`` (see :func:`read_file`); returns how many."""
-    view = merged(image, reading)
-    return read_file(image, view.tree, normalize_query(path), out)
+def cat(image: Image, path: str, out: BinaryIO, reading: Reading, layer: int | None = None) -> int:
+    """``cat PATH``: the file's bytes to ``out`` (see :func:`read_file`), as the final image has
+    them or (``layer``) as they stood after layer N; returns how many."""
+    check_layer_number(image, layer, "--layer")
+    view = merged(image, reading, upto=layer)
+    return read_file(image, view.tree, normalize_query(path), out, upto=layer)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from imgtool.errors import ImgtoolError
 from imgtool.image.compression import Compression, sniff
@@ -60,6 +60,29 @@ class ImageSummary:
     tags: list[str]
     layers: list[LayerFacts]
     warnings: list[str]
+    exposed_ports: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    stop_signal: str | None = None
+
+
+def _names(image: Image, key: str, warnings: list[str]) -> list[str]:
+    """The names of a config set (ExposedPorts, Volumes: an object whose keys are the members), in
+    the order the config has them; a value of another shape is left out, with a warning."""
+    value = image.config.container.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        warnings.append(f"config {image.config_digest}: field {key!r} is not an object; not shown")
+        return []
+    return list(value)
+
+
+def _stop_signal(image: Image, warnings: list[str]) -> str | None:
+    value = image.config.container.get("StopSignal")
+    if value is None or isinstance(value, str):
+        return value or None
+    warnings.append(f"config {image.config_digest}: field 'StopSignal' is not a string; not shown")
+    return None
 
 
 def describe_image(image: Image) -> ImageSummary:
@@ -94,4 +117,7 @@ def describe_image(image: Image) -> ImageSummary:
             for layer, compression in zip(image.layers, compressions, strict=True)
         ],
         warnings=warnings,
+        exposed_ports=_names(image, "ExposedPorts", warnings),
+        volumes=_names(image, "Volumes", warnings),
+        stop_signal=_stop_signal(image, warnings),
     )

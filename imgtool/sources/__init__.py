@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from typing import TYPE_CHECKING
 
-from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError
+from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError, UsageError
 from imgtool.image.image import Image
 from imgtool.image.platform import Platform
 from imgtool.sources import reference
@@ -26,11 +27,15 @@ from imgtool.sources.indexes import open_copy
 from imgtool.sources.reference import DOCKER, DOCKER_ARCHIVE, OCI, OCI_ARCHIVE, Reference, require_exists
 from imgtool.sources.registry import RegistryOptions, open_registry
 
+if TYPE_CHECKING:
+    from imgtool.sources.catalog import ListedImage
+
 __all__ = [
     "SOURCES",
     "ImageSource",
     "Reference",
     "RegistryOptions",
+    "catalog",
     "list_images",
     "open_copy",
     "open_destination",
@@ -136,5 +141,19 @@ def list_images(reference: str) -> list[str]:
         return source.names()
     except ImgtoolError:
         return []
+    finally:
+        source.close()
+
+
+def catalog(reference: str) -> list[ListedImage]:
+    """Every image of the archive or layout ``reference`` names (``imgtool images``)."""
+    from imgtool.sources.catalog import list_source  # noqa: PLC0415 - see SOURCES
+
+    ref = parse_reference(reference)
+    if ref.transport == DOCKER:
+        raise UsageError(f"{ref}: images lists the images of an archive or a layout, not a registry's")
+    source = _open_source(ref)
+    try:
+        return list_source(source, ref)
     finally:
         source.close()

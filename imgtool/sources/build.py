@@ -68,6 +68,7 @@ def build_image(
         manifest_synthesized=synthesized,
         index=resolved.index,
         derive_manifest=resolved.derive_manifest,
+        index_bytes=resolved.index_bytes,
     )
 
 

@@ -36,8 +36,10 @@ class Resolved:
     synthesized these bytes (docker save): the digest is then theirs. With ``derive_manifest``,
     ``manifest_bytes`` is provisional (right in its config and layer blobs) and the image's
     manifest is what ``derive_manifest`` returns, the first time it is asked for. ``index`` is
-    the image index the manifest was chosen from, if any. ``unchecked``: what the source cannot
-    check of the layers it serves, by their digest in the manifest (a store of unpacked layers).
+    the image index the manifest was chosen from, if any; ``index_bytes`` the image index the
+    reference names, as stored (None: it names a manifest, or the index is index.json itself).
+    ``unchecked``: what the source cannot check of the layers it serves, by their digest in the
+    manifest (a store of unpacked layers).
     """
 
     manifest_bytes: bytes
@@ -47,6 +49,7 @@ class Resolved:
     index: IndexInfo | None = None
     derive_manifest: Callable[[], bytes] | None = None
     unchecked: dict[Digest, Unchecked] = field(default_factory=dict)
+    index_bytes: bytes | None = None
 
 
 class ImageSource(BlobSource, Protocol):

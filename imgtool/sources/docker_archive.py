@@ -262,8 +262,15 @@ class DockerArchive:
         return names
 
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
+        return self.resolve_entry(choose(self.entries(), selector, self.location))
+
+    def entries(self) -> list[ArchiveEntry]:
+        """The images of manifest.json (:func:`read_entries`)."""
+        return read_entries(self._store)
+
+    def resolve_entry(self, entry: ArchiveEntry) -> Resolved:
+        """The manifest of ``entry``, one of :meth:`entries`."""
         store = self._store
-        entry = choose(read_entries(store), selector, store.location)
         config_bytes, config_digest = _read_config(store, entry.config)
         what = f"{store.location}: config {config_digest}"
         diff_ids = parse_config(load_json(config_bytes, what, MAX_CONFIG_BYTES), what).diff_ids

@@ -50,7 +50,8 @@ class Candidate:
 
     ``media_type`` is the manifest's own (the descriptor's, or the blob's where the descriptor
     gives a type that is neither a manifest nor an index); ``parent`` is the innermost image index
-    that lists it (None: index.json itself), and ``siblings`` every entry of that index.
+    that lists it (None: index.json itself), ``siblings`` every entry of that index, and ``top``
+    the entry of index.json it was reached from.
     """
 
     descriptor: Descriptor
@@ -59,6 +60,7 @@ class Candidate:
     media_type: str = ""
     parent: Descriptor | None = None
     siblings: tuple[Descriptor, ...] = ()
+    top: Descriptor | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +143,7 @@ def list_layout(store: BlobStore) -> Listing:
             key = (leaf.descriptor.digest, leaf.platform)
             if key not in seen:
                 seen.add(key)
-                listing.candidates.append(dataclasses.replace(leaf, tags=tags))
+                listing.candidates.append(dataclasses.replace(leaf, tags=tags, top=desc))
     return listing
 
 
@@ -355,10 +357,18 @@ class OciLayout:
         self._store = store
 
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
+        listing = self.listing()
+        chosen = choose(listing.candidates, selector, platform, self.location, listing.unusable)
+        return self.resolve_candidate(chosen, listing)
+
+    def listing(self) -> Listing:
+        """Every image manifest of the layout (:func:`list_layout`)."""
+        check_layout(self._store)
+        return list_layout(self._store)
+
+    def resolve_candidate(self, chosen: Candidate, listing: Listing) -> Resolved:
+        """The manifest of ``chosen``, one of ``listing``'s candidates."""
         store = self._store
-        check_layout(store)
-        listing = list_layout(store)
-        chosen = choose(listing.candidates, selector, platform, store.location, listing.unusable)
         desc = chosen.descriptor
         return Resolved(
             manifest_bytes=read_blob_json(store, desc, "manifest"),
@@ -366,7 +376,17 @@ class OciLayout:
             digest=desc.digest,
             tags=chosen.tags,
             index=_index_info(chosen, listing),
+            index_bytes=self._named_index(chosen),
         )
+
+    def _named_index(self, chosen: Candidate) -> bytes | None:
+        """The image index the reference names (the entry of index.json it leads to), as stored;
+        None when that entry is the manifest itself."""
+        if chosen.parent is None:
+            return None
+        top = chosen.top
+        named = top if top is not None and top.media_type in INDEX_TYPES else chosen.parent
+        return read_blob_json(self._store, named, "image index")
 
     def names(self) -> list[str]:
         return sorted({t for c in list_candidates(self._store) for t in c.tags})

@@ -2,9 +2,10 @@
 returned (schemas in docs/json.md). Every function returns the whole text, newline-terminated;
 the CLI writes it.
 
-One module per subject: ``summary`` (inspect), ``copying`` (copy), ``verification`` (verify), ``which_layer``,
-``listing`` (ls), ``diff`` (diff layers, diff images), ``flatten`` (its notes on stderr), and
-``common`` for what they share. The entry points the CLI calls, one per command, are here.
+One module per subject: ``summary`` (inspect), ``copying`` (copy), ``verification`` (verify),
+``which_layer``, ``listing`` (ls), ``diff`` (diff layers, diff images), ``flatten`` (its notes on
+stderr), ``catalog`` (images), and ``common`` for what they share. The entry points the CLI calls,
+one per command, are here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from imgtool.console.render.catalog import images
     from imgtool.console.render.copying import copy
     from imgtool.console.render.diff import diff_images, diff_layers
     from imgtool.console.render.flatten import flatten_notes
@@ -21,7 +23,17 @@ if TYPE_CHECKING:
     from imgtool.console.render.verification import verify
     from imgtool.console.render.which_layer import which
 
-__all__ = ["copy", "diff_images", "diff_layers", "flatten_notes", "inspect", "ls", "verify", "which"]
+__all__ = [
+    "copy",
+    "diff_images",
+    "diff_layers",
+    "flatten_notes",
+    "images",
+    "inspect",
+    "ls",
+    "verify",
+    "which",
+]
 
 # Each entry point's module, imported when the entry point is first asked for: a command loads
 # the rendering (and the operation types) of its own output only, which keeps start-up short.
@@ -30,6 +42,7 @@ _MODULES = {
     "diff_images": "diff",
     "diff_layers": "diff",
     "flatten_notes": "flatten",
+    "images": "catalog",
     "ls": "listing",
     "inspect": "summary",
     "verify": "verification",

@@ -34,6 +34,9 @@ def inspect_json(summary: ImageSummary) -> dict[str, Any]:
         "working_dir": config.working_dir,
         "user": config.user,
         "labels": dict(config.labels),
+        "exposed_ports": list(summary.exposed_ports),
+        "volumes": list(summary.volumes),
+        "stop_signal": summary.stop_signal,
         "layers": [dataclasses.asdict(layer) for layer in summary.layers],
         "history": [
             {
@@ -87,6 +90,7 @@ def inspect_text(doc: dict[str, Any], no_trunc: bool, table_format: str) -> str:
         ("WorkingDir", escape_text(str(doc["working_dir"] or "-"))),
         ("User", escape_text(str(doc["user"] or "-"))),
         ("Env", "\n".join(escape_text(str(var)) for var in doc["env"]) or "-"),
+        *_set_fields(doc),
     ]
     out = []
     for name, value in fields:
@@ -124,6 +128,18 @@ def _index_fields(index: dict[str, Any] | None) -> list[tuple[str, str]]:
     ]
     shown = index["digest"] or "index.json"
     return [("Index", f"{shown} ({escape_text(index['media_type'])})"), ("Platforms", "\n".join(lines))]
+
+
+def _set_fields(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Ports, volumes, stop signal and labels, each only where the image sets it."""
+    labels = [f"{escape_text(name)}={escape_text(value)}" for name, value in doc["labels"].items()]
+    fields = [
+        ("Ports", ", ".join(escape_text(str(port)) for port in doc["exposed_ports"])),
+        ("Volumes", "\n".join(escape_text(str(volume)) for volume in doc["volumes"])),
+        ("StopSignal", escape_text(doc["stop_signal"] or "")),
+        ("Labels", "\n".join(labels)),
+    ]
+    return [(name, value) for name, value in fields if value]
 
 
 def _command_text(value: Any) -> str:

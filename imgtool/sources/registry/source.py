@@ -3,6 +3,7 @@ from by platform, as a layout's is), blobs streamed by digest."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from typing import Any, Final
 
@@ -53,6 +54,7 @@ class RegistrySource:
             resolved = Resolved(data, media_type, digest, tags)
         else:
             resolved = self._from_index(data, media_type, digest, tags=tags, platform=platform, depth=0)
+            resolved = dataclasses.replace(resolved, index_bytes=data)
         what = f"{self.location}: manifest"
         manifest = parse_manifest(load_json(resolved.manifest_bytes, what), what)
         self._foreign = {d.digest for d in manifest.layers if d.media_type in FOREIGN_LAYER_TYPES}
