@@ -1,8 +1,5 @@
-"""The command line: each command parses its arguments, makes one library call and renders what
-it returns (imgtool.console.render). No image logic lives here.
-
-Each command imports its operation when it runs: a command loads only the code it uses, which
-keeps every command's start-up short."""
+"""The command line: each command parses its arguments, makes one library call (imported when the
+command runs, so that each loads only what it uses) and renders what it returns."""
 
 from __future__ import annotations
 
@@ -11,36 +8,22 @@ from collections.abc import Sequence
 
 import click
 
+from imgtool.console import params as p
 from imgtool.console import render
 from imgtool.console.app import cli
 from imgtool.console.completion import SHELLS, completion_script
 from imgtool.console.funnel import fail, run, show, show_bytes, warn
-from imgtool.console.params import (
-    IMAGE,
-    IMAGE_PATH,
-    FlattenOptions,
-    ImageOptions,
-    LsOptions,
-    copy_options,
-    flatten_options,
-    image_argument,
-    image_options,
-    layer_option,
-    ls_options,
-    output_options,
-    raw_options,
-)
 from imgtool.sources import catalog, open_image
 
 __all__ = ["cli", "entry", "fail", "main", "warn"]
 
 
 @cli.command()
-@image_argument
+@p.image_argument
 @click.option("--no-trunc", is_flag=True, help="Show full digests in the layer table.")
-@raw_options
-@image_options(cache=False, quiet=False)
-def inspect(image: str, no_trunc: bool, document: str | None, opts: ImageOptions) -> None:
+@p.raw_options
+@p.image_options(cache=False, quiet=False)
+def inspect(image: str, no_trunc: bool, document: str | None, opts: p.ImageOptions) -> None:
     """Show an image's manifest, config, platform and layers.
 
     \b
@@ -63,9 +46,9 @@ def inspect(image: str, no_trunc: bool, document: str | None, opts: ImageOptions
 
 
 @cli.command()
-@image_argument
-@image_options(cache=False)
-def verify(image: str, opts: ImageOptions) -> None:
+@p.image_argument
+@p.image_options(cache=False)
+def verify(image: str, opts: p.ImageOptions) -> None:
     """Check every blob of an image against its digest.
 
     Reads each layer in full and checks its blob digest and its diff_id.
@@ -83,10 +66,10 @@ def verify(image: str, opts: ImageOptions) -> None:
 
 
 @cli.command()
-@image_argument
-@flatten_options
-@image_options(output=False)
-def flatten(image: str, how: FlattenOptions, opts: ImageOptions) -> None:
+@p.image_argument
+@p.flatten_options
+@p.image_options(output=False)
+def flatten(image: str, how: p.FlattenOptions, opts: p.ImageOptions) -> None:
     """Write the image's root filesystem to a directory or a tar.
 
     The layers are applied in order, as a container would see them: whiteouts
@@ -120,10 +103,10 @@ def flatten(image: str, how: FlattenOptions, opts: ImageOptions) -> None:
 
 
 @cli.command("which-layer")
-@image_argument
-@click.argument("paths", nargs=-1, required=True, metavar="PATH...", type=IMAGE_PATH)
-@image_options()
-def which_layer(image: str, paths: tuple[str, ...], opts: ImageOptions) -> None:
+@p.image_argument
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...", type=p.IMAGE_PATH)
+@p.image_options()
+def which_layer(image: str, paths: tuple[str, ...], opts: p.ImageOptions) -> None:
     """Say which layer supplies each PATH, and its history.
 
     PATH may be a shell pattern ('/usr/lib/*.so*'); symlinks in PATH are followed
@@ -141,11 +124,11 @@ def which_layer(image: str, paths: tuple[str, ...], opts: ImageOptions) -> None:
 
 
 @cli.command("ls")
-@image_argument
-@click.argument("path", default="/", required=False, type=IMAGE_PATH)
-@ls_options
-@image_options()
-def ls(image: str, path: str, how: LsOptions, opts: ImageOptions) -> None:
+@p.image_argument
+@click.argument("path", default="/", required=False, type=p.IMAGE_PATH)
+@p.ls_options
+@p.image_options()
+def ls(image: str, path: str, how: p.LsOptions, opts: p.ImageOptions) -> None:
     """List the image's tree, with the layer of each entry.
 
     PATH (default /) is listed as the final image has it, or as it stood after
@@ -170,11 +153,11 @@ def ls(image: str, path: str, how: LsOptions, opts: ImageOptions) -> None:
 
 
 @cli.command("cat")
-@image_argument
-@click.argument("path", type=IMAGE_PATH)
-@layer_option
-@image_options(quiet=False, output=False)
-def cat(image: str, path: str, layer_number: int | None, opts: ImageOptions) -> None:
+@p.image_argument
+@click.argument("path", type=p.IMAGE_PATH)
+@p.layer_option
+@p.image_options(quiet=False, output=False)
+def cat(image: str, path: str, layer_number: int | None, opts: p.ImageOptions) -> None:
     """Write a file of the final image to stdout.
 
     With --layer N, the file as it stood after layer N. Symlinks are followed
@@ -204,15 +187,10 @@ def diff_group() -> None:
 
 
 @diff_group.command("layers")
-@image_argument
-@click.argument("first", type=int, required=False, metavar="[A")
-@click.argument("second", type=int, required=False, metavar="[B]]")
-@click.option("-v", "--verbose", is_flag=True, help="List every change of every layer.")
-@click.option("--top", default=10, show_default=True, help="How many space-wasting paths to show.")
-@image_options()
-def diff_layers(
-    image: str, first: int | None, second: int | None, verbose: bool, top: int, opts: ImageOptions
-) -> None:
+@p.image_argument
+@p.diff_layers_options
+@p.image_options()
+def diff_layers(image: str, how: p.DiffLayersOptions, opts: p.ImageOptions) -> None:
     """Show what each layer changed, or layer A against layer B.
 
     Without A: a summary per layer (added, modified, deleted) and the space that
@@ -229,15 +207,15 @@ def diff_layers(
     from imgtool.ops.diff import diff_layers as layers_diff
 
     with open_image(image, opts.platform, opts.registry) as img:
-        result = layers_diff(img, opts.reading(), first, second, top)
-    show(render.diff_layers(result, verbose, opts))
+        result = layers_diff(img, opts.reading(), how.first, how.second, how.top)
+    show(render.diff_layers(result, how.verbose, opts))
 
 
 @diff_group.command("images")
-@click.argument("image1", metavar="IMAGE1", type=IMAGE)
-@click.argument("image2", metavar="IMAGE2", type=IMAGE)
-@image_options()
-def diff_images(image1: str, image2: str, opts: ImageOptions) -> None:
+@click.argument("image1", metavar="IMAGE1", type=p.IMAGE)
+@click.argument("image2", metavar="IMAGE2", type=p.IMAGE)
+@p.image_options()
+def diff_images(image1: str, image2: str, opts: p.ImageOptions) -> None:
     """Compare the final trees of two images.
 
     Exits 0 if they are identical, 1 if they differ.
@@ -257,11 +235,11 @@ def diff_images(image1: str, image2: str, opts: ImageOptions) -> None:
 
 
 @cli.command("copy")
-@click.argument("src", metavar="SRC", type=IMAGE)
-@click.argument("dest", metavar="DEST", type=IMAGE)
-@copy_options
-@image_options(cache=False, output=False)
-def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: ImageOptions) -> None:
+@click.argument("src", metavar="SRC", type=p.IMAGE)
+@click.argument("dest", metavar="DEST", type=p.IMAGE)
+@p.copy_options
+@p.image_options(cache=False, output=False)
+def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: p.ImageOptions) -> None:
     """Copy an image to an OCI layout or a registry.
 
     DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all.
@@ -277,13 +255,13 @@ def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: Imag
 
 
 @cli.command("images")
-@click.argument("path", metavar="PATH", type=IMAGE)
-@output_options
-def images(path: str, opts: ImageOptions) -> None:
+@click.argument("path", metavar="PATH", type=p.IMAGE)
+@p.output_options
+def images(path: str, opts: p.ImageOptions) -> None:
     """List the images of an archive or a layout.
 
     PATH is a docker-save tarball, an OCI archive or an OCI layout. Each image
-    with the name that opens it (IMAGE is PATH:NAME), platform, manifest digest,
+    with the name that opens it (p.IMAGE is PATH:NAME), platform, manifest digest,
     size (config and layer blobs as stored) and creation time.
 
     \b
@@ -313,6 +291,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def entry() -> None:
-    """The ``imgtool`` command: :func:`main` in a process of its own, which ends as soon as the
-    command has and its output is flushed."""
+    """The ``imgtool`` command: :func:`main`, ending the process once the output is flushed."""
     run(cli, None, leave_at_once=True)

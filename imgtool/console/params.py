@@ -315,6 +315,29 @@ def flatten_options(func: Callable[..., R]) -> Callable[..., R]:
     return _gathered(options, FlattenOptions, "how")(func)
 
 
+@dataclass(frozen=True, slots=True)
+class DiffLayersOptions:
+    """diff layers' own arguments and options, as the command receives them (``how``)."""
+
+    first: int | None = None
+    second: int | None = None
+    verbose: bool = False
+    top: int = 10
+
+
+# diff layers' [A [B]], -v and --top (a :class:`DiffLayersOptions`, ``how``).
+diff_layers_options = _gathered(
+    [
+        click.argument("first", type=int, required=False, metavar="[A"),
+        click.argument("second", type=int, required=False, metavar="[B]]"),
+        click.option("-v", "--verbose", is_flag=True, help="List every change of every layer."),
+        click.option("--top", default=10, show_default=True, help="How many space-wasting paths to show."),
+    ],
+    DiffLayersOptions,
+    "how",
+)
+
+
 def copy_options(func: Callable[..., R]) -> Callable[..., R]:
     """copy's own options: ``jobs`` and ``all_platforms`` (arguments of their own) and --json (into
     ``opts``)."""
