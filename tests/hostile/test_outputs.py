@@ -605,12 +605,18 @@ def test_an_interrupt_as_the_output_goes_into_place_says_it_is_written(
     def then() -> None:
         os.kill(os.getpid(), signal.SIGINT)
 
-    with open_image(small_image, None) as image:
-        view = merged_view(image, for_writing=True)
-        with pytest.raises(InterruptedAfterOutputError) as caught:
-            if output == "dir":
-                flatten_to_dir(view, str(dest), then=then)
-            else:
-                flatten_to_tar_file(view, str(dest), then=then)
+    # As a terminal's Ctrl-C reaches imgtool: a test run started in the background (``&``, nohup)
+    # inherits SIGINT ignored, and Python then installs no handler of its own.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with open_image(small_image, None) as image:
+            view = merged_view(image, for_writing=True)
+            with pytest.raises(InterruptedAfterOutputError) as caught:
+                if output == "dir":
+                    flatten_to_dir(view, str(dest), then=then)
+                else:
+                    flatten_to_tar_file(view, str(dest), then=then)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert (str(caught.value), caught.value.exit_code) == (f"interrupted: output written to {dest}", 130)
     assert _listing(tmp_path) == [dest.name]
