@@ -206,6 +206,18 @@ def media_type_of(doc: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def media_type_by_fields(doc: Any) -> str | None:
+    """What a document that names no media type is by its fields, as the OCI spec lets a manifest
+    or an index leave ``mediaType`` out: a manifest (config and layers), an index (manifests)."""
+    if not isinstance(doc, dict) or media_type_of(doc) is not None:
+        return None
+    if "config" in doc and "layers" in doc:
+        return OCI_MANIFEST
+    if "manifests" in doc:
+        return OCI_INDEX
+    return None
+
+
 def parse_index(value: Any, what: str) -> Index:
     obj = _obj(value, what)
     manifests = tuple(

@@ -18,7 +18,7 @@ from imgtool.errors import (
 )
 from imgtool.image.destination import StoredManifest
 from imgtool.image.digest import Digest, read_verified
-from imgtool.image.mediatypes import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
+from imgtool.image.mediatypes import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX
 from imgtool.image.model import (
     MAX_MANIFEST_BYTES,
     MAX_SMALL_JSON_BYTES,
@@ -27,6 +27,7 @@ from imgtool.image.model import (
     IndexEntry,
     IndexInfo,
     load_json,
+    media_type_by_fields,
     media_type_of,
     parse_descriptor,
     parse_index,
@@ -284,11 +285,9 @@ class _Walker:
         own = media_type_of(doc) if isinstance(doc, dict) else None
         if own in MANIFEST_TYPES or own in INDEX_TYPES:
             return own
-        if isinstance(doc, dict) and own is None:
-            if "config" in doc and "layers" in doc:
-                return OCI_MANIFEST
-            if "manifests" in doc:
-                return OCI_INDEX
+        implied = media_type_by_fields(doc)
+        if implied is not None:
+            return implied
         what = f"media type {own!r}" if own else "no image manifest or index"
         return Unusable(desc, (), f"{label}: its blob is {what}")
 

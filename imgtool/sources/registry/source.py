@@ -10,13 +10,14 @@ from typing import Any, Final
 from imgtool.errors import DigestMismatchError, ImageFormatError, MediaTypeError
 from imgtool.image.destination import StoredManifest
 from imgtool.image.digest import Digest, read_verified
-from imgtool.image.mediatypes import FOREIGN_LAYER_TYPES, INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST
+from imgtool.image.mediatypes import FOREIGN_LAYER_TYPES, INDEX_TYPES, MANIFEST_TYPES
 from imgtool.image.model import (
     MAX_MANIFEST_BYTES,
     Descriptor,
     IndexEntry,
     IndexInfo,
     load_json,
+    media_type_by_fields,
     media_type_of,
     parse_index,
     parse_manifest,
@@ -166,10 +167,8 @@ def _media_type(doc: Any, header: str, desc: Descriptor | None, what: str) -> st
     for candidate in (own, header, desc.media_type if desc else None):
         if candidate in MANIFEST_TYPES or candidate in INDEX_TYPES:
             return candidate
-    if isinstance(doc, dict) and own is None:
-        if "config" in doc and "layers" in doc:
-            return OCI_MANIFEST
-        if "manifests" in doc:
-            return OCI_INDEX
+    implied = media_type_by_fields(doc)
+    if implied is not None:
+        return implied
     shown = own or header or "none"
     raise MediaTypeError(f"{what}: not an image manifest or index (media type {shown!r})")
