@@ -18,7 +18,7 @@ import json
 import os
 import zlib
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 from imgtool.errors import ImgtoolError, LayerError
 from imgtool.image.compression import CHUNK
@@ -82,16 +82,22 @@ def _field_bytes(entry: dict[str, object], key: str, what: str) -> bytes:
         raise LayerError(f"{what}: tar-split entry field {key!r} is not base64") from None
 
 
+def _entries(split_path: str, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each entry of the tar-split file (one JSON object a line), with its number."""
+    for number, line in enumerate(_lines(split_path, what)):
+        try:
+            entry = json.loads(line)
+        except (ValueError, RecursionError):
+            raise LayerError(f"{what}: tar-split entry {number} is not JSON") from None
+        if not isinstance(entry, dict):
+            raise LayerError(f"{what}: tar-split entry {number} is not an object")
+        yield number, entry
+
+
 def _chunks(split_path: str, root: str, relative: str, what: str) -> Iterator[bytes]:
     directory = open_dir(root, relative, what)
     try:
-        for number, line in enumerate(_lines(split_path, what)):
-            try:
-                entry = json.loads(line)
-            except (ValueError, RecursionError):
-                raise LayerError(f"{what}: tar-split entry {number} is not JSON") from None
-            if not isinstance(entry, dict):
-                raise LayerError(f"{what}: tar-split entry {number} is not an object")
+        for number, entry in _entries(split_path, what):
             kind = entry.get("type")
             if kind == _SEGMENT:
                 yield _field_bytes(entry, "payload", what)
@@ -134,13 +140,7 @@ def _file(directory: int, entry: dict[str, object], size: int, what: str) -> Ite
 def tar_size(split_path: str, what: str) -> int:
     """How many bytes the tar ``split_path`` records is, without reading a file of the layer."""
     total = 0
-    for number, line in enumerate(_lines(split_path, what)):
-        try:
-            entry = json.loads(line)
-        except (ValueError, RecursionError):
-            raise LayerError(f"{what}: tar-split entry {number} is not JSON") from None
-        if not isinstance(entry, dict):
-            raise LayerError(f"{what}: tar-split entry {number} is not an object")
+    for _number, entry in _entries(split_path, what):
         if entry.get("type") == _SEGMENT:
             total += len(_field_bytes(entry, "payload", what))
         else:
