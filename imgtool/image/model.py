@@ -26,6 +26,11 @@ MAX_SMALL_JSON_BYTES: Final = 64 << 10  # oci-layout
 MAX_JSON_DEPTH: Final = 100  # arrays and objects nested in one another; real documents use under 10
 
 
+# How buildx marks the attestation manifests it puts in an index beside the images.
+_REFERENCE_TYPE: Final = "vnd.docker.reference.type"
+_ATTESTATION: Final = "attestation-manifest"
+
+
 @dataclass(frozen=True, slots=True)
 class Descriptor:
     media_type: str
@@ -38,6 +43,11 @@ class Descriptor:
     @property
     def ref_name(self) -> str | None:
         return self.annotations.get(REF_NAME)
+
+    @property
+    def is_attestation(self) -> bool:
+        """A buildx attestation manifest an index lists beside the images: not an image."""
+        return self.annotations.get(_REFERENCE_TYPE) == _ATTESTATION
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,11 @@ class IndexEntry:
     platform: Platform | None
     chosen: bool  # the manifest this image is
     attestation: bool  # a buildx attestation manifest, not an image
+
+    @classmethod
+    def of(cls, desc: Descriptor, chosen: bool) -> IndexEntry:
+        """The entry of the index descriptor ``desc``; ``chosen``: the image is that manifest."""
+        return cls(desc.digest, desc.media_type, desc.size, desc.platform, chosen, desc.is_attestation)
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,7 +41,6 @@ from imgtool.sources.stores import DirStore
 MAX_INDEX_DEPTH: Final = 8  # image indexes nested in one another below index.json
 MAX_DESCRIPTORS: Final = 4096  # descriptors in index.json and every distinct index it leads to, together
 MAX_VISITS: Final = 4 * MAX_DESCRIPTORS  # index entries followed, counting an index reached again anew
-_ATTESTATION: Final = "attestation-manifest"
 _HEX: Final = {"sha256": re.compile(r"[0-9a-f]{64}"), "sha512": re.compile(r"[0-9a-f]{128}")}
 
 
@@ -183,7 +182,7 @@ class _Walker:
         depth: int,
         path: tuple[Digest, ...],
     ) -> list[Candidate | Unusable]:
-        if desc.annotations.get("vnd.docker.reference.type") == _ATTESTATION:
+        if desc.is_attestation:
             return []
         media_type = desc.media_type
         if media_type not in MANIFEST_TYPES and media_type not in INDEX_TYPES:
@@ -452,17 +451,8 @@ def _index_info(chosen: Candidate, listing: Listing) -> IndexInfo | None:
         )
         if len(_distinct(siblings)) < 2:
             return None
-    entries = tuple(
-        IndexEntry(
-            digest=d.digest,
-            media_type=d.media_type,
-            size=d.size,
-            platform=d.platform,
-            chosen=(d.digest, d.platform) == (chosen.descriptor.digest, chosen.descriptor.platform),
-            attestation=d.annotations.get("vnd.docker.reference.type") == _ATTESTATION,
-        )
-        for d in _distinct(siblings)
-    )
+    mine = (chosen.descriptor.digest, chosen.descriptor.platform)
+    entries = tuple(IndexEntry.of(d, (d.digest, d.platform) == mine) for d in _distinct(siblings))
     if chosen.parent is None:
         return IndexInfo(None, listing.media_type, entries)
     return IndexInfo(chosen.parent.digest, chosen.parent.media_type, entries)

@@ -30,7 +30,6 @@ from imgtool.sources.reference import DOCKER, DockerName
 from imgtool.sources.registry.client import Client
 from imgtool.sources.registry.transfer import BlobStream
 
-_ATTESTATION: Final = "attestation-manifest"
 # Every type imgtool reads; a registry answers 404 to a request that leaves out the OCI ones.
 ACCEPT: Final = ", ".join(sorted(MANIFEST_TYPES | INDEX_TYPES))
 
@@ -73,9 +72,7 @@ class RegistrySource:
     ) -> Resolved:
         what = f"{self.location}: image index {digest}"
         index = parse_index(load_json(data, what), what)
-        images = [
-            d for d in index.manifests if d.annotations.get("vnd.docker.reference.type") != _ATTESTATION
-        ]
+        images = [d for d in index.manifests if not d.is_attestation]
         candidates = [Candidate(d, d.platform, (), d.media_type) for d in images]
         chosen = choose(candidates, None, platform, self.location).descriptor
         child, child_type = self._manifest(str(chosen.digest), chosen.digest, chosen)
@@ -92,17 +89,7 @@ class RegistrySource:
                 platform=platform or chosen.platform,
                 depth=depth + 1,
             )
-        entries = tuple(
-            IndexEntry(
-                digest=d.digest,
-                media_type=d.media_type,
-                size=d.size,
-                platform=d.platform,
-                chosen=d is chosen,
-                attestation=d.annotations.get("vnd.docker.reference.type") == _ATTESTATION,
-            )
-            for d in index.manifests
-        )
+        entries = tuple(IndexEntry.of(d, d is chosen) for d in index.manifests)
         return Resolved(child, child_type, chosen.digest, tags, IndexInfo(digest, media_type, entries))
 
     def _manifest(self, reference: str, digest: Digest | None, desc: Descriptor | None) -> tuple[bytes, str]:
