@@ -18,7 +18,9 @@ from typing import Final
 
 PREFIX: Final = b".wh."
 OPAQUE_MARKER: Final = b".wh..wh..opq"
-# Other ".wh..wh." names are AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs): never content.
+# Other ".wh..wh." names are AUFS bookkeeping (.wh..wh.plnk, .wh..wh.aufs): never content. An entry
+# whose canonical path starts with it lies in AUFS's top-level bookkeeping, which Docker skips; the
+# root's opaque marker is no such entry: it has become the root's OPAQUE entry, whose path is empty.
 AUFS_META_PREFIX: Final = b".wh..wh."
 AUFS_LINK_DIR: Final = b".wh..wh.plnk"
 OPAQUE_XATTRS: Final = frozenset({"trusted.overlay.opaque", "user.overlay.opaque"})
@@ -33,13 +35,6 @@ def is_opaque_marker(basename: bytes) -> bool:
 def is_aufs_meta(basename: bytes) -> bool:
     """AUFS bookkeeping entries that are not whiteouts of anything (checked after the opaque marker)."""
     return basename.startswith(AUFS_META_PREFIX) and basename != OPAQUE_MARKER
-
-
-def is_aufs_bookkeeping(path: bytes) -> bool:
-    """Whether an entry's canonical path lies in AUFS's top-level bookkeeping (``.wh..wh.plnk/...``,
-    ``.wh..wh.aufs`` and the like). Docker skips every such name; the root's opaque marker is no
-    such entry: it has become the root's OPAQUE entry, whose path is empty."""
-    return path.startswith(AUFS_META_PREFIX)
 
 
 def aufs_link_name(path: bytes) -> bytes | None:

@@ -56,7 +56,7 @@ _SYMLINK: Final = Kind.SYMLINK
 _HARDLINK: Final = Kind.HARDLINK
 _WHITEOUT: Final = Kind.WHITEOUT
 _OPAQUE: Final = Kind.OPAQUE
-_AUFS_META: Final = whiteout.AUFS_META_PREFIX  # what whiteout.is_aufs_bookkeeping looks for
+_AUFS_META: Final = whiteout.AUFS_META_PREFIX  # AUFS bookkeeping (see there)
 
 
 class Node:
@@ -212,7 +212,7 @@ class _LayerApplier:
         # has resolved already) costs a few dict lookups; helpers are inlined where that counts.
         path = entry.path
         kind = entry.kind
-        if path.startswith(_AUFS_META):  # whiteout.is_aufs_bookkeeping: never content
+        if path.startswith(_AUFS_META):  # AUFS bookkeeping: never content
             name = whiteout.aufs_link_name(path)
             if name is not None and kind == _FILE:
                 self._aufs_links[name] = entry  # a link target, kept aside

@@ -10,7 +10,6 @@ from imgtool.image.image import Image
 from imgtool.layers.paths import join_path
 from imgtool.layers.tarstream import Kind
 from imgtool.merge.changes import (
-    REMOVALS,
     Change,
     ChangeLog,
     ChangeWord,
@@ -31,12 +30,6 @@ class PathChange:
     kind: str
     size: int
     what: tuple[str, ...] = ()
-
-
-def coarse(change: Change) -> PathChange:
-    """diff's vocabulary: hidden and replaced paths are deletions too."""
-    word = ChangeWord.DELETED if change.change in REMOVALS else change.change
-    return PathChange(change.path, word, change.kind, change.size, change.what)
 
 
 def compare_trees(old: Tree, new: Tree) -> list[PathChange]:
