@@ -13,6 +13,7 @@ from imgtool.console import render
 from imgtool.console.app import cli
 from imgtool.console.completion import SHELLS, completion_script
 from imgtool.console.funnel import fail, run, show, show_bytes, warn
+from imgtool.console.helptext import attach
 from imgtool.sources import catalog, open_image
 
 __all__ = ["cli", "entry", "fail", "main", "warn"]
@@ -24,14 +25,7 @@ __all__ = ["cli", "entry", "fail", "main", "warn"]
 @p.raw_options
 @p.image_options(cache=False, quiet=False)
 def inspect(image: str, no_trunc: bool, document: str | None, opts: p.ImageOptions) -> None:
-    """Show an image's manifest, config, platform and layers.
-
-    \b
-    Examples:
-      imgtool inspect examples/sample.tar
-      imgtool inspect oci:examples/sample-oci:1.1 --json
-      imgtool inspect oci:examples/sample-oci:1.1 --raw | jq .layers
-    """
+    """Show an image's manifest, config, platform and layers."""
     from imgtool.ops import summary
     from imgtool.ops.raw import raw_document
 
@@ -49,15 +43,7 @@ def inspect(image: str, no_trunc: bool, document: str | None, opts: p.ImageOptio
 @p.image_argument
 @p.image_options(cache=False)
 def verify(image: str, opts: p.ImageOptions) -> None:
-    """Check every blob of an image against its digest.
-
-    Reads each layer in full and checks its blob digest and its diff_id.
-    Exits 0 only if everything matches.
-
-    \b
-    Example:
-      imgtool verify examples/sample.tar
-    """
+    """Check every blob of an image against its digest."""
     from imgtool.ops.verify import all_ok, verify_image
 
     with open_image(image, opts.platform, opts.registry) as img:
@@ -70,26 +56,7 @@ def verify(image: str, opts: p.ImageOptions) -> None:
 @p.flatten_options
 @p.image_options(output=False)
 def flatten(image: str, how: p.FlattenOptions, opts: p.ImageOptions) -> None:
-    """Write the image's root filesystem to a directory or a tar.
-
-    The layers are applied in order, as a container would see them: whiteouts
-    (.wh.NAME, .wh..wh..opq and their overlayfs forms) as docker, containerd
-    and umoci apply them. Nothing is written outside the output, and a
-    directory output appears only once it is complete (its root 0700 until then).
-
-    The output is exact by default: run as root, device nodes, setuid files and
-    security xattrs are created as the image says. --safe leaves them out.
-
-    While it works, flatten keeps .NAME.imgtool-PID-* beside the output and
-    .imgtool-spool-PID-* there or in TMPDIR; if it is killed, the next flatten
-    in the same place removes those of a PID that is gone.
-
-    \b
-    Examples:
-      imgtool flatten examples/sample.tar -o rootfs
-      imgtool flatten examples/sample.tar -o rootfs.tar --layers 1 --provenance paths.tsv
-      imgtool flatten oci:examples/sample-oci:1.1 -o - | tar -t
-    """
+    """Write the image's root filesystem to a directory or a tar."""
     from imgtool.flatten.api import flatten as flatten_image  # loaded for flatten only
 
     output = how.output
@@ -107,15 +74,7 @@ def flatten(image: str, how: p.FlattenOptions, opts: p.ImageOptions) -> None:
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...", type=p.IMAGE_PATH)
 @p.image_options()
 def which_layer(image: str, paths: tuple[str, ...], opts: p.ImageOptions) -> None:
-    """Say which layer supplies each PATH, and its history.
-
-    PATH may be a shell pattern ('/usr/lib/*.so*'); symlinks in PATH are followed
-    inside the image, as a container would see them. Exits 1 if a path is absent.
-
-    \b
-    Example:
-      imgtool which-layer examples/sample.tar /bin/hello '/etc/app/*'
-    """
+    """Say which layer supplies each PATH, and its history."""
     from imgtool.ops.which import which_layer as which
 
     with open_image(image, opts.platform, opts.registry) as img:
@@ -129,21 +88,7 @@ def which_layer(image: str, paths: tuple[str, ...], opts: p.ImageOptions) -> Non
 @p.ls_options
 @p.image_options()
 def ls(image: str, path: str, how: p.LsOptions, opts: p.ImageOptions) -> None:
-    """List the image's tree, with the layer of each entry.
-
-    PATH (default /) is listed as the final image has it, or as it stood after
-    layer N; with --only, layer N's own entries are listed, whiteouts included.
-    PATH may be a shell pattern ('/usr/lib/*.so*'), each match listed as if named.
-    Symlinks in PATH's parents are followed inside the image; PATH itself, if a
-    symlink, is listed as the link unless it leads to a directory (or with -L).
-
-    \b
-    Examples:
-      imgtool ls examples/sample.tar /etc
-      imgtool ls examples/sample.tar '/usr/bin/h*'
-      imgtool ls examples/sample.tar / -R --layer 3 --only
-      imgtool ls examples/sample.tar / -R --type f --sort size
-    """
+    """List the image's tree, with the layer of each entry."""
     from imgtool.ops.listing import list_image
 
     arguments = how.arguments()
@@ -158,16 +103,7 @@ def ls(image: str, path: str, how: p.LsOptions, opts: p.ImageOptions) -> None:
 @p.layer_option
 @p.image_options(quiet=False, output=False)
 def cat(image: str, path: str, layer_number: int | None, opts: p.ImageOptions) -> None:
-    """Write a file of the final image to stdout.
-
-    With --layer N, the file as it stood after layer N. Symlinks are followed
-    inside the image. Only the layer holding the file is read.
-
-    \b
-    Examples:
-      imgtool cat examples/sample.tar /etc/app/app.conf
-      imgtool cat examples/sample.tar /opt/app/share/install.log --layer 1
-    """
+    """Write a file of the final image to stdout."""
     from imgtool.ops.readfile import cat as cat_file
 
     with open_image(image, opts.platform, opts.registry) as img:
@@ -177,13 +113,7 @@ def cat(image: str, path: str, layer_number: int | None, opts: p.ImageOptions) -
 
 @cli.group("diff")
 def diff_group() -> None:
-    """Compare layers of one image, or two images.
-
-    \b
-    Examples:
-      imgtool diff layers examples/sample.tar
-      imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
-    """
+    """Compare layers of one image, or two images."""
 
 
 @diff_group.command("layers")
@@ -191,19 +121,7 @@ def diff_group() -> None:
 @p.diff_layers_options
 @p.image_options()
 def diff_layers(image: str, how: p.DiffLayersOptions, opts: p.ImageOptions) -> None:
-    """Show what each layer changed, or layer A against layer B.
-
-    Without A: a summary per layer (added, modified, deleted) and the space that
-    later layers made unreachable. With A: every change of layer A. With A and B:
-    the tree after layer A against the tree after layer B (as git diff A B: with
-    B below A, what would undo the layers between them).
-
-    \b
-    Examples:
-      imgtool diff layers examples/sample.tar          # a summary per layer, and wasted space
-      imgtool diff layers examples/sample.tar 2 -v     # every change of layer 2
-      imgtool diff layers examples/sample.tar 1 3      # after layer 1 against after layer 3
-    """
+    """Show what each layer changed, or layer A against layer B."""
     from imgtool.ops.diff import diff_layers as layers_diff
 
     with open_image(image, opts.platform, opts.registry) as img:
@@ -216,14 +134,7 @@ def diff_layers(image: str, how: p.DiffLayersOptions, opts: p.ImageOptions) -> N
 @click.argument("image2", metavar="IMAGE2", type=p.IMAGE)
 @p.image_options()
 def diff_images(image1: str, image2: str, opts: p.ImageOptions) -> None:
-    """Compare the final trees of two images.
-
-    Exits 0 if they are identical, 1 if they differ.
-
-    \b
-    Example:
-      imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
-    """
+    """Compare the final trees of two images."""
     from imgtool.ops.diff import diff_images as images_diff
 
     with (
@@ -240,13 +151,7 @@ def diff_images(image1: str, image2: str, opts: p.ImageOptions) -> None:
 @p.copy_options
 @p.image_options(cache=False, output=False)
 def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: p.ImageOptions) -> None:
-    """Copy an image to an OCI layout or a registry.
-
-    DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all.
-
-    \b
-    Example:
-      imgtool copy oci:examples/sample-oci:1.1 docker://localhost:5000/sample:1.1"""
+    """Copy an image to an OCI layout or a registry."""
     from imgtool.ops import copy
     from imgtool.sources import open_copy
 
@@ -258,31 +163,18 @@ def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: p.Im
 @click.argument("path", metavar="PATH", type=p.IMAGE)
 @p.output_options
 def images(path: str, opts: p.ImageOptions) -> None:
-    """List the images of an archive or a layout.
-
-    PATH is a docker-save tarball, an OCI archive or an OCI layout. Each image
-    with the name that opens it (p.IMAGE is PATH:NAME), platform, manifest digest,
-    size (config and layer blobs as stored) and creation time.
-
-    \b
-    Example:
-      imgtool images examples/sample-oci --json
-    """
+    """List the images of an archive or a layout."""
     show(render.images(catalog(path), opts))
 
 
 @cli.command("completion")
 @click.argument("shell", type=click.Choice(SHELLS))
 def completion(shell: str) -> None:
-    """Print the completion script for SHELL (bash, zsh or fish).
-
-    \b
-    Examples:
-      imgtool completion bash > ~/.local/share/bash-completion/completions/imgtool
-      imgtool completion zsh > ~/.zfunc/_imgtool
-      imgtool completion fish > ~/.config/fish/completions/imgtool.fish
-    """
+    """Print the completion script for SHELL (bash, zsh or fish)."""
     click.echo(completion_script(cli, shell), nl=False)
+
+
+attach(cli)  # each command's long help and examples, below its summary
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -61,6 +61,12 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
       oci:DIR[:REF]                        an OCI layout directory
       oci-archive:PATH[:REF]               an OCI archive (tar of a layout)
       docker-archive:PATH[:NAME:TAG|:@N]   a docker-save tarball
+      docker://HOST/REPO[:TAG|@DIGEST]     an image in a registry
+      docker-storage:[ROOT]NAME[:TAG]      an image in Docker's data root
+      docker-container:[ROOT]NAME-OR-ID    a Docker container, its own layer on top
+      containers-storage:[…]NAME[:TAG]     an image in podman's or buildah's store
+      podman-container:[…]NAME-OR-ID       a podman container, its own layer on top
+      overlay:LOWER[:LOWER…][+UPPER]       a stack of overlay directories, lowest first
 
     \b
     Examples:

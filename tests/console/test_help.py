@@ -268,3 +268,21 @@ def test_table_formats_are_tabulates() -> None:
     from imgtool.console.output import TABLE_FORMATS
 
     assert tuple(sorted(tabulate_formats)) == TABLE_FORMATS
+
+
+def test_every_long_help_text_belongs_to_a_command() -> None:
+    from imgtool.console.helptext import HELP
+
+    assert set(HELP) == {path.removeprefix("imgtool ") for path in IDS[1:]}
+    for path, command in COMMANDS[1:]:
+        assert command.help is not None
+        summary, long_help = command.help.split("\n", 1)
+        assert "\n" not in summary and long_help == HELP[path.removeprefix("imgtool ")], path
+
+
+def test_a_command_without_long_help_is_refused() -> None:
+    from imgtool.console.helptext import attach
+
+    group = click.Group("imgtool", commands=[click.Command("undocumented", help="Do a thing.")])
+    with pytest.raises(KeyError, match="no long help for command 'undocumented'"):
+        attach(group)
