@@ -14,6 +14,7 @@ from imgtool.console.app import cli
 from imgtool.console.completion import SHELLS, completion_script
 from imgtool.console.funnel import fail, run, show, show_bytes, warn
 from imgtool.console.helptext import attach
+from imgtool.image.platform import Platform
 from imgtool.sources import catalog, open_image
 
 __all__ = ["cli", "entry", "fail", "main", "warn"]
@@ -132,14 +133,17 @@ def diff_layers(image: str, how: p.DiffLayersOptions, opts: p.ImageOptions) -> N
 @diff_group.command("images")
 @click.argument("image1", metavar="IMAGE1", type=p.IMAGE)
 @click.argument("image2", metavar="IMAGE2", type=p.IMAGE)
+@p.side_platform_options
 @p.image_options()
-def diff_images(image1: str, image2: str, opts: p.ImageOptions) -> None:
+def diff_images(
+    image1: str, image2: str, platform1: Platform | None, platform2: Platform | None, opts: p.ImageOptions
+) -> None:
     """Compare the final trees of two images."""
     from imgtool.ops.diff import diff_images as images_diff
 
     with (
-        open_image(image1, opts.platform, opts.registry) as first,
-        open_image(image2, opts.platform, opts.registry) as second,
+        open_image(image1, platform1 or opts.platform, opts.registry) as first,
+        open_image(image2, platform2 or opts.platform, opts.registry) as second,
     ):
         result = images_diff(first, second, opts.reading())
     show(render.diff_images(result, image1, image2, opts), result.identical)

@@ -24,7 +24,7 @@ from imgtool.layers.tarstream import Kind
 from imgtool.merge.index import IndexCache
 from imgtool.merge.overlay import Node, Tree
 from imgtool.merge.view import apply_indexes
-from imgtool.sources import list_images, open_image
+from imgtool.sources import catalog, list_images, open_image, parse_reference
 from imgtool.sources.reference import DOCKER, TRANSPORTS
 
 SHELLS: Final = tuple(SHELL_CLASSES)  # bash, zsh, fish
@@ -180,3 +180,23 @@ def _resolved(tree: Tree, path: bytes) -> Node | None:
     except ImgtoolError:
         return None
     return node
+
+
+# Which image each platform option chooses for: diff images' per-side options, else the image.
+_PLATFORM_OF: Final = {"platform1": ("image1",), "platform2": ("image2",), "platform": ("image", "image1")}
+
+
+def complete_platform(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """The platforms of the image named earlier on the command line (an archive's or a layout's:
+    a registry's would need the network), those its reference's name leads to if it gives one."""
+    names = _PLATFORM_OF.get(param.name or "", ())
+    reference = next((ctx.params[name] for name in names if ctx.params.get(name)), None)
+    if not reference or reference.startswith(REGISTRY_PREFIX):
+        return []
+    try:
+        selector = parse_reference(reference).selector
+        listed = catalog(reference)
+    except ImgtoolError:
+        return []
+    found = sorted({str(image.platform) for image in listed if selector is None or selector in image.names})
+    return [CompletionItem(text) for text in found if text.startswith(incomplete)]

@@ -86,11 +86,14 @@ Examples:
   imgtool diff layers examples/sample.tar 2 -v     # every change of layer 2
   imgtool diff layers examples/sample.tar 1 3      # after layer 1 against after layer 3""",
     "diff images": """
-Exits 0 if they are identical, 1 if they differ.
+Exits 0 if they are identical, 1 if they differ. --platform chooses both images
+of their indexes; --platform1 and --platform2 each side's, so that the images of
+one index for two platforms can be compared.
 
 \b
-Example:
-  imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1""",
+Examples:
+  imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
+  imgtool diff images oci:multi:1 oci:multi:1 --platform1 linux/amd64 --platform2 linux/arm64""",
     "copy": """
 DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all.
 

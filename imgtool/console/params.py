@@ -18,7 +18,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from imgtool.console.app import QUIET
-from imgtool.console.completion import complete_image, complete_image_path
+from imgtool.console.completion import complete_image, complete_image_path, complete_platform
 from imgtool.console.funnel import warn
 from imgtool.console.output import DEFAULT_TABLE_FORMAT, TABLE_FORMATS, TerminalProgress, use_colour
 from imgtool.errors import UsageError
@@ -60,6 +60,11 @@ class PlatformType(click.ParamType[Platform, "str | Platform"]):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Platform:
         return value if isinstance(value, Platform) else Platform.parse(str(value))
+
+    def shell_complete(
+        self, ctx: click.Context, param: click.Parameter, incomplete: str
+    ) -> list[CompletionItem]:
+        return complete_platform(ctx, param, incomplete)
 
 
 IMAGE = ImageReference()
@@ -336,6 +341,19 @@ diff_layers_options = _gathered(
     DiffLayersOptions,
     "how",
 )
+
+
+def side_platform_options(func: Callable[..., R]) -> Callable[..., R]:
+    """diff images' --platform1 and --platform2: each side's platform (arguments ``platform1``
+    and ``platform2``), where one index's images are compared, or --platform is not for both."""
+    for side in (2, 1):
+        func = click.option(
+            f"--platform{side}",
+            type=PLATFORM,
+            metavar="OS/ARCH[/VARIANT]",
+            help=f"The platform of IMAGE{side} (default: --platform, else this machine's).",
+        )(func)
+    return func
 
 
 def copy_options(func: Callable[..., R]) -> Callable[..., R]:

@@ -21,12 +21,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import click
 from click.shell_completion import (
     BashComplete,
     CompletionItem,
     FishComplete,
     ShellComplete,
     ZshComplete,
+    _resolve_context,
+    _resolve_incomplete,
     add_completion_class,
 )
 
@@ -169,8 +172,22 @@ complete --no-files --command %(prog_name)s --arguments \
 """
 
 
+class _OptionValues(ShellComplete):
+    """click resolves the context from the words before the one being completed; when the last of
+    them is an option waiting for its value, click's parser stops there and the arguments before it
+    are lost (``ctx.params`` has no image to complete ``--platform`` from). The context for an
+    option's value is resolved from the words without that option."""
+
+    def get_completions(self, args: list[str], incomplete: str) -> list[CompletionItem[str]]:
+        ctx = _resolve_context(self.cli, self.ctx_args, self.prog_name, args)
+        target, incomplete = _resolve_incomplete(ctx, args, incomplete)
+        if isinstance(target, click.Option) and args and args[-1] in (*target.opts, *target.secondary_opts):
+            ctx = _resolve_context(self.cli, self.ctx_args, self.prog_name, args[:-1])
+        return target.shell_complete(ctx, incomplete)
+
+
 @add_completion_class
-class Bash(BashComplete):
+class Bash(_OptionValues, BashComplete):
     source_template: ClassVar[str] = _BASH_SOURCE
 
     def format_completion(self, item: CompletionItem[Any]) -> str:
@@ -178,7 +195,7 @@ class Bash(BashComplete):
 
 
 @add_completion_class
-class Zsh(ZshComplete):
+class Zsh(_OptionValues, ZshComplete):
     source_template: ClassVar[str] = _ZSH_SOURCE
 
     def format_completion(self, item: CompletionItem[str]) -> str:
@@ -191,7 +208,7 @@ class Zsh(ZshComplete):
 
 
 @add_completion_class
-class Fish(FishComplete):
+class Fish(_OptionValues, FishComplete):
     source_template: ClassVar[str] = _FISH_SOURCE
 
     def format_completion(self, item: CompletionItem[str]) -> str:

@@ -437,3 +437,57 @@ def test_bash_completes_the_docker_prefix(bash_env: tuple[Path, dict[str, str]])
     work, env = bash_env
     assert bash_complete(work, env, "imgtool inspect docker:") == (["//"], ["compopt -o nospace"])
     assert bash_complete(work, env, "imgtool copy oci:x docker://127.0.0.1:1/r") == ([], [])
+
+
+# -- --platform values -------------------------------------------------------------------------
+
+
+def _two_platform_layout(where: Path) -> str:
+    from tests.helpers.imagefactory import Entry, File, ImageSpec, IndexSpec, make_layer, write_oci_layout
+
+    spec = IndexSpec(
+        [
+            ImageSpec([make_layer([File("p", b"amd64\n")])]),
+            ImageSpec([make_layer([File("p", b"arm64\n")])], architecture="arm64", variant="v8"),
+        ],
+        attestations=True,
+    )
+    both = Entry(spec, ref="v1")
+    one = Entry(ImageSpec([make_layer([File("p", b"s390x\n")])], architecture="s390x"), ref="v2")
+    return write_oci_layout(where / "multi", [both, one]).reference()
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_platform_values_come_from_the_image(shell: str, tmp_path: Path, in_checkout: Path) -> None:
+    """Each shell's completer (click's own loses the image when --platform waits for its value)."""
+    from imgtool.console.shells import SHELL_CLASSES
+
+    layout = _two_platform_layout(tmp_path)
+
+    def offered(args: list[str], incomplete: str) -> list[str]:
+        completer = SHELL_CLASSES[shell](cli, {}, "imgtool", COMPLETE_VAR)
+        return [item.value for item in completer.get_completions(args, incomplete)]
+
+    assert offered(["ls", f"{layout}:v1", "--platform"], "") == ["linux/amd64", "linux/arm64/v8"]
+    assert offered(["ls", f"{layout}:v1", "--platform"], "linux/ar") == ["linux/arm64/v8"]
+    assert offered(["ls", f"{layout}:v1"], "--platform=linux/a") == ["linux/amd64", "linux/arm64/v8"]
+    assert offered(["ls", f"{layout}:v2", "--platform"], "") == ["linux/s390x"]
+    assert offered(["inspect", layout, "--platform"], "") == ["linux/amd64", "linux/arm64/v8", "linux/s390x"]
+    assert offered(["inspect", f"oci:{LAYOUT}:1.1", "--platform"], "") == ["linux/amd64"]
+    side = ["diff", "images", f"{layout}:v2", f"{layout}:v1"]
+    assert offered([*side, "--platform1"], "") == ["linux/s390x"]
+    assert offered([*side, "--platform2"], "") == ["linux/amd64", "linux/arm64/v8"]
+    assert offered([*side, "--platform"], "") == ["linux/s390x"]  # the first image's
+    assert offered(["ls", "docker://127.0.0.1:9/none:1", "--platform"], "") == []  # no network
+    assert offered(["ls", str(tmp_path / "absent"), "--platform"], "") == []
+    assert offered(["ls", "--platform"], "") == []
+
+
+@needs_bash
+def test_bash_completes_platforms(bash_env: tuple[Path, dict[str, str]], tmp_path: Path) -> None:
+    work, env = bash_env
+    layout = _two_platform_layout(tmp_path)
+    assert bash_complete(work, env, f"imgtool ls {layout}:v1 --platform ") == (
+        ["linux/amd64", "linux/arm64/v8"],
+        [],
+    )
