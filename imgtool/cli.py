@@ -167,7 +167,7 @@ def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: p.Im
 @click.argument("path", metavar="PATH", type=p.IMAGE)
 @p.output_options
 def images(path: str, opts: p.ImageOptions) -> None:
-    """List the images of an archive or a layout."""
+    """List the images of an archive, a layout or a store."""
     show(render.images(catalog(path), opts))
 
 

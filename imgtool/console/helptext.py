@@ -101,13 +101,16 @@ DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, one image (--platf
 Example:
   imgtool copy oci:examples/sample-oci:1.1 docker://localhost:5000/sample:1.1""",
     "images": """
-PATH is a docker-save tarball, an OCI archive or an OCI layout. Each image
-with the name that opens it (IMAGE is PATH:NAME), platform, manifest digest,
-size (config and layer blobs as stored) and creation time.
+PATH is a docker-save tarball, an OCI archive or an OCI layout, or a store
+(docker-storage:[ROOT], containers-storage:[DRIVER@ROOT+RUNROOT]). Each image
+with the name that opens it (IMAGE is PATH:NAME, a store's TRANSPORT:[…]NAME
+or @ID), platform, manifest digest, size (config and layer blobs as stored;
+a store's layers as tars) and creation time.
 
 \b
-Example:
-  imgtool images examples/sample-oci --json""",
+Examples:
+  imgtool images examples/sample-oci --json
+  imgtool images docker-storage:[/var/lib/docker]""",
     "completion": """
 \b
 Examples:

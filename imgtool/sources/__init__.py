@@ -146,7 +146,7 @@ def list_images(reference: str) -> list[str]:
 
 
 def catalog(reference: str) -> list[ListedImage]:
-    """Every image of the archive or layout ``reference`` names (``imgtool images``)."""
+    """Every image of the archive, layout or store ``reference`` names (``imgtool images``)."""
     from imgtool.sources.catalog import list_source  # noqa: PLC0415 - see SOURCES
 
     ref = parse_reference(reference)

@@ -1,4 +1,4 @@
-"""What an archive or layout holds: every image in it, with the name that chooses it (``imgtool
+"""What an archive, a layout or a store holds: every image in it, with the name that chooses it (``imgtool
 images``; umoci ``ls``, skopeo ``list-tags``): the choices the "holds several images" error lists,
 each opened as :func:`imgtool.sources.open_image` opens it."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from imgtool.errors import UsageError
 from imgtool.image.digest import Digest
@@ -68,6 +69,13 @@ class _Chosen:
         """The source itself is closed by whoever opened it."""
 
 
+@runtime_checkable
+class _Store(Protocol):
+    """A store of images (Docker's data root, containers-storage), which lists its own."""
+
+    def each_image(self) -> list[tuple[str, Callable[[], Resolved]]]: ...
+
+
 def _listed(image: Image, name: str | None, reference: str) -> ListedImage:
     return ListedImage(
         name=name,
@@ -86,8 +94,8 @@ def _build(source: ImageSource, resolve: Callable[[], Resolved]) -> Image:
 
 
 def list_source(source: ImageSource, ref: Reference) -> list[ListedImage]:
-    """Every image of ``source``, opened from ``ref`` (an archive or a layout), in the order the
-    archive's manifest.json or the layout's index.json lists them; each document is read once."""
+    """Every image of ``source``, opened from ``ref`` (an archive, a layout or a store), in the order the
+    archive's manifest.json, the layout's index.json or the store lists them; each document is read once."""
     where = f"{ref.transport or source.transport}:{ref.path}"
     out = []
     if isinstance(source, OciLayout):
@@ -101,6 +109,10 @@ def list_source(source: ImageSource, ref: Reference) -> list[ListedImage]:
             image = _build(source, functools.partial(source.resolve_entry, entry))
             name = entry.repo_tags[0] if entry.repo_tags else f"@{entry.position}"
             out.append(_listed(image, name, f"{where}:{name}"))
-    else:  # a registry's names are not listed: that would reach the network
-        raise UsageError(f"{ref}: images lists the images of an archive or a layout, not a registry's")
+    elif isinstance(source, _Store):
+        store = ref.path[: ref.path.index("]") + 1] if ref.path.startswith("[") else ""
+        for name, resolve in source.each_image():
+            out.append(_listed(_build(source, resolve), name, f"{ref.transport}:{store}{name}"))
+    else:  # a container is one image; a registry's names are not listed (that would reach the network)
+        raise UsageError(f"{ref}: images lists the images of an archive, a layout or a store")
     return out

@@ -21,6 +21,7 @@ reads it (``$CONTAINERS_STORAGE_CONF``, else ``/etc/containers/storage.conf`` fo
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import tomllib
@@ -458,7 +459,21 @@ class StorageImages(Blobs):
         self.spec = spec
 
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
-        image = self.store.find_image(require_name(self.spec, self.transport))
+        return self.resolve_name(require_name(self.spec, self.transport))
+
+    def each_image(self) -> list[tuple[str, Callable[[], Resolved]]]:
+        """Every image of the store (``imgtool images``): the name that opens it (its first name,
+        else ``@ID``) and how to resolve it, in the order images.json lists them."""
+        return [
+            (
+                image.names[0] if image.names else f"@{image.id}",
+                functools.partial(self.resolve_name, f"@{image.id}"),
+            )
+            for image in self.store.images()
+        ]
+
+    def resolve_name(self, name: str) -> Resolved:
+        image = self.store.find_image(name)
         opened = open_store_image(self.store, image, self)
         return Resolved(
             opened.manifest_bytes, opened.media_type, opened.digest, image.names, unchecked=opened.unchecked

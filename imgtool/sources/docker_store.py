@@ -19,10 +19,11 @@ includes them, ``docker diff`` does not show them), then its writable layer, fro
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -252,7 +253,22 @@ class DockerImages(Blobs):
         self.spec = spec
 
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
-        image_id, names = self.store.find_image(require_name(self.spec, self.transport))
+        return self.resolve_name(require_name(self.spec, self.transport))
+
+    def each_image(self) -> list[tuple[str, Callable[[], Resolved]]]:
+        """Every image of the store (``imgtool images``): the name that opens it (its first tag,
+        else ``@ID``) and how to resolve it, in the order of their IDs."""
+        tagged: dict[str, str] = {}
+        for name, target in sorted(self.store.repositories().items()):
+            if "@" not in name:
+                tagged.setdefault(target.removeprefix("sha256:"), name)
+        return [
+            (tagged.get(image_id, f"@{image_id}"), functools.partial(self.resolve_name, f"@{image_id}"))
+            for image_id in self.store.image_ids()
+        ]
+
+    def resolve_name(self, name: str) -> Resolved:
+        image_id, names = self.store.find_image(name)
         image = _open_image(self.store, image_id, self)
         manifest = {  # skopeo's manifest of a docker save of this image, byte for byte
             "schemaVersion": 2,

@@ -459,3 +459,18 @@ def test_store_references_complete(store: Store) -> None:
         f"podman-container:{store.spec}working-container",
     ]
     assert values(f"containers-storage:[{store.driver}@{parent}/nothere]x") == []
+
+
+def test_images_lists_the_store(imgtool_cli: ImgtoolCli, store: Store) -> None:
+    listed = _json(imgtool_cli, "images", "--json", f"containers-storage:{store.spec}")
+    assert sorted(i["name"] for i in listed) == [
+        "localhost/img1:latest",
+        "localhost/img2:v1",
+        "localhost/wh:v1",
+    ]
+    for item in listed:
+        assert item["reference"] == store.image(item["name"])
+        inspected = _json(imgtool_cli, "inspect", "--json", item["reference"])
+        layers = sum(layer["size"] for layer in inspected["layers"])
+        config = imgtool_cli("inspect", "--config", item["reference"]).stdout_bytes
+        assert (item["manifest_digest"], item["size"]) == (inspected["manifest_digest"], len(config) + layers)

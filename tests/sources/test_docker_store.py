@@ -221,3 +221,20 @@ def test_docker_references_complete(engine: Engine) -> None:
 
     assert values(f"docker-storage:[{engine.root}]a") == [f"docker-storage:[{engine.root}]app:1"]
     assert values(f"docker-container:[{engine.root}]") == [f"docker-container:[{engine.root}]box"]
+
+
+def test_images_lists_the_store(imgtool_cli: ImgtoolCli, engine: Engine) -> None:
+    listed = _json(imgtool_cli, "images", "--json", f"docker-storage:[{engine.root}]")
+    assert [(i["name"], i["reference"], i["platform"]) for i in listed] == [
+        ("app:1", engine.image("app:1"), "linux/amd64")
+    ]
+    inspected = _json(imgtool_cli, "inspect", "--json", listed[0]["reference"])
+    assert listed[0]["manifest_digest"] == inspected["manifest_digest"]
+    config = json.loads(imgtool_cli("inspect", "--config", listed[0]["reference"]).stdout_bytes)
+    assert listed[0]["created"] == config["created"]
+    assert listed[0]["size"] == len(
+        imgtool_cli("inspect", "--config", listed[0]["reference"]).stdout_bytes
+    ) + sum(layer["size"] for layer in inspected["layers"])
+    run = imgtool_cli("images", engine.container("box"))
+    refused = "images lists the images of an archive, a layout or a store"
+    assert (run.code, run.stderr) == (2, f"imgtool: error: {engine.container('box')}: {refused}\n")
