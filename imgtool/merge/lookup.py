@@ -78,11 +78,35 @@ def expand(tree: Tree, pattern: str) -> list[bytes]:
     return level
 
 
+def wants_directory(text: str) -> bool:
+    """A typed path ending in ``/`` names a directory (or a symlink to one), as in a shell."""
+    return text.endswith("/") and text.strip("/") != ""
+
+
+def is_directory(tree: Tree, path: bytes) -> bool:
+    node = find(tree, path, follow_last=True).node
+    return node is not None and node.is_dir
+
+
+def not_a_directory(tree: Tree, text: str, path: bytes) -> ImageNotFoundError | None:
+    """The error for ``file/``, a path typed with a trailing ``/`` that leads to something other
+    than a directory (what ``ls file/`` says); None when the slash is not there or is right."""
+    if not wants_directory(text):
+        return None
+    node = find(tree, path, follow_last=True).node
+    if node is None or node.is_dir:
+        return None  # absent is said as for any path; a directory is what was asked
+    return ImageNotFoundError(f"{text}: not a directory")
+
+
 def queries(tree: Tree, text: str) -> list[bytes] | None:
     """The canonical paths a query names: one for a plain path, every match of a pattern
-    (None when a pattern matches nothing)."""
+    (None when a pattern matches nothing). A pattern ending in ``/`` matches directories only."""
     if has_glob(text):
-        return expand(tree, text) or None
+        found = expand(tree, text)
+        if wants_directory(text):
+            found = [path for path in found if is_directory(tree, path)]
+        return found or None
     return [normalize_query(text)]
 
 

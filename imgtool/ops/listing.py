@@ -13,7 +13,7 @@ from imgtool.image.image import Image
 from imgtool.layers.paths import display, escape, join_path
 from imgtool.layers.tarstream import IMPLIED_DIR, KIND_NAMES, Entry, Kind
 from imgtool.merge.index import LayerIndex, index_image
-from imgtool.merge.lookup import find, no_match, normalize_query, queries
+from imgtool.merge.lookup import find, no_match, normalize_query, not_a_directory, queries
 from imgtool.merge.overlay import Node, Tree
 from imgtool.merge.view import check_layer_number
 from imgtool.ops.common import Reading, merged
@@ -148,6 +148,8 @@ def list_query(tree: Tree, text: str, recursive: bool, dereference: bool = False
         raise no_match(text)
     rows: list[Row] = []
     for path in paths:
+        if (error := not_a_directory(tree, text, path)) is not None:
+            raise error
         rows.extend(list_tree(tree, path, recursive, dereference))
     return rows
 

@@ -11,7 +11,7 @@ from imgtool.image.image import Image
 from imgtool.layers.paths import display
 from imgtool.layers.tarstream import Kind, LayerReader
 from imgtool.merge.index import check_indexed
-from imgtool.merge.lookup import find, normalize_query
+from imgtool.merge.lookup import find, normalize_query, not_a_directory
 from imgtool.merge.overlay import Tree
 from imgtool.merge.view import check_layer_number
 from imgtool.ops.common import Reading, merged
@@ -75,4 +75,7 @@ def cat(image: Image, path: str, out: BinaryIO, reading: Reading, layer: int | N
     them or (``layer``) as they stood after layer N; returns how many."""
     check_layer_number(image, layer, "--layer")
     view = merged(image, reading, upto=layer)
-    return read_file(image, view.tree, normalize_query(path), out, upto=layer)
+    canonical = normalize_query(path)
+    if (error := not_a_directory(view.tree, path, canonical)) is not None:
+        raise NotAFileError(str(error))
+    return read_file(image, view.tree, canonical, out, upto=layer)

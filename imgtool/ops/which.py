@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from imgtool.image.image import Image
 from imgtool.layers.tarstream import Kind
 from imgtool.merge.changes import REMOVALS, Change, ChangeLog, kind_name
-from imgtool.merge.lookup import find, has_glob, normalize_query, queries
+from imgtool.merge.lookup import find, has_glob, normalize_query, not_a_directory, queries
 from imgtool.merge.overlay import Node, Tree
 from imgtool.ops.common import LayerRef, Reading, layer_refs, merged
 
@@ -29,6 +29,7 @@ class Answer:
     history: list[Change] = field(default_factory=list)
     via: list[LinkStep] = field(default_factory=list)
     unmatched_pattern: bool = False
+    not_a_directory: bool = False  # asked as ``file/``: absent, as stat says; the history is the file's
 
     @property
     def exists(self) -> bool:
@@ -42,6 +43,8 @@ class Answer:
 
 
 def answer(tree: Tree, log: ChangeLog, asked: str, path: bytes) -> Answer:
+    if not_a_directory(tree, asked, path) is not None:
+        return Answer(asked, path, None, log.for_path(path), not_a_directory=True)
     found = find(tree, path, follow_last=False)
     via = []
     for link_path in found.links:

@@ -84,7 +84,9 @@ def _answer_lines(layers: list[LayerRef], item: Answer, table_format: str, colou
     name = display(item.path)
     node = item.node
     lines = []
-    if node is None:
+    if item.not_a_directory:
+        lines.append(f"{escape_text(item.asked)}: not a directory")
+    elif node is None:
         removed = item.removed_by
         if removed is not None:
             digest = short(layers[removed.layer].digest)
