@@ -441,7 +441,11 @@ def ls_options(func: Callable[..., R]) -> Callable[..., R]:
             "--only", is_flag=True, help="With --layer: only layer N's own entries (whiteouts as deletions)."
         ),
         click.option(
-            "-L", "--dereference", is_flag=True, help="Show what each symlink points to, not the link itself."
+            "-L",
+            "--dereference",
+            is_flag=True,
+            help="Show what each symlink points to, not the link itself; with -R, enter a link to a "
+            "directory (the first link to each, and none inside the directory it leads to).",
         ),
         click.option(
             "--sort",

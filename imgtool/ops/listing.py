@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
@@ -133,12 +134,49 @@ def list_tree(tree: Tree, path: bytes, recursive: bool, dereference: bool = Fals
     shown = tree if dereference else None
     if not node.is_dir:
         return [_node_row(resolved, node, shown)]
+    if recursive and dereference:
+        return [_node_row(p, n, shown) for p, n in _walk_through_links(tree, resolved)]
     if recursive:
         return [_node_row(p, n, shown) for p, n in tree.walk(resolved) if p != resolved]
     assert node.children is not None
     return [
         _node_row(join_path(resolved, name), node.children[name], shown) for name in sorted(node.children)
     ]
+
+
+def _walk_through_links(tree: Tree, top: bytes) -> Iterator[tuple[bytes, Node]]:
+    """Everything below ``top`` as ``ls -LR`` lists it, in :meth:`Tree.walk`'s order: a symlink to
+    a directory is entered too, under the link's name, the first time a link leads to that
+    directory, unless the link is inside it (a loop): the listing is at most twice the tree."""
+    linked: set[bytes] = set()
+
+    def children(path: bytes, directory: Node) -> Iterator[tuple[bytes, Node]]:
+        prefix = path + b"/" if path else b""
+        assert directory.children is not None
+        return ((prefix + name, directory.children[name]) for name in sorted(directory.children))
+
+    start = tree.lookup(top)
+    if start is None or start.children is None:
+        return
+    stack = [children(top, start)]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+            continue
+        path, node = item
+        yield path, node
+        if node.is_dir:
+            stack.append(children(path, node))
+            continue
+        target = find(tree, path, follow_last=True) if node.entry is not None else None
+        if target is None or target.node is None or not target.node.is_dir or target.path in linked:
+            continue
+        here = find(tree, path, follow_last=False).path  # where the link really is
+        if not target.path or here.startswith(target.path + b"/"):
+            continue  # a link to a directory it is in: a loop, shown but not entered
+        linked.add(target.path)
+        stack.append(children(path, target.node))
 
 
 def list_query(tree: Tree, text: str, recursive: bool, dereference: bool = False) -> list[Row]:

@@ -66,3 +66,31 @@ def test_a_pattern_with_a_slash_matches_directories(imgtool_cli: ImgtoolCli, ima
     assert [answer["path"] for answer in which] == ["/etc/d", "/etc/to-d"]
     every = json.loads(imgtool_cli("which-layer", image, "/etc/*", "--json").stdout)
     assert [answer["path"] for answer in every] == ["/etc/conf", "/etc/d", "/etc/to-conf", "/etc/to-d"]
+
+
+def test_ls_dereference_recursive_enters_linked_directories(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
+    """``ls -LR``: a link to a directory is listed through, once per directory; loops end."""
+    layer = make_layer(
+        [
+            Dir("a/"),
+            File("a/f", b"f"),
+            Symlink("a/up", ".."),  # a loop back to the root
+            Symlink("b", "a"),
+            Symlink("c", "/a"),  # a second link to a/: not entered again
+            Symlink("dead", "none"),
+        ]
+    )
+    ref = write_oci_layout(tmp_path / "loops", [Entry(ImageSpec([layer]), ref="v1")]).reference("v1")
+    rows = json.loads(imgtool_cli("ls", ref, "/", "-R", "-L", "--json").stdout)
+    assert [(row["path"], row["type"]) for row in rows] == [
+        ("/a", "dir"),
+        ("/a/f", "file"),
+        ("/a/up", "dir"),  # a link to the root, which holds it: a loop, not entered
+        ("/b", "dir"),  # the first link to /a: entered
+        ("/b/f", "file"),
+        ("/b/up", "dir"),
+        ("/c", "dir"),  # a second link to /a: not entered again
+        ("/dead", "symlink"),
+    ]
+    plain = json.loads(imgtool_cli("ls", ref, "/", "-R", "--json").stdout)
+    assert [row["path"] for row in plain] == ["/a", "/a/f", "/a/up", "/b", "/c", "/dead"]
