@@ -15,7 +15,7 @@ from imgtool.console.completion import SHELLS, completion_script
 from imgtool.console.funnel import fail, run, show, show_bytes, warn
 from imgtool.console.helptext import attach
 from imgtool.image.platform import Platform
-from imgtool.sources import catalog, open_image
+from imgtool.sources import catalog, open_document, open_image
 
 __all__ = ["cli", "entry", "fail", "main", "warn"]
 
@@ -30,10 +30,11 @@ def inspect(image: str, no_trunc: bool, document: str | None, opts: p.ImageOptio
     from imgtool.ops import summary
     from imgtool.ops.raw import raw_document
 
+    if document is not None:
+        with open_document(image, document, opts.platform, opts.registry) as stored:
+            show_bytes(*raw_document(stored, document, opts.platform is not None))
+        return
     with open_image(image, opts.platform, opts.registry) as img:
-        if document is not None:
-            show_bytes(*raw_document(img, document, opts.platform is not None))
-            return
         facts = summary.describe_image(img)
     for message in facts.warnings:
         warn(message)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from imgtool.image.destination import StoredManifest
 from imgtool.image.image import Image
 
 
@@ -15,8 +16,11 @@ class RawDocument(NamedTuple):
     note: str | None = None
 
 
-def raw_document(image: Image, document: str, platform_chosen: bool = False) -> RawDocument:
-    """``document`` "config" (:func:`raw_config`) or "manifest" (:func:`raw_manifest`)."""
+def raw_document(image: Image | StoredManifest, document: str, platform_chosen: bool = False) -> RawDocument:
+    """``document`` "config" (:func:`raw_config`) or "manifest" (:func:`raw_manifest`); of an image
+    index as stored (no image chosen from it), its bytes."""
+    if isinstance(image, StoredManifest):
+        return RawDocument(image.data)
     return raw_config(image) if document == "config" else raw_manifest(image, platform_chosen)
 
 

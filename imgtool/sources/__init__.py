@@ -23,7 +23,7 @@ from imgtool.sources import reference
 from imgtool.sources.build import build_image
 from imgtool.sources.core import ImageSource, SourceOpener, open_tar
 from imgtool.sources.destinations import open_destination
-from imgtool.sources.indexes import open_copy
+from imgtool.sources.indexes import open_copy, open_document
 from imgtool.sources.reference import DOCKER, DOCKER_ARCHIVE, OCI, OCI_ARCHIVE, Reference, require_exists
 from imgtool.sources.registry import RegistryOptions, open_registry
 
@@ -39,6 +39,7 @@ __all__ = [
     "list_images",
     "open_copy",
     "open_destination",
+    "open_document",
     "open_image",
     "parse_reference",
 ]

@@ -1,6 +1,7 @@
 """What ``imgtool copy`` reads: one image, or (``--all-platforms``) the whole image index a
 reference names, the index as stored and every manifest and nested index below it, each verified
-against its digest as it is read; and the destination it writes, opened first."""
+against its digest as it is read; and the destination it writes, opened first. And what
+``inspect --raw`` reads: the index a reference names, or the image."""
 
 from __future__ import annotations
 
@@ -56,6 +57,27 @@ def open_copy(
             source.close()
         with open_image(src, platform, registry) as image:
             yield image, out
+
+
+@contextlib.contextmanager
+def open_document(
+    reference: str, document: str, platform: Platform | None, registry: RegistryOptions | None
+) -> Iterator[Image | StoredManifest]:
+    """What ``inspect --raw``/``--config`` shows: for the manifest without ``platform``, the image
+    index the reference names, as stored, when it names one (no platform is chosen, so none need
+    match this machine's, as skopeo ``inspect --raw``); otherwise the image, opened as for any command."""
+    from imgtool.sources import _open_source, open_image, parse_reference  # noqa: PLC0415 - a cycle
+
+    if document == "manifest" and platform is None:
+        ref = parse_reference(reference)
+        with contextlib.closing(_open_source(ref, registry)) as source:
+            top_manifest = getattr(source, "top_manifest", None)
+            top: StoredManifest | None = top_manifest(ref.selector) if top_manifest is not None else None
+            if top is not None and top.media_type in INDEX_TYPES:
+                yield top
+                return
+    with open_image(reference, platform, registry) as image:
+        yield image
 
 
 def index_tree(source: ImageSource, ref: Reference) -> IndexTree | None:

@@ -212,3 +212,33 @@ def test_raw_through_a_slow_pipe_is_every_byte(unbuffered: bool, tmp_path: Path)
         stderr = proc.stderr.read()
     assert (proc.returncode, stderr) == (0, b"")
     assert data == config
+
+
+@requires("skopeo")
+@pytest.mark.parametrize("archive", [False, True], ids=["oci", "oci-archive"])
+def test_raw_of_an_index_without_this_machines_platform(
+    archive: bool, tmp_path: Path, imgtool_cli: ImgtoolCli
+) -> None:
+    """--raw shows the index the reference names without choosing from it, as skopeo does; an
+    image of it (--config, the table) still needs a platform the index has."""
+    spec = IndexSpec(
+        [
+            ImageSpec([make_layer([File("p", b"riscv64\n")])], architecture="riscv64"),
+            ImageSpec([make_layer([File("p", b"s390x\n")])], architecture="s390x"),
+        ]
+    )
+    entries = [Entry(spec, ref="v1")]
+    result = (write_oci_archive if archive else write_oci_layout)(tmp_path / "idx", entries)
+    ref = result.reference("v1")
+    run = imgtool_cli("inspect", ref, "--raw")
+    assert (run.code, run.stderr) == (0, "")
+    assert hashlib.sha256(run.stdout_bytes).hexdigest() == result.indexes[0].digest.partition(":")[2]
+    assert run.stdout_bytes == _skopeo_raw(ref)
+    chosen = imgtool_cli("inspect", ref, "--raw", "--platform", "linux/s390x")
+    assert (
+        hashlib.sha256(chosen.stdout_bytes).hexdigest() == result.images[1].manifest_digest.partition(":")[2]
+    )
+    for args in (("--config",), ()):
+        refused = imgtool_cli("inspect", ref, *args)
+        assert refused.code == 1 and refused.stdout == ""
+        assert "no image for platform" in refused.stderr and "linux/s390x" in refused.stderr
