@@ -9,10 +9,13 @@ removed and the blobs it had already placed in an existing layout are removed ag
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import stat
 import threading
+from collections.abc import Iterator
 from typing import Any, Final, Self
 
 from imgtool.errors import ImageFormatError, OutputError
@@ -35,6 +38,7 @@ class LayoutDestination:
 
     def __init__(self, directory: str, ref: str | None, location: str) -> None:
         self.location = location
+        self._directory = directory
         self._ref = ref
         self._target = output_path(directory)
         self._lock = threading.Lock()
@@ -136,7 +140,17 @@ class LayoutDestination:
 
     def commit(self) -> None:
         assert self._manifest is not None
-        entry = self._manifest
+        # Into an existing layout, under its lock, taken before signals are held back: a copy
+        # waiting for another stays interruptible. A new one is this copy's own until renamed.
+        lock = _locked(self._root) if self._staging is None else contextlib.nullcontext()
+        with lock, signals_deferred():
+            self._commit(self._manifest)
+
+    def _commit(self, entry: dict[str, Any]) -> None:
+        """index.json with this copy's entry, read again under the layout's lock: another copy into
+        the same layout may have added its own since this one began."""
+        if self._staging is None and os.path.lexists(os.path.join(self._target, "index.json")):
+            self._index = self._read_index(self._directory)
         kept = [
             m
             for m in self._index.get("manifests", [])
@@ -148,22 +162,21 @@ class LayoutDestination:
         ]
         self._index["manifests"] = [*kept, entry]
         index = json.dumps(self._index, separators=(",", ":")).encode()
-        if self._new_files:
+        if self._new_files and not os.path.lexists(os.path.join(self._root, "oci-layout")):
             self._write_file("oci-layout", LAYOUT_FILE)
-        with signals_deferred():
-            self._write_file("index.json", index)
-            if self._staging is not None:
-                os.chmod(self._staging, 0o755)  # noqa: S103 - a layout is as readable as skopeo's
-                try:
-                    os.rename(self._staging, self._target)  # an empty directory there is replaced
-                except OSError as exc:
-                    raise OutputError(
-                        f"{self._target}: cannot be put into place: {exc.strerror} "
-                        "(did it appear while the copy ran?)"
-                    ) from exc
-                self._staging = None
-            self._placed = []  # an interrupt held back until here must not undo a copy now visible
-            self._committed = True
+        self._write_file("index.json", index)
+        if self._staging is not None:
+            os.chmod(self._staging, 0o755)  # noqa: S103 - a layout is as readable as skopeo's
+            try:
+                os.rename(self._staging, self._target)  # an empty directory there is replaced
+            except OSError as exc:
+                raise OutputError(
+                    f"{self._target}: cannot be put into place: {exc.strerror} "
+                    "(did it appear while the copy ran?)"
+                ) from exc
+            self._staging = None
+        self._placed = []  # an interrupt held back until here must not undo a copy now visible
+        self._committed = True
 
     def _write_file(self, name: str, data: bytes) -> None:
         fd, staging, claim = make_file(self._root, name)
@@ -215,6 +228,18 @@ class LayoutDestination:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def _locked(directory: str) -> Iterator[None]:
+    """The layout's lock, an exclusive ``flock`` on its directory (no file is added to the layout),
+    held while its index.json is read and replaced."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _ref_of(entry: dict[str, Any]) -> str | None:

@@ -202,3 +202,91 @@ def test_a_layout_whose_blobs_are_a_symlink_is_not_written_through(
         run.stderr == f"imgtool: error: {sha}: is not a directory; imgtool does not write through a symlink\n"
     )
     assert sorted(p.name for p in (elsewhere / "sha256").iterdir()) == before
+
+
+def test_copies_into_one_layout_at_once_keep_each_others_refs(tmp_path: Path) -> None:
+    """Two copies into one layout, both begun before either ends: index.json has both refs (each
+    copy reads it again, under the layout's lock, as it adds its entry)."""
+    out = str(tmp_path / "out")
+    with open_image(f"oci:{SAMPLE}:1.0") as image, LayoutDestination(out, "seed", f"oci:{out}:seed") as dest:
+        copy_image(image, dest)
+    with (
+        open_image(f"oci:{SAMPLE}:1.0") as first_image,
+        open_image(f"oci:{SAMPLE}:1.1") as second_image,
+        LayoutDestination(out, "a", f"oci:{out}:a") as first,
+        LayoutDestination(out, "b", f"oci:{out}:b") as second,
+    ):
+        copy_image(first_image, first)
+        copy_image(second_image, second)
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    refs = [m["annotations"]["org.opencontainers.image.ref.name"] for m in index["manifests"]]
+    assert refs == ["seed", "a", "b"]
+
+
+def test_a_copy_waits_for_the_layouts_lock(tmp_path: Path) -> None:
+    import fcntl
+    import os
+
+    out = tmp_path / "out"
+    with open_image(f"oci:{SAMPLE}:1.0") as image, LayoutDestination(str(out), "a", f"oci:{out}:a") as dest:
+        copy_image(image, dest)
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as another copy holds it while it replaces index.json
+    done = threading.Event()
+
+    def copy_b() -> None:
+        with (
+            open_image(f"oci:{SAMPLE}:1.1") as image,
+            LayoutDestination(str(out), "b", f"oci:{out}:b") as dest,
+        ):
+            copy_image(image, dest)
+        done.set()
+
+    worker = threading.Thread(target=copy_b)
+    worker.start()
+    try:
+        assert not done.wait(1.0)  # its blobs are in, its index.json waits for the lock
+        refs = [
+            m["annotations"]["org.opencontainers.image.ref.name"]
+            for m in json.loads((out / "index.json").read_text())["manifests"]
+        ]
+        assert refs == ["a"]
+    finally:
+        os.close(fd)
+    worker.join(30)
+    assert done.is_set()
+    refs = [
+        m["annotations"]["org.opencontainers.image.ref.name"]
+        for m in json.loads((out / "index.json").read_text())["manifests"]
+    ]
+    assert refs == ["a", "b"]
+
+
+def test_a_copy_waiting_for_the_lock_can_be_interrupted(tmp_path: Path) -> None:
+    import fcntl
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    with open_image(f"oci:{SAMPLE}:1.0") as image, LayoutDestination(str(out), "a", f"oci:{out}:a") as dest:
+        copy_image(image, dest)
+    before = sorted(p.name for p in (out / "blobs" / "sha256").iterdir())
+    index = (out / "index.json").read_bytes()
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "imgtool", "copy", "-q", f"oci:{SAMPLE}:1.1", f"oci:{out}:b"],
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(2.0)  # its blobs are in; it waits for the lock
+        assert child.poll() is None
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=20)
+    finally:
+        os.close(fd)
+    assert child.returncode == 130, stderr
+    assert (out / "index.json").read_bytes() == index
+    assert sorted(p.name for p in (out / "blobs" / "sha256").iterdir()) == before  # its own removed
