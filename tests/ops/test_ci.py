@@ -410,3 +410,18 @@ def test_replacements_and_symlinked_directories(tmp_path: Path, imgtool_cli: Img
     doc = _doc(imgtool_cli, _image(tmp_path, layers, "usrmerge"), code=1)
     assert (doc["efficiency"], doc["wasted_bytes"], doc["user_bytes"]) == (10 / 30, 30, 20)
     assert [(f["path"], f["wasted_bytes"]) for f in doc["wasted_files"]] == [("/usr/bin/sh", 30)]
+
+
+def test_results_are_coloured_on_a_terminal_only(
+    wasteful: str, imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    args = ("diff", "layers", wasteful, "--ci", "--lowest-efficiency", "0.99")
+    run = imgtool_cli.on_terminal("stdout")(*args)
+    assert run.code == 1
+    assert "\x1b[31mFAIL\x1b[0m" in run.stdout and "\x1b[32mPASS\x1b[0m" in run.stdout
+    run = imgtool_cli(*args)
+    assert run.code == 1 and "\x1b" not in run.stdout
+    run = imgtool_cli.on_terminal("stdout")(*args, "--json")
+    assert run.code == 1 and "\x1b" not in run.stdout
