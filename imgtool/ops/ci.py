@@ -11,10 +11,11 @@ removal, a symlink or a hardlink). Then
 * user wasted percent = wasted bytes / the bytes the layers above the first store (a ratio, as
   dive's threshold is).
 
-Where imgtool's union-filesystem semantics say more than dive's per-layer trees (a deleted, hidden
-or replaced directory, paths reached through a symlinked directory), the copies are taken from the
-change log of :mod:`imgtool.merge.changes`: a removal is a 0-byte copy at every path it removes.
-docs/json.md says where that gives other numbers than dive's, and why.
+The copies are read from the change log of :mod:`imgtool.merge.changes`, which applies the layers as
+a union filesystem does: a removal (whiteout, opaque directory, replacement) is a 0-byte copy at
+every path it removes, and a path is the one the layers' names resolve to. docs/json.md says where
+that gives other numbers than dive's per-layer trees (deleted, hidden and replaced directories,
+names through a symlinked directory), and why.
 """
 
 from __future__ import annotations

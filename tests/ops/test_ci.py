@@ -163,6 +163,9 @@ def test_the_report_lists_wasted_files_and_each_rule(wasteful: str, imgtool_cli:
         "\n"
         "FAIL: 2 passed, 1 failed, 0 disabled\n"
     )
+    run = imgtool_cli("diff", "layers", wasteful, "--ci", "--top", "0")
+    assert (run.code, run.stderr) == (0, "")
+    assert run.stdout.startswith("(3 more wasted files; --top shows more, --json all)\n\nrule ")
 
 
 @pytest.mark.parametrize(

@@ -65,14 +65,15 @@ def _threshold(result: RuleResult) -> str:
 def ci_report_text(report: CiReport, top: int, table_format: str, colour: bool) -> str:
     out: list[str] = []
     files = report.measures.wasted_files
-    if files:
+    shown = files[: max(top, 0)]
+    if shown:
         rows = [
-            (human_size(f.size), ", ".join(str(c.layer) for c in f.copies), display(f.path))
-            for f in files[:top]
+            (human_size(f.size), ", ".join(str(c.layer) for c in f.copies), display(f.path)) for f in shown
         ]
         out.append(table(rows, ["wasted", "layers", "path"], table_format) + "\n")
-        if len(files) > top:
-            out.append(f"({len(files) - top} more wasted files; --top shows more, --json all)\n")
+    if len(files) > len(shown):
+        out.append(f"({len(files) - len(shown)} more wasted files; --top shows more, --json all)\n")
+    if files:
         out.append("\n")
     results = [
         (
