@@ -4,6 +4,9 @@ three rules passing, failing and disabled, thresholds parsed as dive parses them
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from tests.helpers.imagefactory import (
     make_layer,
     write_oci_layout,
 )
+from tests.helpers.slowpipe import read_slowly
 
 # Copies of each path, per dive (the bytes each layer stores there):
 #   /etc/base     [1000]           min 1000  all 1000
@@ -428,3 +432,31 @@ def test_results_are_coloured_on_a_terminal_only(
     assert run.code == 1 and "\x1b" not in run.stdout
     run = imgtool_cli.on_terminal("stdout")(*args, "--json")
     assert run.code == 1 and "\x1b" not in run.stdout
+
+
+def test_a_failing_verdict_comes_whole_through_a_slow_pipe(tmp_path: Path, imgtool_cli: ImgtoolCli) -> None:
+    """Every byte of a long report reaches a slow reader, and the exit status is still the verdict."""
+    names = [f"f{n:04}" for n in range(2000)]
+    layers = [
+        make_layer([File(n, b"a" * 10) for n in names]),
+        make_layer([File(n, b"b" * 10) for n in names]),
+    ]
+    ref = _image(tmp_path, layers)
+    expected = imgtool_cli("diff", "layers", ref, "--ci", "--json")
+    assert expected.code == 1 and len(expected.stdout_bytes) > 4 * 65536
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    with subprocess.Popen(
+        [sys.executable, "-m", "imgtool", "diff", "layers", ref, "--ci", "--json"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        fd = proc.stdout.fileno()
+        data = read_slowly(lambda n: os.read(fd, n))
+        stderr = proc.stderr.read()
+    assert (proc.returncode, stderr) == (1, b"")
+    assert data == expected.stdout_bytes
+    doc = json.loads(data)
+    assert (doc["efficiency"], doc["wasted_bytes"], len(doc["wasted_files"])) == (0.5, 40000, 2000)
