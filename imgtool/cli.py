@@ -124,6 +124,14 @@ def diff_group() -> None:
 @p.image_options()
 def diff_layers(image: str, how: p.DiffLayersOptions, opts: p.ImageOptions) -> None:
     """Show what each layer changed, or layer A against layer B."""
+    limits = how.ci_thresholds()  # checked before the image is read
+    if how.ci:
+        from imgtool.ops.ci import rate_image
+
+        with open_image(image, opts.platform, opts.registry) as img:
+            report = rate_image(img, opts.reading(), limits)
+        show(render.ci_report(report, how.top, opts), report.passed)
+        return
     from imgtool.ops.diff import diff_layers as layers_diff
 
     with open_image(image, opts.platform, opts.registry) as img:

@@ -80,11 +80,18 @@ later layers made unreachable. With A: every change of layer A. With A and B:
 the tree after layer A against the tree after layer B (as git diff A B: with
 B below A, what would undo the layers between them).
 
+With --ci: dive's CI rules, each PASS, FAIL or SKIP (disabled) with the value
+measured, and the files that waste space; exits 1 if a rule fails. Its measures
+are dive's (per path across layers), not the summary's efficiency figure; they
+differ from dive's own where directories are deleted, hidden or replaced
+(docs/json.md).
+
 \b
 Examples:
   imgtool diff layers examples/sample.tar          # a summary per layer, and wasted space
   imgtool diff layers examples/sample.tar 2 -v     # every change of layer 2
-  imgtool diff layers examples/sample.tar 1 3      # after layer 1 against after layer 3""",
+  imgtool diff layers examples/sample.tar 1 3      # after layer 1 against after layer 3
+  imgtool diff layers examples/sample.tar --ci --highest-wasted-bytes 20MB""",
     "diff images": """
 Exits 0 if they are identical, 1 if they differ. --platform chooses both images
 of their indexes; --platform1 and --platform2 each side's, so that the images of

@@ -12,7 +12,7 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import click
 from click.shell_completion import CompletionItem
@@ -29,6 +29,9 @@ from imgtool.ops.listing import SORTS, TYPES
 from imgtool.progress import NoProgress, Progress
 from imgtool.sources.registry import RegistryOptions
 from imgtool.sources.registry.credentials import parse_creds
+
+if TYPE_CHECKING:
+    from imgtool.ops.ci import Thresholds
 
 R = TypeVar("R")
 
@@ -328,15 +331,63 @@ class DiffLayersOptions:
     second: int | None = None
     verbose: bool = False
     top: int = 10
+    ci: bool = False
+    lowest_efficiency: str | None = None
+    highest_wasted_bytes: str | None = None
+    highest_user_wasted_percent: str | None = None
+
+    def ci_thresholds(self) -> Thresholds:
+        """--ci's thresholds, checked before any image is read (a UsageError: exit 2)."""
+        from imgtool.ops.ci import Thresholds, thresholds  # noqa: PLC0415 - the operation, when it runs
+
+        given = [
+            name
+            for name, value in (
+                ("--lowest-efficiency", self.lowest_efficiency),
+                ("--highest-wasted-bytes", self.highest_wasted_bytes),
+                ("--highest-user-wasted-percent", self.highest_user_wasted_percent),
+            )
+            if value is not None
+        ]
+        if not self.ci:
+            if given:
+                raise UsageError(f"{given[0]} is a rule of --ci: give --ci as well")
+            return Thresholds()
+        if self.first is not None or self.verbose:
+            raise UsageError("--ci rates the whole image: it takes no layer number and no -v")
+        return thresholds(self.lowest_efficiency, self.highest_wasted_bytes, self.highest_user_wasted_percent)
 
 
-# diff layers' [A [B]], -v and --top (a :class:`DiffLayersOptions`, ``how``).
+# diff layers' [A [B]], -v, --top, --ci and its rules (a :class:`DiffLayersOptions`, ``how``).
 diff_layers_options = _gathered(
     [
         click.argument("first", type=int, required=False, metavar="[A"),
         click.argument("second", type=int, required=False, metavar="[B]]"),
         click.option("-v", "--verbose", is_flag=True, help="List every change of every layer."),
         click.option("--top", default=10, show_default=True, help="How many space-wasting paths to show."),
+        click.option(
+            "--ci",
+            is_flag=True,
+            help="Judge the image by dive's CI rules instead: print each rule's result and the wasted "
+            "files, and exit 1 if a rule fails (dive's measures, see docs/json.md).",
+        ),
+        click.option(
+            "--lowest-efficiency",
+            metavar="RATIO",
+            help="With --ci: fail below this efficiency, 0 to 1, or 'disabled'.  [default: 0.9]",
+        ),
+        click.option(
+            "--highest-wasted-bytes",
+            metavar="SIZE",
+            help="With --ci: fail above this many wasted bytes (20MB, 20MiB, 1500), or 'disabled'.  "
+            "[default: disabled]",
+        ),
+        click.option(
+            "--highest-user-wasted-percent",
+            metavar="RATIO",
+            help="With --ci: fail when the wasted bytes exceed this ratio, 0 to 1, of the bytes the "
+            "layers above the first store, or 'disabled'.  [default: 0.1]",
+        ),
     ],
     DiffLayersOptions,
     "how",

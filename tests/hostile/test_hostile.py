@@ -226,6 +226,8 @@ RENDERINGS: Final[dict[str, tuple[Command, list[str]]]] = {
     "diff-A-B-json": ("diff", ["diff", "layers", "IMAGE", "0", "LAST", "--json"]),
     "diff-images": ("diff", ["diff", "images", "IMAGE", "OTHER"]),
     "diff-images-json": ("diff", ["diff", "images", "OTHER", "IMAGE", "--json"]),
+    "diff-ci": ("diff", ["diff", "layers", "IMAGE", "--ci"]),
+    "diff-ci-json": ("diff", ["diff", "layers", "IMAGE", "--ci", "--json"]),
 }
 
 RENDERING_PARAMS = [
@@ -282,7 +284,10 @@ def test_every_rendering(
         assert (run.code, run.stderr) == (1, ""), f"exit {run.code}: {run.stderr}"
         assert expected.status in run.stdout
     else:
-        codes = {"which-layer": {0 if case.which else 1}, "diff": {0, 1} if "images" in template else {0}}
+        codes = {
+            "which-layer": {0 if case.which else 1},
+            "diff": {0, 1} if "images" in template or "--ci" in template else {0},
+        }
         assert run.code in codes.get(command, {0}), f"exit {run.code}: {run.stderr}"
         check_quiet_success(run.stderr, expected.warning if isinstance(expected, Confined) else None)
 

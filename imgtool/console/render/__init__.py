@@ -3,9 +3,9 @@ returned (schemas in docs/json.md). Every function returns the whole text, newli
 the CLI writes it.
 
 One module per subject: ``summary`` (inspect), ``copying`` (copy), ``verification`` (verify),
-``which_layer``, ``listing`` (ls), ``diff`` (diff layers, diff images), ``flatten`` (its notes on
-stderr), ``catalog`` (images), and ``common`` for what they share. The entry points the CLI calls,
-one per command, are here.
+``which_layer``, ``listing`` (ls), ``diff`` (diff layers, diff images), ``ci`` (diff layers --ci),
+``flatten`` (its notes on stderr), ``catalog`` (images), and ``common`` for what they share. The
+entry points the CLI calls, one per command, are here.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from imgtool.console.render.catalog import images
+    from imgtool.console.render.ci import ci_report
     from imgtool.console.render.copying import copy
     from imgtool.console.render.diff import diff_images, diff_layers
     from imgtool.console.render.flatten import flatten_notes
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from imgtool.console.render.which_layer import which
 
 __all__ = [
+    "ci_report",
     "copy",
     "diff_images",
     "diff_layers",
@@ -38,6 +40,7 @@ __all__ = [
 # Each entry point's module, imported when the entry point is first asked for: a command loads
 # the rendering (and the operation types) of its own output only, which keeps start-up short.
 _MODULES = {
+    "ci_report": "ci",
     "copy": "copying",
     "diff_images": "diff",
     "diff_layers": "diff",
