@@ -236,7 +236,7 @@ def _json(imgtool_cli: ImgtoolCli, *args: str) -> Any:
 
 def _container_layer_dir(engine: Engine, name: str) -> Path:
     containers = json.loads((engine.root / f"{engine.driver}-containers" / "containers.json").read_text())
-    layer = next(c for c in containers if name in c["names"])["layer"]
+    layer: str = next(c for c in containers if name in c["names"])["layer"]
     return (
         engine.root / "overlay" / layer / "diff"
         if engine.driver == "overlay"
@@ -251,17 +251,10 @@ def _opaque_dirs(engine: Engine, name: str) -> set[str]:
     top = _container_layer_dir(engine, name)
     found = set()
     for dirpath, _, _ in os.walk(top):
-        if (
-            os.getxattr(dirpath, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
-            if _has_opaque(dirpath)
-            else False
-        ):
+        names = os.listxattr(dirpath, follow_symlinks=False)
+        if "trusted.overlay.opaque" in names and os.getxattr(dirpath, "trusted.overlay.opaque") == b"y":
             found.add("/" + os.path.relpath(dirpath, top))
     return found
-
-
-def _has_opaque(path: str) -> bool:
-    return "trusted.overlay.opaque" in os.listxattr(path, follow_symlinks=False)
 
 
 def _ancestors(path: str) -> Iterator[str]:
