@@ -11,7 +11,8 @@ directories top first, separated by ``:``, a backslash making the next character
 a colon in a name), and ``::`` before data-only layers. A mount made with the newer
 ``lowerdir+=`` (and ``datadir+=``) shows one option per directory, top first, each a whole path.
 Data-only layers hold the data of metacopy files that other layers redirect to: imgtool cannot
-follow those redirects, and refuses such a mount rather than show empty files.
+follow those redirects, and refuses such a mount rather than show empty files; so too a mount
+made with ``metacopy=on`` or ``redirect_dir=on``, whose upper directory may hold them.
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ def stack_of(mountinfo: bytes, mount_point: str) -> tuple[list[str], str | None]
             raise UsageError(f"{what}: it has data-only layers (datadir+): not supported")
         elif key == b"upperdir":
             upper = value
+        elif option in (b"metacopy=on", b"redirect_dir=on"):
+            raise UsageError(
+                f"{what}: mounted with {os.fsdecode(option)}: its files' redirect and metacopy "
+                "xattrs are not followed: not supported"
+            )
     if not lowers:
         raise ImageFormatError(f"{what}: {MOUNTINFO} names no lower directory for it")
     for path in [*lowers, *([upper] if upper is not None else [])]:
@@ -120,7 +126,8 @@ def read_mount(path: str, mountinfo: str = MOUNTINFO) -> tuple[list[str], str | 
                 f"{OVERLAY_MOUNT}:{path}: its directory {directory} is not a directory here "
                 "(removed, or mounted from another mount namespace)"
             )
-    return lowers, upper
+    # The mount's own paths are followed here, once, as the kernel followed them; nothing below them ever is.
+    return [os.path.realpath(p) for p in lowers], (os.path.realpath(upper) if upper is not None else None)
 
 
 class OverlayMount(OverlayDirs):

@@ -7,6 +7,7 @@ imgtool in that namespace: the flattened image is the tree the kernel shows.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import shlex
@@ -39,6 +40,7 @@ MOUNTINFO = b"\n".join(
         _line(b"/rel", b"lowerdir=l/2:/l/1,upperdir=/u,workdir=/w"),
         _line(b"/bind", b"lowerdir=/l/1,upperdir=/u,workdir=/w", root=b"/sub"),
         _line(b"/ext", b"", fstype=b"ext4"),
+        _line(b"/meta", b"lowerdir=/l/1,upperdir=/u,workdir=/w,redirect_dir=on,metacopy=on"),
         _line(b"/twice", b"lowerdir=/l/first"),
         _line(b"/twice", b"lowerdir=/l/second"),
         b"",
@@ -76,6 +78,12 @@ def test_stack_from_mountinfo(mount_point: str, stack: tuple[list[str], str | No
             "overlay-mount:/bind: a bind mount of /sub inside an overlay, not the overlay's root",
         ),
         ("/ext", UsageError, "overlay-mount:/ext: a ext4 mount, not an overlay"),
+        (
+            "/meta",
+            UsageError,
+            "overlay-mount:/meta: mounted with redirect_dir=on: "
+            "its files' redirect and metacopy xattrs are not followed: not supported",
+        ),
         (
             "/nowhere",
             ImageNotFoundError,
@@ -136,18 +144,64 @@ def _layers(base: Path) -> tuple[Path, Path, Path]:
     return low, mid, upper
 
 
-def _in_namespace(base: Path, options: str, script: str) -> subprocess.CompletedProcess[str]:
-    mount = f'mount -t overlay overlay -o {shlex.quote(options)} "$M"'
+NOT_MOUNTED = 90  # the exit status of the script in the namespace when the mount itself failed
+
+
+def _in_namespace(base: Path, mount: str, script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by sh in a private mount namespace, once ``mount`` (a command) mounted an
+    overlay at ``$M``; it exits NOT_MOUNTED if the mount failed."""
     return subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", f"{mount} && {script}"],
-        env={**os.environ, "M": str(base / "mnt"), "IMGTOOL": f"{shlex.quote(sys.executable)} -m imgtool"},
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "/bin/sh",
+            "-c",
+            f"{{ {mount}; }} || exit {NOT_MOUNTED}; {script}",
+        ],
+        env={
+            **os.environ,
+            "M": str(base / "mnt"),
+            "IMGTOOL": f"{shlex.quote(sys.executable)} -m imgtool",
+            "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        },
         capture_output=True,
         text=True,
         check=False,
     )
 
 
-def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, int, int, str, bytes]]:
+def new_api_mount(target: str, *options: str) -> None:
+    """Mount an overlay at ``target`` with fsopen/fsconfig (``KEY=VALUE`` options, in order), as
+    only the new mount API can: ``lowerdir+``, ``datadir+``. Run in the namespace of the test."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def call(number: int, *args: object) -> int:
+        result: int = libc.syscall(number, *args)
+        if result < 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error))
+        return result
+
+    fsopen, fsconfig, fsmount, move_mount = 430, 431, 432, 429  # x86_64 and every other arch but alpha
+    fd = call(fsopen, b"overlay", 0)
+    for option in options:
+        key, _, value = option.partition("=")
+        call(fsconfig, fd, 1, key.encode(), value.encode(), 0)  # FSCONFIG_SET_STRING
+    call(fsconfig, fd, 6, None, None, 0)  # FSCONFIG_CMD_CREATE
+    mounted = call(fsmount, fd, 0, 0)
+    call(move_mount, mounted, b"", -100, target.encode(), 4)  # AT_FDCWD, MOVE_MOUNT_F_EMPTY_PATH
+
+
+def _new_api(*options: str) -> str:
+    call = f"new_api_mount(os.environ['M'], *{list(options)!r})"
+    code = f"import os; from tests.sources.test_overlay_mount import new_api_mount; {call}"
+    return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
+
+
+def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, int, int, str, int, bytes]]:
     found = {}
     with tarfile.open(path) as tar:
         for member in tar:
@@ -166,6 +220,7 @@ def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, int, int, str, by
                 member.gid,
                 member.size,
                 member.linkname,
+                int(member.mtime),
                 data,
             )
     return found
@@ -173,10 +228,17 @@ def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, int, int, str, by
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay needs root")
 @pytest.mark.skipif(bool(missing_tools("unshare", "mount", "tar")), reason="needs unshare, mount and tar")
-def test_live_mount_reads_as_its_directories(tmp_path: Path) -> None:
+@pytest.mark.parametrize("api", ["mount(8) lowerdir=", "fsconfig lowerdir+="])
+def test_live_mount_reads_as_its_directories(tmp_path: Path, api: str) -> None:
     low, mid, upper = _layers(tmp_path)
-    lowerdir = f"{str(mid).replace(':', chr(92) + ':')}:{low}"  # top first, the colon escaped
-    options = f"lowerdir={lowerdir},upperdir={upper},workdir={tmp_path / 'work'}"
+    if api.startswith("mount"):
+        lowerdir = f"{str(mid).replace(':', chr(92) + ':')}:{low}"  # top first, the colon escaped
+        options = f"lowerdir={lowerdir},upperdir={upper},workdir={tmp_path / 'work'}"
+        mount = f'mount -t overlay overlay -o {shlex.quote(options)} "$M"'
+    else:  # one option per directory, top first, each a whole path
+        mount = _new_api(
+            f"lowerdir+={mid}", f"lowerdir+={low}", f"upperdir={upper}", f"workdir={tmp_path}/work"
+        )
     out = tmp_path / "out"
     out.mkdir()
     ref = f"overlay-mount:{tmp_path / 'mnt'}"
@@ -189,9 +251,9 @@ def test_live_mount_reads_as_its_directories(tmp_path: Path) -> None:
             f'tar -C "$M" --numeric-owner -cf {out}/merged.tar .',
         ]
     )
-    done = _in_namespace(tmp_path, options, script)
-    if done.returncode != 0 and not (out / "flat.tar").exists():
-        pytest.skip(f"an overlay cannot be mounted here: {done.stderr.strip()}")
+    done = _in_namespace(tmp_path, mount, script)
+    if done.returncode == NOT_MOUNTED:
+        pytest.skip(f"an overlay cannot be mounted here with {api}: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
     flat = _tar_listing(out / "flat.tar")
     assert flat == _tar_listing(out / "merged.tar")
@@ -213,3 +275,17 @@ def test_live_mount_reads_as_its_directories(tmp_path: Path) -> None:
         ("/srv/old/gone", "deleted"),
         ("/srv/old/again", "added"),
     }
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay needs root")
+@pytest.mark.skipif(bool(missing_tools("unshare")), reason="needs unshare")
+def test_live_mount_with_a_data_only_layer_is_refused(tmp_path: Path) -> None:
+    low, mid, upper = _layers(tmp_path)
+    options = (f"lowerdir+={low}", f"datadir+={mid}", f"upperdir={upper}", f"workdir={tmp_path}/work")
+    done = _in_namespace(tmp_path, _new_api(*options), '$IMGTOOL ls "overlay-mount:$M"')
+    if done.returncode == NOT_MOUNTED:
+        pytest.skip(f"an overlay with datadir+ cannot be mounted here: {done.stderr.strip()}")
+    assert done.returncode == 2  # a usage error: such a mount is not supported
+    assert done.stderr == (
+        f"imgtool: error: overlay-mount:{tmp_path}/mnt: it has data-only layers (datadir+): not supported\n"
+    )

@@ -306,7 +306,7 @@ def test_container_diff_is_podman_diff(imgtool_cli: ImgtoolCli, engine: Engine) 
     assert imgtool_cli("cat", ref, "/srv/again/old").code != 0
 
 
-def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, int, int, str, bytes]]:
+def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, int, int, str, int, bytes]]:
     found = {}
     with tarfile.open(path) as tar:
         for member in tar:
@@ -324,6 +324,7 @@ def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, int, int, str, by
                     member.gid,
                     member.size,
                     member.linkname,
+                    int(member.mtime),
                     data,
                 )
     return found
@@ -370,6 +371,8 @@ def test_store_image_answers_as_podman_save(imgtool_cli: ImgtoolCli, engine: Eng
         run = imgtool_cli("flatten", ref, "-o", str(dest))
         assert run.code == 0, run.stderr
     assert flat[0].read_bytes() == flat[1].read_bytes()
+    run = imgtool_cli("diff", "images", stored, saved)
+    assert run.code == 0, run.stdout + run.stderr
 
 
 @pytest.mark.parametrize("name", ["app:1", "wh:1"])
