@@ -78,7 +78,7 @@ def stack_of(mountinfo: bytes, mount_point: str) -> tuple[list[str], str | None]
         raise ImageFormatError(f"{what}: its line in {MOUNTINFO} is cut short")
     fstype, options = found[separator + 1], found[separator + 3]
     if fstype != b"overlay":
-        raise UsageError(f"{what}: a {os.fsdecode(unescape(fstype))} mount, not an overlay")
+        raise UsageError(f"{what}: its file system is {os.fsdecode(unescape(fstype))}, not overlay")
     if unescape(found[3]) != b"/":
         root = os.fsdecode(unescape(found[3]))
         raise UsageError(f"{what}: a bind mount of {root} inside an overlay, not the overlay's root")

@@ -77,7 +77,7 @@ def test_stack_from_mountinfo(mount_point: str, stack: tuple[list[str], str | No
             UsageError,
             "overlay-mount:/bind: a bind mount of /sub inside an overlay, not the overlay's root",
         ),
-        ("/ext", UsageError, "overlay-mount:/ext: a ext4 mount, not an overlay"),
+        ("/ext", UsageError, "overlay-mount:/ext: its file system is ext4, not overlay"),
         (
             "/meta",
             UsageError,
@@ -114,7 +114,7 @@ def test_not_a_mount_point(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
     run = imgtool_cli("ls", f"overlay-mount:{tmp_path}/none")
     assert run.stderr == f"imgtool: error: overlay-mount:{tmp_path}/none: no such directory\n"
     run = imgtool_cli("ls", "overlay-mount:/proc")
-    assert run.stderr == "imgtool: error: overlay-mount:/proc: a proc mount, not an overlay\n"
+    assert run.stderr == "imgtool: error: overlay-mount:/proc: its file system is proc, not overlay\n"
 
 
 # A real mount, in a private mount namespace.
