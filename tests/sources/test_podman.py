@@ -24,6 +24,7 @@ import os
 import resource
 import shlex
 import shutil
+import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -431,3 +432,33 @@ def test_running_container_read_in_place(
     run = imgtool_cli("flatten", engine.container(live), "-o", str(out))
     assert run.code == 0, run.stderr
     assert _tar_listing(out) == _tar_listing(engine.base / "live.tar")
+
+
+def test_podman_mount_point_read_as_overlay_mount(
+    imgtool_cli: ImgtoolCli, engine: Engine, tmp_path: Path
+) -> None:
+    """The overlay podman mounts for the container, read through mountinfo, is the container."""
+    if engine.driver != "overlay":
+        pytest.skip("a vfs container is a plain directory, not an overlay mount")
+    imgtool = shlex.join([sys.executable, "-m", "imgtool"])
+    engine.podman.shell(
+        f"mnt=$($podman mount box) && {imgtool} flatten overlay-mount:$mnt -o {tmp_path}/mount.tar && "
+        f"{imgtool} diff layers --json overlay-mount:$mnt > {tmp_path}/mount.json; "
+        "rc=$?; $podman umount box >/dev/null; exit $rc"
+    )
+    run = imgtool_cli("flatten", engine.container("box"), "-o", str(tmp_path / "container.tar"))
+    assert run.code == 0, run.stderr
+    assert (tmp_path / "mount.tar").read_bytes() == (tmp_path / "container.tar").read_bytes()
+    # Layer by layer: the image's layers as podman's lower directories, the container's on top.
+    ours = json.loads((tmp_path / "mount.json").read_text())
+    theirs = _json(imgtool_cli, "diff", "layers", "--json", engine.container("box"))
+    # A directory a layer's tar does not hold is made when podman unpacks it, with the time of
+    # that day: the walk of the unpacked layer sees that mtime, the tar-split does not.
+    assert [_but_dir_mtimes(layer["changes"]) for layer in ours] == [
+        _but_dir_mtimes(layer["changes"]) for layer in theirs
+    ]
+    assert ours[-1]["created_by"] == f"overlay upper directory {_container_layer_dir(engine, 'box')}"
+
+
+def _but_dir_mtimes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [c for c in changes if not (c["type"] == "dir" and c.get("what") == ["mtime"])]
