@@ -434,12 +434,11 @@ def test_running_container_read_in_place(
     assert _tar_listing(out) == _tar_listing(engine.base / "live.tar")
 
 
+@pytest.mark.parametrize("engine", ["overlay"], indirect=True)  # vfs mounts nothing: a plain directory
 def test_podman_mount_point_read_as_overlay_mount(
     imgtool_cli: ImgtoolCli, engine: Engine, tmp_path: Path
 ) -> None:
     """The overlay podman mounts for the container, read through mountinfo, is the container."""
-    if engine.driver != "overlay":
-        pytest.skip("a vfs container is a plain directory, not an overlay mount")
     imgtool = shlex.join([sys.executable, "-m", "imgtool"])
     engine.podman.shell(
         f"mnt=$($podman mount box) && {imgtool} flatten overlay-mount:$mnt -o {tmp_path}/mount.tar && "
