@@ -461,3 +461,21 @@ def test_podman_mount_point_read_as_overlay_mount(
 
 def _but_dir_mtimes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for c in changes if not (c["type"] == "dir" and c.get("what") == ["mtime"])]
+
+
+def test_container_by_id_and_its_layer_unverifiable(imgtool_cli: ImgtoolCli, engine: Engine) -> None:
+    container_id = engine.podman("inspect", "--format={{.Id}}", "box").strip()
+    by_name = _json(imgtool_cli, "diff", "layers", "--json", engine.container("box"))
+    for selector in (container_id, container_id[:12]):
+        assert _json(imgtool_cli, "diff", "layers", "--json", engine.container(selector)) == by_name
+    rows = _json(imgtool_cli, "verify", "--json", engine.container("box"))
+    assert [(r["blob"], r["kind"], r["status"]) for r in rows] == [
+        ("config", "application/vnd.oci.image.config.v1+json", "ok"),  # the manifest is synthesized
+        ("layer 0", "blob", "unverifiable"),  # gzip in the registry's manifest, kept unpacked
+        ("layer 0", "diff_id", "ok"),
+        ("layer 1", "blob", "unverifiable"),
+        ("layer 1", "diff_id", "ok"),
+        ("layer 2", "blob", "unverifiable"),  # the container's own layer: nothing to check it against
+        ("layer 2", "diff_id", "unverifiable"),
+    ]
+    assert imgtool_cli("verify", engine.container("box")).code == 0
