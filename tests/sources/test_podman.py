@@ -12,9 +12,11 @@ Two things this machine's kind needs, said where they are passed: the runtime is
 crun (1.8) refuses a host whose cgroups are in "hybrid" mode (v1 hierarchies beside a cgroup2
 mount that has a controller enabled); and the container's file and process limits are set at or
 below this process's own, since podman as root asks for more (``nofile=1048576``) and raising a
-hard limit needs ``CAP_SYS_RESOURCE``, which a container running these tests may not have. Where
-podman cannot run a container even so, the same changes are made by the image's own shell,
-chrooted into the container's ``podman mount`` point, and the skip of the running half says why.
+hard limit needs ``CAP_SYS_RESOURCE``, which a container running these tests may not have.
+
+A second container is never run: the same changes are made by the image's own shell, chrooted
+into the container's ``podman mount`` point. Where podman cannot run a container even so, the
+first is made that way too, and the test of a container still running skips, saying why.
 """
 
 from __future__ import annotations
@@ -209,15 +211,12 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     except ToolError as exc:
         ran = f"podman cannot run a container here: {exc.stderr.strip().splitlines()[-1]}"
         podman("rm", "-f", "box")
-        podman("create", "--name=box", "--network=none", "localhost/app:1", "/bin/true")
-        # The same changes, made by the image's shell in the container's mounted root.
-        podman.shell(
-            f'mnt=$($podman mount box) && chroot "$mnt" /bin/sh -c {shlex.quote(CHANGES)}; '
-            "rc=$?; $podman umount box >/dev/null; exit $rc"
-        )
-    diffs = {"box": podman("diff", "box").splitlines()}
-    exports = {"box": base / "box-export.tar"}
-    podman("export", "-o", str(exports["box"]), "box")
+        _change_through_mount(podman, "box")
+    _change_through_mount(podman, "mounted")  # always: that way of making changes is tested too
+    diffs = {name: podman("diff", name).splitlines() for name in CONTAINERS}
+    exports = {name: base / f"{name}-export.tar" for name in CONTAINERS}
+    for name, path in exports.items():
+        podman("export", "-o", str(path), name)
     saved = {name: base / f"{name.partition(':')[0]}-saved.tar" for name in ("app:1", "wh:1")}
     for name, path in saved.items():
         podman("save", "-q", "--format=docker-archive", "-o", str(path), f"localhost/{name}")
@@ -227,6 +226,19 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         )
     finally:
         podman.close()
+
+
+CONTAINERS = ("box", "mounted")  # run (where podman can run one), and changed through podman mount
+
+
+def _change_through_mount(podman: Podman, name: str) -> None:
+    """A container made, never run, and changed by the image's own shell chrooted into its root
+    as podman mounts it: the kernel's overlay makes the copy-ups and whiteouts as for a run."""
+    podman("create", f"--name={name}", "--network=none", "localhost/app:1", "/bin/true")
+    podman.shell(
+        f'mnt=$($podman mount {name}) && chroot "$mnt" /bin/sh -c {shlex.quote(CHANGES)}; '
+        f"rc=$?; $podman umount {name} >/dev/null; exit $rc"
+    )
 
 
 def _json(imgtool_cli: ImgtoolCli, *args: str) -> Any:
@@ -290,18 +302,19 @@ def _in_podman_words(changes: list[dict[str, Any]], opaque: set[str], driver: st
     return sorted(said)
 
 
-def test_container_diff_is_podman_diff(imgtool_cli: ImgtoolCli, engine: Engine) -> None:
-    ref = engine.container("box")
+@pytest.mark.parametrize("name", CONTAINERS)
+def test_container_diff_is_podman_diff(imgtool_cli: ImgtoolCli, engine: Engine, name: str) -> None:
+    ref = engine.container(name)
     layers = _json(imgtool_cli, "diff", "layers", "--json", ref)
-    assert layers[-1]["created_by"] == "the writable layer of container box"
-    opaque = _opaque_dirs(engine, "box")
+    assert layers[-1]["created_by"] == f"the writable layer of container {name}"
+    opaque = _opaque_dirs(engine, name)
     assert opaque == ({"/srv/again"} if engine.driver == "overlay" else set())
-    assert _in_podman_words(layers[-1]["changes"], opaque, engine.driver) == sorted(engine.diffs["box"])
-    if engine.ran is None:  # what podman diff leaves out is there: the mount points of the run
+    assert _in_podman_words(layers[-1]["changes"], opaque, engine.driver) == sorted(engine.diffs[name])
+    if name == "box" and engine.ran is None:  # what podman diff leaves out: the mount points of the run
         shown = {c["path"] for c in layers[-1]["changes"]}
         assert {"/dev", "/proc", "/sys", "/run/.containerenv"} <= shown
     which = _json(imgtool_cli, "which-layer", "--json", ref, "/etc/new.txt")
-    assert which[0]["layer"]["created_by"] == "the writable layer of container box"
+    assert which[0]["layer"]["created_by"] == f"the writable layer of container {name}"
     assert _json(imgtool_cli, "which-layer", "--json", ref, "/srv/keep/k")[0]["layer"]["index"] == 0
     assert imgtool_cli("cat", ref, "/etc/b").stdout_bytes == b"changed\n"
     assert imgtool_cli("cat", ref, "/srv/again/old").code != 0
@@ -331,11 +344,14 @@ def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, int, int, str, in
     return found
 
 
-def test_container_flatten_is_podman_export(imgtool_cli: ImgtoolCli, engine: Engine, tmp_path: Path) -> None:
-    out = tmp_path / "box.tar"
-    run = imgtool_cli("flatten", engine.container("box"), "-o", str(out))
+@pytest.mark.parametrize("name", CONTAINERS)
+def test_container_flatten_is_podman_export(
+    imgtool_cli: ImgtoolCli, engine: Engine, tmp_path: Path, name: str
+) -> None:
+    out = tmp_path / f"{name}.tar"
+    run = imgtool_cli("flatten", engine.container(name), "-o", str(out))
     assert run.code == 0, run.stderr
-    ours, theirs = _tar_listing(out), _tar_listing(engine.exports["box"])
+    ours, theirs = _tar_listing(out), _tar_listing(engine.exports[name])
     assert ours == theirs
     assert ours["srv/keep"][1] == 0o700 and ours["opt/y"][1] == 0o600
     assert "srv/gone" not in ours and "srv/again/old" not in ours
