@@ -523,3 +523,17 @@ def test_directories_after_the_overlay_prefixes(tmp_path: Path, monkeypatch: pyt
     assert values(["inspect"], "overlay:low+u") == ["overlay:low+up/"]
     assert values(["inspect"], "overlay-mount:u") == ["overlay-mount:up/"]
     assert values(["inspect"], "overlay:nowhere/") == []
+
+
+@needs_bash
+def test_bash_completes_the_stores_and_directories_prefixes(bash_env: tuple[Path, dict[str, str]]) -> None:
+    work, env = bash_env
+    assert bash_complete(work, env, "imgtool inspect cont") == (
+        ["containers-storage:"],
+        ["compopt -o nospace"],
+    )
+    assert bash_complete(work, env, "imgtool ls podman-") == (["podman-container:"], ["compopt -o nospace"])
+    (work / "low").mkdir()
+    # after the colons bash splits at, only the last part of the word is replaced
+    assert bash_complete(work, env, "imgtool ls overlay:examples:lo") == (["low/"], ["compopt -o nospace"])
+    assert bash_complete(work, env, "imgtool ls overlay-mount:lo") == (["low/"], ["compopt -o nospace"])
