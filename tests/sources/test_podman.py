@@ -425,15 +425,16 @@ def live(engine: Engine) -> Iterator[str]:
     podman = engine.podman
     script = f"{CHANGES} && touch /ready && exec sleep 600"
     run = shlex.join(["run", "-d", "--name=live", "--network=none", *podman.limits, "localhost/app:1"])
-    podman.shell(
-        f"$podman {run} /bin/sh -c {shlex.quote(script)} >/dev/null && "
-        "for i in $(seq 200); do $podman diff live | grep -qx 'A /ready' && break; sleep 0.05; done && "
-        f"$podman diff live >{engine.base}/live.diff && $podman export -o {engine.base}/live.tar live"
-    )
     try:
+        podman.shell(
+            f"$podman {run} /bin/sh -c {shlex.quote(script)} >/dev/null || exit 1; "
+            "for i in $(seq 600); do $podman diff live | grep -qx 'A /ready' && break; sleep 0.05; done; "
+            "$podman diff live | grep -qx 'A /ready' || { echo 'no /ready after 30 s' >&2; exit 1; }; "
+            f"$podman diff live >{engine.base}/live.diff && $podman export -o {engine.base}/live.tar live"
+        )
         yield "live"
     finally:
-        podman("rm", "-f", "-t0", "live")
+        podman("rm", "--force", "--ignore", "--time=0", "live")
 
 
 def test_running_container_read_in_place(
