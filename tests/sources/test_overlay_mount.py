@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from imgtool.errors import ImageFormatError, ImageNotFoundError, UsageError
+from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError, UsageError
 from imgtool.sources.overlay_mount import split_lowerdir, stack_of, unescape
 from tests.helpers.cli import ImgtoolCli
 from tests.helpers.realtools import missing_tools
@@ -102,6 +104,45 @@ def test_mountinfo_cut_short_and_escapes() -> None:
         stack_of(_line(b"/x", b"upperdir=/u,workdir=/w"), "/x")
     assert unescape(b"a\\040b\\011c\\012d\\134e") == b"a b\tc\nd\\e"
     assert split_lowerdir(b"/a\\\\b:/c", "x") == [b"/a\\b", b"/c"]
+
+
+def _kernel_escape(path: bytes, also: bytes = b"") -> bytes:
+    """As the kernel writes a mountinfo field: space, tab, newline, backslash (and ``also``) octal."""
+    return b"".join(b"\\%03o" % c if c in b" \t\n\\" + also else bytes([c]) for c in path)
+
+
+_NAMES = st.lists(
+    st.binary(min_size=1, max_size=12).filter(lambda b: b"\0" not in b and b"/" not in b),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_NAMES, st.booleans())
+def test_any_directory_names_come_back(names: list[bytes], new_api: bool) -> None:
+    """Whatever the names hold (colons, commas, spaces, backslashes, newlines, bytes that are not
+    UTF-8), the stack read back is the one mounted, in both forms the kernel writes."""
+    paths = [b"/l/" + name for name in names]  # top first, as mounted
+    if new_api:
+        options = b",".join(b"lowerdir+=" + _kernel_escape(p, b",") for p in paths)
+    else:  # the user's "\:" and "\\" escapes, then the kernel's
+        given = b":".join(p.replace(b"\\", b"\\\\").replace(b":", b"\\:") for p in paths)
+        options = b"lowerdir=" + _kernel_escape(given, b",")
+    line = _line(b"/m\\040x", options + b",upperdir=/u,workdir=/w")
+    assert stack_of(line, "/m x") == ([os.fsdecode(p) for p in reversed(paths)], "/u")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from(["/", "/m", "/m x"]))
+def test_any_mountinfo_gives_a_stack_or_a_named_error(data: bytes, mount_point: str) -> None:
+    try:
+        lowers, upper = stack_of(data, mount_point)
+    except ImgtoolError as exc:
+        assert str(exc).startswith(f"overlay-mount:{mount_point}: ")
+    else:
+        assert lowers and all(p.startswith("/") for p in lowers)
+        assert upper is None or upper.startswith("/")
 
 
 def test_not_a_mount_point(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
