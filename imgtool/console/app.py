@@ -67,6 +67,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
       containers-storage:[…]NAME[:TAG]     an image in podman's or buildah's store
       podman-container:[…]NAME-OR-ID       a podman container, its own layer on top
       overlay:LOWER[:LOWER…][+UPPER]       a stack of overlay directories, lowest first
+      overlay-mount:PATH                   a live overlay mount, read as its directories
 
     \b
     Examples:

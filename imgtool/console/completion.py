@@ -71,7 +71,8 @@ def complete_image(ctx: click.Context, param: click.Parameter, incomplete: str) 
     could still become a transport prefix: then the prefixes and the matching paths
     are offered together (bash cannot mix its file completion with other words).
     ``docker://`` is offered as a prefix too; what follows it is not completed (that would
-    reach the network).
+    reach the network). The stores' and the directories' transports are offered as prefixes
+    as well, and complete their own way once typed.
     """
     if incomplete.startswith(REGISTRY_PREFIX):
         return []
@@ -91,7 +92,10 @@ def complete_image(ctx: click.Context, param: click.Parameter, incomplete: str) 
     for transport in STORE_TRANSPORTS:
         if incomplete.startswith(transport + ":"):
             return _complete_store(transport + ":", incomplete[len(transport) + 1 :])
-    prefixes = [*(t + ":" for t in TRANSPORTS), REGISTRY_PREFIX]
+    for transport in DIRECTORY_TRANSPORTS:
+        if incomplete.startswith(transport + ":"):
+            return _complete_directories(transport + ":", incomplete[len(transport) + 1 :])
+    prefixes = [*(t + ":" for t in (*TRANSPORTS, *STORE_TRANSPORTS, *DIRECTORY_TRANSPORTS)), REGISTRY_PREFIX]
     transports = [p for p in prefixes if p.startswith(incomplete)]
     if incomplete and transports:
         return [CompletionItem(item) for item in [*transports, *_paths_like(incomplete)]]
@@ -101,6 +105,16 @@ def complete_image(ctx: click.Context, param: click.Parameter, incomplete: str) 
 # The stores' transports, completed once their prefix is typed: ``[DRIVER@ROOT`` as directories,
 # then the names the store holds.
 STORE_TRANSPORTS: Final = ("containers-storage", "podman-container", "docker-storage", "docker-container")
+
+
+# Transports of directories: ``overlay:`` (each directory after ``:`` or ``+``) and ``overlay-mount:``.
+DIRECTORY_TRANSPORTS: Final = ("overlay", "overlay-mount")
+
+
+def _complete_directories(prefix: str, rest: str) -> list[CompletionItem]:
+    cut = max(rest.rfind(":"), rest.rfind("+")) + 1 if prefix == "overlay:" else 0
+    lead = prefix + rest[:cut]
+    return [CompletionItem(lead + p) for p in _paths_like(rest[cut:], dirs_only=True)]
 
 
 def _complete_store(prefix: str, rest: str) -> list[CompletionItem]:

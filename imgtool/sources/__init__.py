@@ -56,6 +56,7 @@ SOURCES: dict[str, SourceOpener | str] = {
     "overlay": "imgtool.sources.overlay_dirs:open_stack",
     "docker-storage": "imgtool.sources.docker_store:open_images",
     "docker-container": "imgtool.sources.docker_store:open_container",
+    "overlay-mount": "imgtool.sources.overlay_mount:open_mount",
 }
 
 

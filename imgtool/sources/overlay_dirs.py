@@ -60,9 +60,9 @@ class OverlayDirs(Blobs):
 
     transport = OVERLAY
 
-    def __init__(self, text: str) -> None:
-        super().__init__(f"overlay:{text}")
-        self.lowers, self.upper = parse_stack(text)
+    def __init__(self, name: str, lowers: list[str], upper: str | None) -> None:
+        super().__init__(name)
+        self.lowers, self.upper = lowers, upper
 
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
         stack = [(path, f"overlay lower directory {path}") for path in self.lowers]
@@ -89,4 +89,4 @@ def _walker(path: str, label: str) -> Opener:
 
 
 def open_stack(ref: Reference) -> OverlayDirs:
-    return OverlayDirs(ref.path)
+    return OverlayDirs(f"overlay:{ref.path}", *parse_stack(ref.path))

@@ -27,7 +27,14 @@ UNSUPPORTED_TRANSPORTS: Final = (
 # Transports whose whole remainder is the path: they spell their own selectors (a store's
 # ``[DRIVER@ROOT+RUN]NAME:TAG``, a list of directories ``A:B+C``), parsed by the source.
 WHOLE_REMAINDER: Final = frozenset(
-    {"containers-storage", "podman-container", "overlay", "docker-storage", "docker-container"}
+    {
+        "containers-storage",
+        "podman-container",
+        "overlay",
+        "docker-storage",
+        "docker-container",
+        "overlay-mount",
+    }
 )
 
 

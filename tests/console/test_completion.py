@@ -112,10 +112,24 @@ def test_transport_prefixes_are_offered_with_matching_paths(
     monkeypatch.chdir(tmp_path)
     (tmp_path / "old.tar").write_bytes(b"")
     (tmp_path / "dir").mkdir()
-    assert values(["inspect"], "o") == ["oci:", "oci-archive:", "old.tar"]
+    assert values(["inspect"], "o") == ["oci:", "oci-archive:", "overlay:", "overlay-mount:", "old.tar"]
     assert values(["inspect"], "oci") == ["oci:", "oci-archive:"]
-    assert values(["inspect"], "d") == ["docker-archive:", "docker://", "dir/"]
-    assert values(["diff", "images", "old.tar"], "docker") == ["docker-archive:", "docker://"]
+    assert values(["inspect"], "d") == [
+        "docker-archive:",
+        "docker-storage:",
+        "docker-container:",
+        "docker://",
+        "dir/",
+    ]
+    assert values(["diff", "images", "old.tar"], "docker") == [
+        "docker-archive:",
+        "docker-storage:",
+        "docker-container:",
+        "docker://",
+    ]
+    assert values(["inspect"], "c") == ["containers-storage:"]
+    assert values(["inspect"], "podman") == ["podman-container:"]
+    assert values(["inspect"], "overlay") == ["overlay:", "overlay-mount:"]
 
 
 def test_paths_after_a_transport_prefix(in_checkout: Path) -> None:
@@ -281,8 +295,14 @@ def test_bash_completes_commands_and_file_paths(bash_env: tuple[Path, dict[str, 
     assert bash_complete(work, env, "imgtool di") == (["diff"], [])
     assert bash_complete(work, env, "imgtool diff ") == (["images", "layers"], [])
     assert bash_complete(work, env, "imgtool inspect exa") == ([], ["compopt -o default"])
-    assert bash_complete(work, env, "imgtool inspect o") == (["oci:", "oci-archive:", "old.tar"], [])
-    assert bash_complete(work, env, "imgtool inspect docker") == (["docker-archive:", "docker://"], [])
+    assert bash_complete(work, env, "imgtool inspect o") == (
+        ["oci:", "oci-archive:", "overlay:", "overlay-mount:", "old.tar"],
+        [],
+    )
+    assert bash_complete(work, env, "imgtool inspect docker") == (
+        ["docker-archive:", "docker-storage:", "docker-container:", "docker://"],
+        [],
+    )
     assert bash_complete(work, env, "imgtool ls old.tar --format=gi") == (["github"], [])
 
 
@@ -491,3 +511,29 @@ def test_bash_completes_platforms(bash_env: tuple[Path, dict[str, str]], tmp_pat
         ["linux/amd64", "linux/arm64/v8"],
         [],
     )
+
+
+def test_directories_after_the_overlay_prefixes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "low").mkdir()
+    (tmp_path / "lower.tar").write_bytes(b"")
+    (tmp_path / "up").mkdir()
+    assert values(["inspect"], "overlay:lo") == ["overlay:low/"]  # directories only
+    assert values(["inspect"], "overlay:low:lo") == ["overlay:low:low/"]  # each directory of the stack
+    assert values(["inspect"], "overlay:low+u") == ["overlay:low+up/"]
+    assert values(["inspect"], "overlay-mount:u") == ["overlay-mount:up/"]
+    assert values(["inspect"], "overlay:nowhere/") == []
+
+
+@needs_bash
+def test_bash_completes_the_stores_and_directories_prefixes(bash_env: tuple[Path, dict[str, str]]) -> None:
+    work, env = bash_env
+    assert bash_complete(work, env, "imgtool inspect cont") == (
+        ["containers-storage:"],
+        ["compopt -o nospace"],
+    )
+    assert bash_complete(work, env, "imgtool ls podman-") == (["podman-container:"], ["compopt -o nospace"])
+    (work / "low").mkdir()
+    # after the colons bash splits at, only the last part of the word is replaced
+    assert bash_complete(work, env, "imgtool ls overlay:examples:lo") == (["low/"], ["compopt -o nospace"])
+    assert bash_complete(work, env, "imgtool ls overlay-mount:lo") == (["low/"], ["compopt -o nospace"])

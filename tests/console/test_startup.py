@@ -15,6 +15,7 @@ NOT_AT_START = (
     "imgtool.sources.docker_store",
     "imgtool.sources.overlay_dirs",
     "imgtool.sources.docker_archive",
+    "imgtool.sources.overlay_mount",
     "imgtool.flatten.api",
     "imgtool.ops.diff",
     "imgtool.ops.verify",
@@ -44,6 +45,7 @@ def test_importing_the_cli_loads_no_source_or_operation_yet() -> None:
         ("overlay", "imgtool.sources.overlay_dirs"),
         ("docker-storage", "imgtool.sources.docker_store"),
         ("docker-container", "imgtool.sources.docker_store"),
+        ("overlay-mount", "imgtool.sources.overlay_mount"),
     ],
 )
 def test_each_transport_opens_through_its_own_module(transport: str, module: str) -> None:
