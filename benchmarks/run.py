@@ -16,6 +16,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tarfile
+import tempfile
 import threading
 import time
 import zlib
@@ -36,6 +38,10 @@ from pathlib import Path
 from typing import Any, Final
 
 import zstandard
+
+if not __package__:  # run as a script (python benchmarks/run.py): make the benchmarks package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks import services
 
 HERE: Final = Path(__file__).resolve().parent
 CHUNK: Final = 1 << 20
@@ -47,62 +53,189 @@ class Row:
     key: str
     title: str
     what: str
-    tool: str  # "umoci", "tar" or "imgtool"
-    ratio: bool  # show the ratio to umoci's median
+    tool: str  # "umoci", "tar", "imgtool" (the rows --baseline repeats), "skopeo" or "docker"
+    versus: str | None  # the key of the row whose median this row's is divided by, for the ratio column
+    service: str = ""  # "registry" or "docker": the rows that need that service started for the run
+    needs: tuple[str, ...] = ()  # other programs the row runs (skipped when one is missing)
 
 
+REGISTRY_NEEDS: Final = ("docker-registry",)
+DOCKER_NEEDS: Final = ("dockerd", "docker")
 ROWS: Final = (
     Row(
         "umoci",
         "umoci raw unpack",
         "reference unpacker: OCI layout to a fresh rootfs directory",
         "umoci",
-        False,
+        None,
     ),
     Row(
-        "imgtool-dir", "imgtool flatten -o DIR", "flatten to a fresh directory (empty cache)", "imgtool", True
+        "imgtool-dir",
+        "imgtool flatten -o DIR",
+        "flatten to a fresh directory (empty cache)",
+        "imgtool",
+        "umoci",
     ),
-    Row("imgtool-tar", "imgtool flatten -o FILE.tar", "flatten to a tar file (empty cache)", "imgtool", True),
+    Row(
+        "imgtool-tar",
+        "imgtool flatten -o FILE.tar",
+        "flatten to a tar file (empty cache)",
+        "imgtool",
+        "umoci",
+    ),
     Row(
         "imgtool-pipe",
         "imgtool flatten -o - (pipe)",
         "flatten to stdout, read through a pipe by cat into /dev/null (empty cache)",
         "imgtool",
-        True,
+        "umoci",
     ),
     Row(
         "tar-flat",
         "GNU tar -x flat.tar",
         "extract the already-flattened tree: floor for writing the result",
         "tar",
-        True,
+        "umoci",
     ),
     Row(
         "tar-layers",
         "GNU tar -x 10 layer tars",
         "extract the decompressed layers in order, no whiteout handling: write-volume reference",
         "tar",
-        True,
+        "umoci",
     ),
-    Row("which-cold", "imgtool which-layer (cold)", "one path; fresh empty cache directory", "imgtool", True),
-    Row("which-warm", "imgtool which-layer (warm)", "same query, cache already populated", "imgtool", False),
+    Row(
+        "which-cold",
+        "imgtool which-layer (cold)",
+        "one path; fresh empty cache directory",
+        "imgtool",
+        "umoci",
+    ),
+    Row("which-warm", "imgtool which-layer (warm)", "same query, cache already populated", "imgtool", None),
     Row(
         "ls-warm",
         "imgtool ls / -R (warm)",
         "list the whole flattened tree, cache populated",
         "imgtool",
-        False,
+        None,
     ),
     Row(
         "diff-warm",
         "imgtool diff layers (warm)",
         "per-layer change summary, cache populated",
         "imgtool",
-        False,
+        None,
+    ),
+    # A registry on 127.0.0.1 (plain HTTP), every request through the byte-counting proxy.
+    Row(
+        "pull-skopeo",
+        "skopeo copy docker:// oci:",
+        "pull from the local registry into a fresh OCI layout: the peer",
+        "skopeo",
+        None,
+        "registry",
+        ("docker-registry", "skopeo"),
+    ),
+    Row(
+        "pull-imgtool",
+        "imgtool copy docker:// oci:",
+        "the same pull with imgtool (empty cache)",
+        "imgtool",
+        "pull-skopeo",
+        "registry",
+        REGISTRY_NEEDS,
+    ),
+    Row(
+        "reg-which",
+        "imgtool which-layer docker:// (cold)",
+        "one path asked of the registry's image directly; fresh empty cache",
+        "imgtool",
+        "reg-pull-which",
+        "registry",
+        REGISTRY_NEEDS,
+    ),
+    Row(
+        "reg-pull-which",
+        "skopeo copy, then imgtool which-layer oci:",
+        "pull-then-query: the same answer from a fresh pull (empty cache)",
+        "skopeo",
+        None,
+        "registry",
+        ("docker-registry", "skopeo"),
+    ),
+    Row(
+        "reg-cat",
+        "imgtool cat docker:// (cold)",
+        "one file read from the registry's image directly; fresh empty cache",
+        "imgtool",
+        "reg-pull-cat",
+        "registry",
+        REGISTRY_NEEDS,
+    ),
+    Row(
+        "reg-pull-cat",
+        "skopeo copy, then imgtool cat oci:",
+        "pull-then-query: the same file from a fresh pull (empty cache)",
+        "skopeo",
+        None,
+        "registry",
+        ("docker-registry", "skopeo"),
+    ),
+    # A private dockerd with the image loaded (docker load) once before the rounds.
+    Row(
+        "store-export",
+        "docker create + docker export | tar -x",
+        "the image's tree from the engine: a container created, exported and extracted: the peer",
+        "docker",
+        None,
+        "docker",
+        DOCKER_NEEDS,
+    ),
+    Row(
+        "store-flatten",
+        "imgtool flatten docker-storage: -o DIR",
+        "flatten the image in place from Docker's data root to a fresh directory (empty cache)",
+        "imgtool",
+        "store-export",
+        "docker",
+        DOCKER_NEEDS,
+    ),
+    Row(
+        "store-save-flatten",
+        "docker save, then imgtool flatten -o DIR",
+        "docker save to a file, flatten that archive to a fresh directory (empty cache)",
+        "docker",
+        "store-export",
+        "docker",
+        DOCKER_NEEDS,
+    ),
+    Row(
+        "store-which",
+        "imgtool which-layer docker-storage: (cold)",
+        "one path asked of the image in Docker's data root; fresh empty cache",
+        "imgtool",
+        "store-save-which",
+        "docker",
+        DOCKER_NEEDS,
+    ),
+    Row(
+        "store-save-which",
+        "docker save, then imgtool which-layer",
+        "docker save to a file, the same path asked of that archive (empty cache)",
+        "docker",
+        None,
+        "docker",
+        DOCKER_NEEDS,
     ),
 )
 ROW_BY_KEY: Final = {row.key: row for row in ROWS}
 WARM: Final = ("which-warm", "ls-warm", "diff-warm")
+QUERY_ROWS: Final = ("reg-which", "reg-pull-which", "store-which", "store-save-which")  # which-layer answers
+TREE_ROWS: Final = ("store-export", "store-flatten", "store-save-flatten")  # a directory counted
+REMOTE_REPO: Final = "imgtool-bench"  # the image's name in the local registry
+REMOTE_TAG: Final = "bench"  # its tag there, and the ref name of the layouts pulled from it
+STORE_TAG: Final = "imgtool-bench:latest"  # its name in the private dockerd
+DOCKER_DRIVERS: Final = ("overlay2", "vfs")  # tried in this order
 BASELINE: Final = "base:"  # key prefix of the rows that run the --baseline imgtool command
 
 
@@ -123,6 +256,7 @@ class Sample:
     seconds: float
     maxrss_kib: int
     cpu_seconds: float
+    fetched_bytes: int | None = None  # what the run fetched from the registry (rows that use one)
 
 
 @dataclass(slots=True)
@@ -148,6 +282,7 @@ class Invocation:
     env: dict[str, str]
     stdout: Path
     cleanup: list[Path]
+    finish: list[list[str]] = field(default_factory=list)  # commands run right after, untimed (docker rm)
 
 
 class RunError(Exception):
@@ -242,10 +377,16 @@ def run_measured(inv: Invocation, stderr: Path, timeout: float, gnu_time: str | 
     return Sample(seconds, maxrss, cpu)
 
 
-def quick(cmd: Sequence[str], timeout: float = 60) -> tuple[int, str, str]:
+def quick(cmd: Sequence[str], timeout: float = 60, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     try:
         proc = subprocess.run(
-            list(cmd), capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+            list(cmd),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+            env=env,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return -1, "", str(exc)
@@ -269,6 +410,17 @@ def count_tree(root: Path) -> int:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
     return total
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """The sha256 (hex) and size of a file."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
 
 
 def count_tar(path: Path) -> int:
@@ -346,6 +498,17 @@ def machine_facts(workdir: Path, imgtool: Sequence[str]) -> dict[str, str]:
     return facts
 
 
+def peer_version(program: str) -> str:
+    """The first line of ``PROGRAM --version``, or why there is none."""
+    if shutil.which(program) is None:
+        return f"{program}: not installed"
+    code, out, err = quick([program, "--version"])
+    line = (out.strip() or err.strip()).splitlines()[:1]
+    if code != 0 or not line:
+        return f"{program}: unavailable (exit {code})"
+    return line[0] if line[0].startswith(program) else f"{program}: {line[0]}"
+
+
 @dataclass(frozen=True, slots=True)
 class LayerBlob:
     path: Path
@@ -409,6 +572,22 @@ def decompressed(blob: LayerBlob) -> Iterator[bytes]:
 # The benchmark.
 
 
+@dataclass(slots=True)
+class RegistryRun:
+    """The local registry with the image pushed to it, and the counting proxy the rows go through."""
+
+    registry: services.LocalRegistry
+    proxy: services.CountingProxy
+
+    @property
+    def remote(self) -> str:
+        return f"{self.proxy.host}/{REMOTE_REPO}:{REMOTE_TAG}"
+
+    def close(self) -> None:
+        self.proxy.close()
+        self.registry.close()
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, image: ImageInfo) -> None:
         self.args = args
@@ -431,6 +610,12 @@ class Bench:
         self.which_path: str = args.which_path or (
             (image.shape or {}).get("query_paths", {}).get("base") or "/usr/lib/os-release"
         )
+        self.cat_path: str = args.cat_path or (
+            (image.shape or {}).get("query_paths", {}).get("top") or "/etc/passwd"
+        )
+        self.registry: RegistryRun | None = None
+        self.dockerd: services.PrivateDockerd | None = None
+        self.docker_state: Path | None = None
 
     def log(self, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -488,6 +673,98 @@ class Bench:
                     f.write(chunk)
         done.write_text("")
         return paths
+
+    # ---- services (untimed, once per run) --------------------------------------------------------
+
+    def start_registry(self) -> RegistryRun:
+        """docker-registry with the image pushed to it (skopeo copy from the layout, or imgtool copy
+        where skopeo is missing), and the counting proxy in front of it."""
+        self.log("prepare: starting docker-registry on 127.0.0.1 and pushing the image to it")
+        registry = services.LocalRegistry(self.scratch / "registry")
+        try:
+            dest = f"docker://{registry.host}/{REMOTE_REPO}:{REMOTE_TAG}"
+            source = f"oci:{self.image.layout}:{self.image.ref}"
+            if shutil.which("skopeo"):
+                push = ["skopeo", "--insecure-policy", "copy", "--quiet", "--dest-tls-verify=false"]
+            else:
+                push = [*self.imgtool, "copy", "--plain-http", "--quiet"]
+            code, out, err = quick([*push, source, dest], timeout=self.args.timeout)
+            if code != 0:
+                raise services.ServiceError(
+                    f"pushing the image failed (exit {code}): {(err or out).strip()[-600:]}"
+                )
+            proxy = services.CountingProxy(("127.0.0.1", registry.port))
+        except BaseException:
+            registry.close()
+            raise
+        self.notes.append(
+            f"Registry rows: docker-registry on 127.0.0.1, filesystem storage, plain HTTP; image pushed "
+            f"once with {push[0]}; every request of the rows goes through a byte-counting TCP proxy"
+        )
+        return RegistryRun(registry, proxy)
+
+    def start_dockerd(self) -> services.PrivateDockerd:
+        """A private dockerd (the first storage driver that starts) with the image loaded into it."""
+        self.docker_state = Path(tempfile.mkdtemp(prefix="imgtool-bench-"))  # short: socket paths
+        said: list[str] = []
+        for driver in DOCKER_DRIVERS:
+            self.log(f"prepare: starting a private dockerd (storage driver {driver})")
+            state = self.docker_state / driver
+            state.mkdir()
+            try:
+                daemon = services.PrivateDockerd(self.scratch / f"docker-{driver}", state, driver)
+            except services.ServiceError as exc:
+                said.append(str(exc))
+                continue
+            break
+        else:
+            raise services.ServiceError("; ".join(said))
+        try:
+            self.log(f"prepare: docker load of the image as {STORE_TAG}")
+            manifest = json.loads(blob_path(self.image.layout, self.image.manifest_digest).read_text())
+            config = manifest["config"]["digest"]
+            layers = [d["digest"] for d in manifest["layers"]]
+            daemon.load(
+                lambda stream: services.write_docker_archive(
+                    stream, self.image.layout, config, layers, STORE_TAG
+                ),
+                timeout=self.args.timeout,
+            )
+        except BaseException:
+            daemon.close()
+            raise
+        self.notes.append(
+            f"Docker rows: a private dockerd, storage driver {daemon.driver}, data root in the work dir, "
+            "the image loaded once with docker load; imgtool reads the data root in place while the "
+            "daemon idles"
+        )
+        return daemon
+
+    def start_services(self, results: dict[str, Result]) -> None:
+        """Start what the rows still to run need; a service that cannot start skips its rows."""
+        wanted = {res.row.service for res in results.values() if res.status == "ok" and res.row.service}
+        for service in sorted(wanted):
+            try:
+                if service == "registry":
+                    self.registry = self.start_registry()
+                else:
+                    self.dockerd = self.start_dockerd()
+            except services.ServiceError as exc:
+                for res in results.values():
+                    if res.row.service == service and res.status == "ok":
+                        res.status, res.reason = "skipped", str(exc)
+                self.log(f"note: skipping the {service} rows: {exc}")
+
+    def stop_services(self) -> None:
+        if self.registry is not None:
+            self.registry.close()
+            self.registry = None
+        if self.dockerd is not None:
+            self.dockerd.close()
+            self.dockerd = None
+        if self.docker_state is not None:
+            remove(self.docker_state)
+            self.docker_state = None
 
     # ---- one run of one row ----------------------------------------------------------------------
 
@@ -547,6 +824,76 @@ class Bench:
             return Invocation([[*img, "ls", self.image_arg, "/", "-R"]], self.env(warm_cache), stdout, [])
         if key == "diff-warm":
             return Invocation([[*img, "diff", "layers", self.image_arg]], self.env(warm_cache), stdout, [])
+        if ROW_BY_KEY[key].service == "registry":
+            return self.registry_invocation(key, img, base, stdout, scratch_key)
+        if ROW_BY_KEY[key].service == "docker":
+            return self.docker_invocation(key, img, base, stdout, scratch_key)
+        raise ValueError(key)
+
+    def skopeo_pull(self, layout: Path) -> list[str]:
+        assert self.registry is not None
+        return [
+            "skopeo", "--insecure-policy", "copy", "--quiet", "--src-tls-verify=false",
+            f"docker://{self.registry.remote}", f"oci:{layout}:{REMOTE_TAG}",
+        ]  # fmt: skip
+
+    def registry_invocation(
+        self, key: str, img: list[str], base: Path, stdout: Path, scratch_key: str
+    ) -> Invocation:
+        assert self.registry is not None
+        remote = f"docker://{self.registry.remote}"
+        cache = self.fresh(self.scratch / f"{scratch_key}-cache")
+        env = self.env(cache)
+        if key == "pull-skopeo":
+            return Invocation([self.skopeo_pull(base)], env, stdout, [base, cache])
+        if key == "pull-imgtool":
+            pull = [*img, "copy", "--plain-http", "--quiet", remote, f"oci:{base}:{REMOTE_TAG}"]
+            return Invocation([pull], env, stdout, [base, cache])
+        if key == "reg-which":
+            query = [*img, "which-layer", "--plain-http", remote, self.which_path]
+            return Invocation([query], env, stdout, [cache])
+        if key == "reg-cat":
+            return Invocation([[*img, "cat", "--plain-http", remote, self.cat_path]], env, stdout, [cache])
+        pulled = f"oci:{base}:{REMOTE_TAG}"
+        if key == "reg-pull-which":
+            query = [*img, "which-layer", pulled, self.which_path]
+            return Invocation([self.skopeo_pull(base), query], env, stdout, [base, cache])
+        if key == "reg-pull-cat":
+            query = [*img, "cat", pulled, self.cat_path]
+            return Invocation([self.skopeo_pull(base), query], env, stdout, [base, cache])
+        raise ValueError(key)
+
+    def docker_invocation(
+        self, key: str, img: list[str], base: Path, stdout: Path, scratch_key: str
+    ) -> Invocation:
+        assert self.dockerd is not None
+        cache = self.fresh(self.scratch / f"{scratch_key}-cache")
+        env = {**self.dockerd.env, "XDG_CACHE_HOME": str(cache)}
+        stored = f"docker-storage:[{self.dockerd.data_root}]{STORE_TAG}"
+        saved = base.with_suffix(".docker.tar")
+        save = ["docker", "save", "-o", str(saved), STORE_TAG]
+        if key == "store-export":
+            name = f"imgtool-bench-{base.name}"
+            self.fresh(base)
+            script = (
+                f"set -o pipefail; docker create --pull=never --network=none --name {shlex.quote(name)} "
+                f"{STORE_TAG} /none >/dev/null && docker export {shlex.quote(name)} | "
+                f"tar -C {shlex.quote(str(base))} -xf -"
+            )
+            rm = ["docker", "rm", "--force", name]
+            return Invocation([["bash", "-c", script]], env, stdout, [base, cache], finish=[rm])
+        if key == "store-flatten":
+            return Invocation(
+                [[*img, "flatten", stored, "-o", str(base), "--quiet"]], env, stdout, [base, cache]
+            )
+        if key == "store-save-flatten":
+            flatten = [*img, "flatten", f"docker-archive:{saved}", "-o", str(base), "--quiet"]
+            return Invocation([save, flatten], env, stdout, [base, saved, cache])
+        if key == "store-which":
+            return Invocation([[*img, "which-layer", stored, self.which_path]], env, stdout, [cache])
+        if key == "store-save-which":
+            query = [*img, "which-layer", f"docker-archive:{saved}", self.which_path]
+            return Invocation([save, query], env, stdout, [saved, cache])
         raise ValueError(key)
 
     @staticmethod
@@ -566,10 +913,18 @@ class Bench:
             ref, against = self.reference_entries, f" (umoci: {self.reference_entries:,})"
         else:
             ref, against = model, f" (generator model: {model:,})" if model is not None else ""
-        if key in ("imgtool-dir", "umoci") and inv.cleanup and inv.cleanup[0].is_dir():
+        if key in ("imgtool-dir", "umoci", *TREE_ROWS) and inv.cleanup and inv.cleanup[0].is_dir():
             n = count_tree(inv.cleanup[0])
-            flag = "" if ref is None or n == ref else "  **MISMATCH**"
+            if key == "store-export":  # what a container adds: /.dockerenv, /etc/hosts, /dev/console, ...
+                flag = "" if ref is None else f", {n - ref:+,} from Docker's init layer"
+            else:
+                flag = "" if ref is None or n == ref else "  **MISMATCH**"
             self.notes.append(f"{title}: {n:,} entries in the output{against}{flag}")
+        elif key in ("pull-skopeo", "pull-imgtool") and inv.cleanup:
+            self.notes.append(f"{title}: {self.pulled_manifest(inv.cleanup[0])}")
+        elif key in ("reg-cat", "reg-pull-cat"):
+            digest, size = file_digest(inv.stdout)
+            self.notes.append(f"{title} {self.cat_path}: {size:,} bytes, sha256:{digest[:16]}…")
         elif key == "imgtool-tar" and inv.cleanup and inv.cleanup[0].is_file():
             try:
                 n = count_tar(inv.cleanup[0])
@@ -578,7 +933,7 @@ class Bench:
             else:
                 flag = "" if ref is None or n == ref else "  **MISMATCH**"
                 self.notes.append(f"{title}: {n:,} distinct members{against}{flag}")
-        elif key in ("which-cold", "which-warm"):
+        elif key in ("which-cold", "which-warm", *QUERY_ROWS):
             text = [" ".join(ln.split()) for ln in inv.stdout.read_text(errors="replace").splitlines()]
             answer = " / ".join(ln for ln in text if ln)[:160].rstrip()
             self.notes.append(f"{title} {self.which_path}: `{answer}`")
@@ -589,6 +944,21 @@ class Bench:
             with inv.stdout.open("rb") as f:
                 lines = sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(CHUNK), b""))
             self.notes.append(f"{title}: {lines:,} lines of output")
+
+    def pulled_manifest(self, layout: Path) -> str:
+        """What a pull wrote, against the layout the registry was given."""
+        try:
+            index = json.loads((layout / "index.json").read_text())
+            digests = [m["digest"] for m in index["manifests"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return f"no readable index.json in the pulled layout ({exc})  **MISMATCH**"
+        same = digests == [self.image.manifest_digest]
+        blobs = sum(1 for _ in (layout / "blobs").rglob("*"))
+        return (
+            f"manifest {', '.join(d[:19] + '…' for d in digests)}, "
+            f"{'the same as the source layout' if same else '**MISMATCH** against the source layout'}; "
+            f"{blobs} entries under blobs/"
+        )
 
     # ---- the whole benchmark -----------------------------------------------------------------------
 
@@ -610,7 +980,12 @@ class Bench:
                 res.status, res.reason = "skipped", "GNU tar is not installed"
             elif key == "tar-flat" and not have_umoci:
                 res.status, res.reason = "skipped", "flat.tar is built with umoci, which is not installed"
-            elif tool == "imgtool" and not imgtool_found:
+            elif missing := [p for p in res.row.needs if shutil.which(p) is None]:
+                are = "is" if len(missing) == 1 else "are"
+                res.status, res.reason = "skipped", f"{' and '.join(missing)} {are} not installed"
+            elif res.row.service == "docker" and os.geteuid() != 0:
+                res.status, res.reason = "skipped", "a private dockerd needs root"
+            elif (tool == "imgtool" or res.row.service) and not imgtool_found:
                 res.status = "failed"
                 res.reason = f"command not found: {command[0] if command else '(empty)'}"
             if res.status == "skipped":
@@ -630,7 +1005,15 @@ class Bench:
                     results["tar-flat"].stderr_tail = exc.stderr_tail
         if "tar-layers" in results and results["tar-layers"].status == "ok":
             layers = self.prepare_layer_tars()
+        try:
+            self.start_services(results)
+            self.rounds(results, flat, layers)
+        finally:
+            self.stop_services()
+        remove(self.scratch)
+        return results
 
+    def rounds(self, results: dict[str, Result], flat: Path | None, layers: list[Path]) -> None:
         self.fresh(self.scratch / "warm-cache")
         self.fresh(self.scratch / "base-warm-cache")
         for key, warm in results.items():
@@ -658,14 +1041,21 @@ class Bench:
                 inv = self.invocation(key, round_no, flat, layers)
                 res.command = inv.commands[0]
                 res.command_text = shlex.join(res.command)
-                if len(inv.commands) > 1:
+                if key == "tar-layers":
                     res.command_text += f"; ... one run per layer tar, {len(inv.commands)} in order"
+                elif len(inv.commands) > 1:
+                    res.command_text = " && ".join(shlex.join(cmd) for cmd in inv.commands)
                 if self.args.sync:
                     os.sync()
+                counted = self.registry.proxy if self.registry and res.row.service == "registry" else None
+                if counted is not None:
+                    counted.take()  # what earlier runs left is not this run's
                 try:
                     sample = run_measured(
                         inv, self.scratch / f"{key}.stderr", self.args.timeout, self.gnu_time
                     )
+                    if counted is not None:
+                        sample.fetched_bytes = counted.take().fetched
                 except RunError as exc:
                     res.status, res.reason, res.stderr_tail = "failed", str(exc), exc.stderr_tail
                     self.log(f"round {round_no}: {res.row.title}: FAILED ({exc})")
@@ -677,6 +1067,10 @@ class Bench:
                     )
                     if round_no == 1:
                         self.check_output(key, inv)
+                for cmd in inv.finish:
+                    code, out, err = quick(cmd, timeout=self.args.timeout, env=inv.env)
+                    if code != 0:
+                        self.notes.append(f"`{shlex.join(cmd)}` failed: {(err or out).strip()[-300:]}")
                 if self.args.cleanup_each:
                     for path in inv.cleanup:
                         remove(path)
@@ -686,8 +1080,6 @@ class Bench:
         # so deleting a tree of thousands of files makes the next run's file creation much slower.
         for path in deferred:
             remove(path)
-        remove(self.scratch)
-        return results
 
 
 # --------------------------------------------------------------------------------------------------
@@ -729,14 +1121,14 @@ def markdown(
     *,
     gnu_time: str | None,
 ) -> str:
-    umoci = results.get("umoci")
-    base = umoci.median() if umoci is not None else None
+    fetched = any(s.fetched_bytes is not None for res in results.values() for s in res.samples)
     lines = [
         f"# imgtool benchmark, {facts['date']}",
         "",
         f"- Machine: {facts['cpu']}; {facts['cores']} cores; {facts['ram']} RAM; {facts['kernel']}",
         f"- Work dir filesystem: {facts['filesystem']}",
-        f"- Tools: {facts['umoci']}; {facts['tar']}; imgtool: {facts['imgtool']}; {facts['python']}",
+        f"- Tools: {facts['umoci']}; {facts['tar']}; imgtool: {facts['imgtool']}; {facts['python']}"
+        + (f"; {facts['peers']}" if facts.get("peers") else ""),
         f"- Image: {image_line(image)}",
         f"- Method: {args.rounds} rounds, rows interleaved round-robin, each round starting one row later; "
         f"{'sync before every run; ' if args.sync else ''}page cache not dropped (warm-cache numbers); "
@@ -744,15 +1136,20 @@ def markdown(
         + "peak RSS is the largest single process "
         f"of the run ({'GNU time' if gnu_time else 'wait4'}), CPU is user+system of the child processes",
         "",
-        "| Row | What | Median s | Min s | Max s | CPU s (median) | Peak RSS MiB | x umoci | Status |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| Row | What | Median s | Min s | Max s | CPU s (median) | Peak RSS MiB | "
+        + ("Fetched MB (median) | " if fetched else "")
+        + "Ratio | Status |",
+        "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if fetched else "") + "---:|---|",
     ]
     for res in results.values():
         med = res.median()
         secs = res.seconds()
         cpu = statistics.median([s.cpu_seconds for s in res.samples]) if res.samples else None
         rss = max((s.maxrss_kib for s in res.samples), default=None)
-        ratio = f"{med / base:.2f}" if res.row.ratio and med is not None and base else ""
+        versus, to = ratio_to(results, res)
+        ratio = f"{versus:.2f} x {to}" if versus is not None else ""
+        got = [s.fetched_bytes for s in res.samples if s.fetched_bytes is not None]
+        fetched_cell = f"{statistics.median(got) / 1e6:,.1f} | " if got else "- | "
         if res.status == "ok":
             status = "ok"
         elif res.samples:
@@ -761,10 +1158,12 @@ def markdown(
             status = res.status
         if res.reason and res.status == "skipped":
             status += f": {res.reason}"
+        title, what = (text.replace("|", "\\|") for text in (res.row.title, res.row.what))
         lines.append(
-            f"| {res.row.title} | {res.row.what} | {fmt_s(med)} | {fmt_s(min(secs, default=None))} | "
+            f"| {title} | {what} | {fmt_s(med)} | {fmt_s(min(secs, default=None))} | "
             f"{fmt_s(max(secs, default=None))} | {fmt_s(cpu)} | "
-            f"{'-' if rss is None else f'{rss / 1024:.0f}'} | {ratio} | {status} |"
+            f"{'-' if rss is None else f'{rss / 1024:.0f}'} | {fetched_cell if fetched else ''}{ratio} | "
+            f"{status} |"
         )
     failures = [r for r in results.values() if r.status == "failed"]
     if failures:
@@ -780,6 +1179,15 @@ def markdown(
         if res.command_text:
             lines.append(f"- {res.row.title}: `{res.command_text}`")
     return "\n".join(lines) + "\n"
+
+
+def ratio_to(results: dict[str, Result], res: Result) -> tuple[float | None, str]:
+    """The row's median over the median of the row it is measured against, and that row's key."""
+    peer = results.get(res.row.versus) if res.row.versus else None
+    med, base = res.median(), peer.median() if peer is not None else None
+    if med is None or not base or res.row.versus is None:
+        return None, ""
+    return med / base, res.row.versus
 
 
 def as_json(
@@ -808,6 +1216,9 @@ def as_json(
             "min_seconds": min(res.seconds(), default=None),
             "max_seconds": max(res.seconds(), default=None),
             "ratio_to_umoci": med / base if med is not None and base else None,
+            "versus": res.row.versus,
+            "ratio": ratio_to(results, res)[0],
+            "fetched_bytes": [s.fetched_bytes for s in res.samples],
         }
     return {
         "machine": facts,
@@ -826,25 +1237,35 @@ def as_json(
             "imgtool": args.imgtool,
             "baseline": args.baseline,
             "which_path": args.which_path,
+            "cat_path": args.cat_path,
         },
         "results": rows,
         "notes": notes,
     }
 
 
+GROUPS: Final = {group: [row.key for row in ROWS if row.service == group] for group in ("registry", "docker")}
+
+
 def parse_keys(text: str | None) -> list[str]:
+    """Row keys, comma-separated; a group name ("registry", "docker") stands for its rows."""
     if not text:
         return []
     keys = [k.strip() for k in text.split(",") if k.strip()]
-    unknown = [k for k in keys if k not in ROW_BY_KEY]
+    unknown = [k for k in keys if k not in ROW_BY_KEY and k not in GROUPS]
     if unknown:
-        raise SystemExit(f"unknown row(s) {', '.join(unknown)}; known: {', '.join(ROW_BY_KEY)}")
-    return keys
+        raise SystemExit(
+            f"unknown row(s) {', '.join(unknown)}; known: {', '.join(ROW_BY_KEY)} "
+            f"and the groups {', '.join(GROUPS)}"
+        )
+    return [row for k in keys for row in GROUPS.get(k, [k])]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n\n")[0], epilog=f"rows: {', '.join(ROW_BY_KEY)}"
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog=f"rows: {', '.join(ROW_BY_KEY)}; groups (for --only and --skip): "
+        + "; ".join(f"{g}: {', '.join(keys)}" for g, keys in GROUPS.items()),
     )
     p.add_argument(
         "--workdir",
@@ -877,6 +1298,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--which-path",
         default=None,
         help="path asked of which-layer (default: the generator's base-layer query path)",
+    )
+    p.add_argument(
+        "--cat-path",
+        default=None,
+        help="file read by the cat rows (default: the generator's top-layer query path, /etc/passwd)",
     )
     p.add_argument("--no-sync", dest="sync", action="store_false", help="do not sync before each run")
     p.add_argument(
@@ -914,7 +1340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = Bench(args, image)
     if not args.which_path:
         args.which_path = bench.which_path
+    if not args.cat_path:
+        args.cat_path = bench.cat_path
     facts = machine_facts(args.workdir, bench.imgtool)
+    peers = dict.fromkeys(p for k in keys for p in ROW_BY_KEY[plain_key(k)].needs)
+    facts["peers"] = "; ".join(peer_version(p) for p in peers)
     results = bench.run(keys)
     report = markdown(results, facts, image, args, bench.notes, gnu_time=bench.gnu_time)
     sys.stdout.write(report)
