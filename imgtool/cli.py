@@ -88,7 +88,9 @@ def flatten(image: str, how: p.FlattenOptions, opts: p.ImageOptions) -> None:
     Examples:
       imgtool flatten examples/sample.tar -o rootfs
       imgtool flatten examples/sample.tar -o rootfs.tar --layers 1 --provenance paths.tsv
+      imgtool flatten examples/sample.tar -o rootfs.tar.zst      # or .tar.gz, .tgz
       imgtool flatten oci:examples/sample-oci:1.1 -o - | tar -t
+      imgtool flatten examples/sample.tar -o - --compress gzip | tar -tz
     """
     from imgtool.flatten.api import flatten as flatten_image  # loaded for flatten only
 
