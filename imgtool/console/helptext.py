@@ -40,7 +40,9 @@ in the same place removes those of a PID that is gone.
 Examples:
   imgtool flatten examples/sample.tar -o rootfs
   imgtool flatten examples/sample.tar -o rootfs.tar --layers 1 --provenance paths.tsv
-  imgtool flatten oci:examples/sample-oci:1.1 -o - | tar -t""",
+  imgtool flatten examples/sample.tar -o rootfs.tar.zst      # or .tar.gz, .tgz
+  imgtool flatten oci:examples/sample-oci:1.1 -o - | tar -t
+  imgtool flatten examples/sample.tar -o - --compress gzip | tar -tz""",
     "which-layer": """
 PATH may be a shell pattern ('/usr/lib/*.so*'); symlinks in PATH are followed
 inside the image, as a container would see them. Exits 1 if a path is absent.

@@ -12,7 +12,7 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypedDict, TypeVar
 
 import click
 from click.shell_completion import CompletionItem
@@ -22,6 +22,7 @@ from imgtool.console.completion import complete_image, complete_image_path, comp
 from imgtool.console.funnel import warn
 from imgtool.console.output import DEFAULT_TABLE_FORMAT, TABLE_FORMATS, TerminalProgress, use_colour
 from imgtool.errors import UsageError
+from imgtool.image.compression import Compression, check_level, named_compression
 from imgtool.image.platform import Platform
 from imgtool.merge.index import IndexCache
 from imgtool.ops.common import Reading
@@ -245,10 +246,27 @@ class FlattenOptions:
     upto: int | None = None
     provenance: str | None = None
     max_size: int | None = None
+    compress: str | None = None
+    compress_level: int | None = None
+
+    def __post_init__(self) -> None:
+        check_level(self.compression, self.compress_level)  # a bad level fails before IMAGE is opened
+
+    @property
+    def compression(self) -> Compression:
+        """--compress, else what the name says (.tar.gz, .tgz, .tar.zst), else none."""
+        if self.compress is not None:
+            return Compression(self.compress)
+        return named_compression(self.output) or Compression.NONE
 
     @property
     def as_tar(self) -> bool:
-        return self.force_tar or self.output == "-" or self.output.endswith(".tar")
+        return (
+            self.force_tar
+            or self.output == "-"
+            or named_compression(self.output) is not None
+            or self.compression is not Compression.NONE
+        )
 
     def arguments(self, reading: Reading) -> FlattenArguments:
         """The keyword arguments of :func:`imgtool.flatten.api.flatten` these options stand for."""
@@ -264,6 +282,8 @@ class FlattenOptions:
             provenance=self.provenance,
             safe=self.safe,
             warn=reading.warn,
+            compression=self.compression,
+            compress_level=self.compress_level,
         )
 
 
@@ -277,6 +297,11 @@ class FlattenArguments(TypedDict):
     provenance: str | None
     safe: bool
     warn: Callable[[str], None] | None
+    compression: Compression
+    compress_level: int | None
+
+
+_WRITTEN: Final = (Compression.GZIP, Compression.ZSTD, Compression.NONE)
 
 
 def flatten_options(func: Callable[..., R]) -> Callable[..., R]:
@@ -287,11 +312,15 @@ def flatten_options(func: Callable[..., R]) -> Callable[..., R]:
             "--output",
             required=True,
             metavar="DIR|FILE.tar|-",
-            help="A directory (must not exist or be empty), a .tar file, or - for a tar stream on stdout. "
-            "A symlink there is refused, never followed.",
+            help="A directory (must not exist or be empty), a .tar file (.tar.gz or .tgz: gzip-compressed, "
+            ".tar.zst: zstd-compressed), or - for a tar stream on stdout. A symlink there is refused, "
+            "never followed.",
         ),
         click.option(
-            "--tar", "force_tar", is_flag=True, help="Write a tar file even if the name does not end in .tar."
+            "--tar",
+            "force_tar",
+            is_flag=True,
+            help="Write a tar file even if the name does not say so (.tar, .tar.gz, .tgz, .tar.zst).",
         ),
         click.option(
             "--force", is_flag=True, help="Replace a non-empty output directory or an existing tar file."
@@ -318,6 +347,20 @@ def flatten_options(func: Callable[..., R]) -> Callable[..., R]:
             metavar="BYTES",
             help="Refuse a layer whose uncompressed tar exceeds BYTES (default: the free space at the "
             "output; for -o -, in TMPDIR).",
+        ),
+        click.option(
+            "--compress",
+            type=click.Choice([kind.value for kind in _WRITTEN]),
+            help="Compress the tar (default: as the -o name says; for -o -, none). It wins over the name, "
+            "with a warning: -o rootfs.tar.gz --compress none writes a plain tar there. gzip or zstd "
+            "makes any other name a tar file.",
+        ),
+        click.option(
+            "--compress-level",
+            type=int,
+            metavar="N",
+            help="gzip: 1-9, as gzip -N (default: isal's level 2 where isal is installed, else 6); "
+            "zstd: 1-19 (default 3).",
         ),
     ]
     return _gathered(options, FlattenOptions, "how")(func)

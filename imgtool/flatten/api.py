@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from imgtool.errors import UsageError
 from imgtool.flatten.export import check_tar_destination, check_tar_stream, flatten_to_tar_file, write_tar
 from imgtool.flatten.plan import WritePlan, make_plan
 from imgtool.flatten.provenance import StagedProvenance, check_provenance_destination
 from imgtool.flatten.rootfs import WriteStats, flatten_to_dir, prepare_destination
 from imgtool.flatten.safe import SafeStats, make_safe
+from imgtool.image.compression import Compression, check_level, named_compression
 from imgtool.image.image import Image
 from imgtool.merge.index import IndexCache
 from imgtool.merge.spool import Spool, worth_spooling
@@ -53,15 +55,26 @@ def default_max_size(output: str) -> int | None:
 
 
 def _write_stream(
-    view: MergedView, out: BinaryIO, progress: Progress | None, max_size: int | None, plan: WritePlan
+    view: MergedView,
+    out: BinaryIO,
+    progress: Progress | None,
+    max_size: int | None,
+    plan: WritePlan,
+    *,
+    compression: Compression,
+    level: int | None,
 ) -> None:
     try:
-        write_tar(view, out, progress, max_size, plan)
+        write_tar(view, out, progress, max_size, plan, compression=compression, level=level)
     except OSError as exc:
         full = no_space(exc, "standard output", "writing the tar stream", "redirect it to another place")
         if full is None:
             raise
         raise full from exc
+
+
+def _word(kind: Compression) -> str:
+    return "uncompressed" if kind is Compression.NONE else kind.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +97,8 @@ def flatten(
     provenance: str | None = None,
     safe: bool = False,
     warn: Callable[[str], None] | None = None,
+    compression: Compression = Compression.NONE,
+    compress_level: int | None = None,
 ) -> FlattenResult:
     """Write the image's root filesystem to ``output``.
 
@@ -91,8 +106,18 @@ def flatten(
     non-empty one), a tar file path (with ``as_tar``), or a binary stream for a tar. A
     symlink at ``output`` or ``provenance`` is refused, never followed. With ``safe``, device
     nodes, setuid/setgid bits and all but ``user.*`` xattrs are left out (:mod:`imgtool.flatten.safe`).
-    The provenance file goes into place with the output, or not at all.
+    The provenance file goes into place with the output, or not at all. A tar is compressed with
+    ``compression`` (at ``compress_level``, else its default level); a tar file whose name says
+    another compression (``.tar``, ``.tar.gz``, ``.tgz``, ``.tar.zst``) is written all the same, with
+    a warning.
     """
+    check_level(compression, compress_level)
+    if compression is not Compression.NONE and isinstance(output, str) and not as_tar:
+        raise UsageError(f"{output}: a directory cannot be compressed; write a tar (--tar)")
+    named = named_compression(output) if isinstance(output, str) and as_tar else None
+    if named is not None and named is not compression and warn is not None:
+        article = "an" if compression is Compression.NONE else "a"
+        warn(f"writing {article} {_word(compression)} tar to {output}, whose name says {_word(named)}")
     places = []
     with contextlib.suppress(OSError):  # no usable temporary directory: nothing to sweep there
         places.append(tempfile.gettempdir())
@@ -130,13 +155,25 @@ def flatten(
                     # Bytes sent down a stream cannot be taken back: verify every layer before any is sent.
                     for number in plan.layers_to_read():
                         spool.fill(image.layers[number], max_size)
-                _write_stream(view, output, progress, max_size, plan)
+                _write_stream(
+                    view, output, progress, max_size, plan, compression=compression, level=compress_level
+                )
                 if commit is not None:
                     commit()
                 stats = WriteStats(paths=plan.path_count, data_bytes=plan.data_bytes)
             elif as_tar:
                 plan = make_plan(view.tree)
-                flatten_to_tar_file(view, output, progress, max_size, force, then=commit, plan=plan)
+                flatten_to_tar_file(
+                    view,
+                    output,
+                    progress,
+                    max_size,
+                    force,
+                    then=commit,
+                    plan=plan,
+                    compression=compression,
+                    level=compress_level,
+                )
                 stats = WriteStats(paths=plan.path_count, data_bytes=plan.data_bytes)
             else:
                 stats = flatten_to_dir(

@@ -20,6 +20,7 @@ from typing import IO, BinaryIO, Final
 from imgtool.errors import InterruptedAfterOutputError, LayerError, OutputError, UsageError
 from imgtool.flatten.plan import InodeKey, WritePlan, make_plan, trim_spool
 from imgtool.flatten.tarwriter import TarWriter
+from imgtool.image.compression import Compression, compressing
 from imgtool.layers.tarreader import HARDLINK, REGULAR, zero_chunks
 from imgtool.layers.tarstream import IMPLIED_DIR, KIND_TYPEFLAGS, Entry, Kind, stored_regions, stored_size
 from imgtool.merge.index import check_indexed
@@ -158,15 +159,28 @@ def write_tar(
     progress: Progress | None = None,
     max_size: int | None = None,
     plan: WritePlan | None = None,
+    *,
+    compression: Compression = Compression.NONE,
+    level: int | None = None,
 ) -> int:
-    """Write the tar to ``out``; returns the number of bytes written."""
+    """Write the tar to ``out``, compressed with ``compression`` (at ``level``: its default if None);
+    returns the number of bytes of the tar (before compression)."""
     plan = plan or make_plan(view.tree)
     trim_spool(view, plan)
     progress = progress or NoProgress()
     progress.start("writing", sum(view.image.layers[i].size for i in plan.layers_to_read()))
+    with compressing(out, compression, level) as sink:
+        tar = TarWriter(sink)
+        _write_members(view, tar, plan, progress, max_size)
+    progress.finish()
+    return tar.bytes_written
+
+
+def _write_members(
+    view: MergedView, tar: TarWriter, plan: WritePlan, progress: Progress, max_size: int | None
+) -> None:
     cursors: dict[int, _LayerCursor] = {}
     wanted = {layer: set(ordinals) for layer, ordinals in plan.data.items()}
-    tar = TarWriter(out)
     first_path: dict[InodeKey, bytes] = {}
     try:
         for path, node in view.tree.walk():
@@ -202,8 +216,6 @@ def write_tar(
     finally:
         for cursor in cursors.values():
             cursor.close(complete=False)
-    progress.finish()
-    return tar.bytes_written
 
 
 def check_tar_destination(dest: str, force: bool) -> str:
@@ -235,8 +247,11 @@ def flatten_to_tar_file(
     *,
     then: Callable[[], None] | None = None,
     plan: WritePlan | None = None,
+    compression: Compression = Compression.NONE,
+    level: int | None = None,
 ) -> int:
-    """Write the tar to a file, atomically: a claimed temporary sibling renamed into place at the end.
+    """Write the tar (compressed with ``compression``) to a file, atomically: a claimed temporary
+    sibling renamed into place at the end.
 
     ``then`` runs right after the rename, with interrupts held back until both are done.
     """
@@ -250,7 +265,9 @@ def flatten_to_tar_file(
     try:
         try:
             with os.fdopen(fd, "wb", buffering=1 << 20) as handle:
-                written = write_tar(view, handle, progress, max_size, plan)
+                written = write_tar(
+                    view, handle, progress, max_size, plan, compression=compression, level=level
+                )
             with signals_deferred():
                 os.replace(staging, target)
                 placed = True

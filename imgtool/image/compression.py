@@ -1,4 +1,5 @@
-"""Recognise a blob's compression by its magic bytes and open a decompressing stream.
+"""Recognise a blob's compression by its magic bytes and open a decompressing stream; and the
+other way, compress a stream on its way out (flatten's ``.tar.gz`` and ``.tar.zst``).
 
 The media type of a layer is only a hint: real tools label uncompressed layers
 ``tar+gzip`` and eStargz layers are plain gzip, so the bytes decide.
@@ -6,18 +7,24 @@ The media type of a layer is only a hint: real tools label uncompressed layers
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import io
 import zlib
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, BinaryIO, Final
 
 import zstandard
 
-from imgtool.errors import LayerError, MediaTypeError
+from imgtool.errors import LayerError, MediaTypeError, UsageError
 from imgtool.image.readable import Readable
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
 _gzip_backend: ModuleType
-try:  # isal decompresses gzip about twice as fast as zlib; it is optional.
+try:  # isal decompresses gzip about twice as fast as zlib, and compresses it several times as fast; optional.
     from isal import isal_zlib as _gzip_backend
 except ImportError:  # pragma: no cover - exercised where isal is absent
     _gzip_backend = zlib
@@ -254,3 +261,128 @@ def open_decompressed(raw: Readable, what: str) -> tuple[Compression, Readable]:
     if kind is Compression.ZSTD:
         return kind, ZstdReader(peek, what)
     raise MediaTypeError(f"{what}: {kind.value}-compressed layers are not supported")
+
+
+# What flatten writes: a tar compressed with one of these, at one of these levels.
+LEVELS: Final = {Compression.GZIP: range(1, 10), Compression.ZSTD: range(1, 20)}
+# The names that say a tar and its compression, longest first: a .tar.gz name also ends in .gz.
+_TAR_SUFFIXES: Final = (
+    (".tar.gz", Compression.GZIP),
+    (".tgz", Compression.GZIP),
+    (".tar.zst", Compression.ZSTD),
+    (".tar", Compression.NONE),
+)
+
+
+def named_compression(name: str) -> Compression | None:
+    """The compression a tar file's name says (.tar, .tar.gz or .tgz, .tar.zst); None for other names."""
+    for suffix, kind in _TAR_SUFFIXES:
+        if name.endswith(suffix):
+            return kind
+    return None
+
+
+def check_level(kind: Compression, level: int | None) -> None:
+    """Refuse a compression imgtool does not write, or a level that ``kind`` does not have."""
+    if kind is not Compression.NONE and kind not in LEVELS:
+        raise UsageError(f"imgtool does not write {kind.value}-compressed output")
+    if level is None:
+        return
+    if kind is Compression.NONE:
+        raise UsageError(
+            f"--compress-level {level}: the output is not compressed (use --compress, or a .tar.gz, "
+            ".tgz or .tar.zst name)"
+        )
+    levels = LEVELS[kind]
+    if level not in levels:
+        raise UsageError(f"--compress-level {level}: {kind.value} levels are {levels[0]} to {levels[-1]}")
+
+
+def _compressor(kind: Compression, level: int | None) -> Any:
+    """A compressobj for ``kind``. gzip at its default level is isal's where installed (its
+    level 2: about the size of zlib's level 1, several times as fast); a level asked for is
+    zlib's, as ``gzip -N`` has it, since isal's four levels do not match zlib's nine."""
+    if kind is Compression.GZIP:
+        if level is None:
+            return _gzip_backend.compressobj(wbits=_GZIP_WBITS)
+        return zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+    # The checksum lets ``zstd -d`` check the content, as the zstd command's own output does.
+    return zstandard.ZstdCompressor(level=3 if level is None else level, write_checksum=True).compressobj()
+
+
+class _Compressing(io.RawIOBase):
+    """Compresses what is written to it into ``out``, in pieces of exactly CHUNK bytes (the last one
+    excepted), whatever the sizes of the writes: isal's output depends on how its input is cut, and
+    the same tar must give the same compressed bytes however it was written (from a spool or not).
+    Only :meth:`finish` ends the compressed stream; after :meth:`discard` nothing more reaches ``out``."""
+
+    def __init__(self, out: BinaryIO, kind: Compression, level: int | None) -> None:
+        super().__init__()
+        self._out: BinaryIO | None = out
+        self._obj = _compressor(kind, level)
+        self._pending = bytearray()  # fewer than CHUNK bytes not yet compressed
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        view = memoryview(data).cast("B")
+        size = view.nbytes
+        if self._out is None:
+            return size
+        if self._pending:
+            taken = CHUNK - len(self._pending)
+            self._pending += view[:taken]
+            view = view[taken:]
+            if len(self._pending) < CHUNK:
+                return size
+            self._send(self._pending)
+            self._pending.clear()
+        while len(view) >= CHUNK:
+            self._send(view[:CHUNK])
+            view = view[CHUNK:]
+        self._pending += view
+        return size
+
+    def _send(self, piece: bytearray | memoryview) -> None:
+        assert self._out is not None
+        compressed = self._obj.compress(piece)
+        if compressed:
+            self._out.write(compressed)
+
+    def finish(self) -> None:
+        if self._out is not None:
+            if self._pending:
+                self._send(self._pending)
+                self._pending.clear()
+            self._out.write(self._obj.flush())
+            self._out = None
+
+    def discard(self) -> None:
+        self._out = None
+        self._pending.clear()
+
+
+@contextlib.contextmanager
+def compressing(out: BinaryIO, kind: Compression, level: int | None = None) -> Iterator[BinaryIO]:
+    """A stream that writes to ``out`` compressed with ``kind`` (NONE: ``out`` itself).
+
+    It streams: writes are gathered or cut to pieces of CHUNK bytes and each piece goes out
+    compressed, so memory stays bounded whatever the size. The compressed stream is ended when
+    the block ends normally; when it raises, what was not yet compressed is dropped and the
+    stream is left unended, so that a reader of what went out sees it truncated, never complete.
+    The stream has no file descriptor: nothing can copy around the compressor (``sendfile``).
+    """
+    check_level(kind, level)
+    if kind is Compression.NONE:
+        yield out
+        return
+    raw = _Compressing(out, kind, level)
+    buffered = io.BufferedWriter(raw, CHUNK)
+    try:
+        yield buffered
+        buffered.flush()
+        raw.finish()
+    finally:
+        raw.discard()
+        buffered.close()
