@@ -26,6 +26,8 @@ __all__ = ["cli", "entry", "fail", "main", "warn"]
 def inspect(image: str, no_trunc: bool, document: str | None, opts: p.ImageOptions) -> None:
     """Show an image's manifest, config, platform and layers.
 
+    From a registry it fetches the manifest and the config, no layer.
+
     \b
     Examples:
       imgtool inspect examples/sample.tar
@@ -52,7 +54,8 @@ def verify(image: str, opts: p.ImageOptions) -> None:
     """Check every blob of an image against its digest.
 
     Reads each layer in full and checks its blob digest and its diff_id.
-    Exits 0 only if everything matches.
+    Exits 0 only if everything matches. From a registry it fetches every
+    blob, whatever the blob cache holds.
 
     \b
     Example:
@@ -60,7 +63,7 @@ def verify(image: str, opts: p.ImageOptions) -> None:
     """
     from imgtool.ops.verify import all_ok, verify_image
 
-    with open_image(image, opts.platform, opts.registry) as img:
+    with open_image(image, opts.platform, opts.registry_uncached) as img:
         findings = verify_image(img, opts.progress)
     show(render.verify(findings, opts), all_ok(findings))
 
@@ -83,6 +86,8 @@ def flatten(image: str, how: p.FlattenOptions, opts: p.ImageOptions) -> None:
     While it works, flatten keeps .NAME.imgtool-PID-* beside the output and
     .imgtool-spool-PID-* there or in TMPDIR; if it is killed, the next flatten
     in the same place removes those of a PID that is gone.
+
+    From a registry it fetches each layer the blob cache does not hold.
 
     \b
     Examples:
@@ -111,6 +116,7 @@ def which_layer(image: str, paths: tuple[str, ...], opts: p.ImageOptions) -> Non
 
     PATH may be a shell pattern ('/usr/lib/*.so*'); symlinks in PATH are followed
     inside the image, as a container would see them. Exits 1 if a path is absent.
+    From a registry it fetches the layers whose index is not cached.
 
     \b
     Example:
@@ -136,6 +142,7 @@ def ls(image: str, path: str, how: p.LsOptions, opts: p.ImageOptions) -> None:
     PATH may be a shell pattern ('/usr/lib/*.so*'), each match listed as if named.
     Symlinks in PATH's parents are followed inside the image; PATH itself, if a
     symlink, is listed as the link unless it leads to a directory (or with -L).
+    From a registry it fetches the layers whose index is not cached.
 
     \b
     Examples:
@@ -161,7 +168,9 @@ def cat(image: str, path: str, layer_number: int | None, opts: p.ImageOptions) -
     """Write a file of the final image to stdout.
 
     With --layer N, the file as it stood after layer N. Symlinks are followed
-    inside the image. Only the layer holding the file is read.
+    inside the image. Layers are read from the top down to the one holding
+    the file (once their indexes are cached, that layer alone). From a
+    registry it fetches those layers, not the ones below.
 
     \b
     Examples:
@@ -196,7 +205,8 @@ def diff_layers(image: str, how: p.DiffLayersOptions, opts: p.ImageOptions) -> N
     Without A: a summary per layer (added, modified, deleted) and the space that
     later layers made unreachable. With A: every change of layer A. With A and B:
     the tree after layer A against the tree after layer B (as git diff A B: with
-    B below A, what would undo the layers between them).
+    B below A, what would undo the layers between them). From a registry it
+    fetches the layers whose index is not cached.
 
     \b
     Examples:
@@ -218,7 +228,8 @@ def diff_layers(image: str, how: p.DiffLayersOptions, opts: p.ImageOptions) -> N
 def diff_images(image1: str, image2: str, opts: p.ImageOptions) -> None:
     """Compare the final trees of two images.
 
-    Exits 0 if they are identical, 1 if they differ.
+    Exits 0 if they are identical, 1 if they differ. From a registry it
+    fetches the layers whose index is not cached.
 
     \b
     Example:
@@ -243,6 +254,7 @@ def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: p.Im
     """Copy an image to an OCI layout or a registry.
 
     DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all.
+    From a registry it fetches each blob DEST lacks, unless the blob cache holds it.
 
     \b
     Example:
@@ -262,7 +274,7 @@ def images(path: str, opts: p.ImageOptions) -> None:
 
     PATH is a docker-save tarball, an OCI archive or an OCI layout. Each image
     with the name that opens it (p.IMAGE is PATH:NAME), platform, manifest digest,
-    size (config and layer blobs as stored) and creation time.
+    size (config and layer blobs as stored) and creation time. Reads no registry.
 
     \b
     Example:
@@ -283,6 +295,58 @@ def completion(shell: str) -> None:
       imgtool completion fish > ~/.config/fish/completions/imgtool.fish
     """
     click.echo(completion_script(cli, shell), nl=False)
+
+
+@cli.group("cache")
+def cache_group() -> None:
+    """Show or prune the blob and header index caches.
+
+    Blobs fetched from registries and layer header indexes live in
+    $XDG_CACHE_HOME/imgtool (default ~/.cache/imgtool). The blob cache keeps
+    at most $IMGTOOL_BLOB_CACHE_MAX (default 10G), removing the least
+    recently used blobs first. Reaches no registry.
+
+    \b
+    Examples:
+      imgtool cache info
+      imgtool cache prune --max-size 2G
+    """
+
+
+@cache_group.command("info")
+@p.output_options
+def cache_info(opts: p.ImageOptions) -> None:
+    """Show how many files and bytes each cache holds, and where.
+
+    Reaches no registry.
+
+    \b
+    Example:
+      imgtool cache info --json
+    """
+    from imgtool.console.caches import cache_info as usage
+
+    show(render.cache_info(usage(), opts))
+
+
+@cache_group.command("prune")
+@p.cache_prune_options
+def cache_prune(everything: bool, max_size: int | None) -> None:
+    """Remove what the caches hold beyond a size, oldest first.
+
+    Also removes temporary files a killed run left (a day old) and header
+    indexes of an older format. With --all, empties both caches. Reaches no
+    registry.
+
+    \b
+    Examples:
+      imgtool cache prune
+      imgtool cache prune --max-size 500M
+      imgtool cache prune --all
+    """
+    from imgtool.console.caches import prune_caches
+
+    show(render.cache_pruned(prune_caches(max_size, everything)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
