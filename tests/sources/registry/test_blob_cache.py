@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,7 +31,7 @@ from tests.helpers.imagefactory import (
     make_layer,
     write_oci_layout,
 )
-from tests.helpers.registry import FaultProxy
+from tests.helpers.registry import Fault, FaultProxy
 from tests.sources.registry.conftest import Pool
 
 LAYER_DATA = [incompressible(50_000, b"base"), incompressible(40_000, b"mid"), incompressible(30_000, b"top")]
@@ -207,6 +208,36 @@ def test_a_damaged_cached_blob_is_fetched_again_and_replaced(
     assert hashlib.sha256(path.read_bytes()).hexdigest() == stack.layers[2].partition(":")[2]
     if damage is _symlink:
         assert (private_cache / "elsewhere").read_bytes() == path.read_bytes()  # left as it was
+
+
+@pytest.mark.parametrize(
+    ("fault", "said"),
+    [
+        ({"corrupt_at": 1000}, ": digest mismatch: expected "),
+        ({"append": b"more"}, ": blob is larger than the {size} bytes its descriptor declares"),
+    ],
+)
+def test_a_blob_that_arrives_wrong_is_never_kept(
+    stack: Stack,
+    proxy: FaultProxy,
+    imgtool_cli: ImgtoolCli,
+    private_cache: Path,
+    fault: dict[str, Any],
+    said: str,
+) -> None:
+    proxy.faults = [Fault(path=stack.layers[2], **fault)]
+    ref = f"docker://{proxy.host}/stack:1"
+    run = imgtool_cli("cat", ref, "/data/top")
+    assert (run.code, run.stdout_bytes) == (1, b"")
+    assert run.stderr.startswith(
+        f"imgtool: error: layer 2 ({stack.layers[2]}) blob{said.format(size=stack.sizes[2])}"
+    )
+    assert cached(private_cache) == {stack.config}
+    assert [n for n in os.listdir(blob_file(private_cache, stack.config).parent) if n.startswith(".")] == []
+    blob_gets(proxy)
+    run = imgtool_cli("cat", ref, "/data/top")
+    assert (run.code, run.stdout_bytes, run.stderr) == (0, LAYER_DATA[2], "")
+    assert blob_gets(proxy) == [stack.layers[2]]
 
 
 def test_a_directory_in_a_blobs_place_is_passed_by(
