@@ -5,6 +5,7 @@ and answers what the whole image answers."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from tests.helpers.imagefactory import (
     Hardlink,
     ImageSpec,
     Layer,
+    Opaque,
     Symlink,
     Whiteout,
     make_layer,
@@ -124,3 +126,92 @@ def test_a_broken_lower_layer_is_not_read_when_the_file_is_above(
     assert (run.code, run.stdout_bytes) == (1, b"")
     assert run.stderr.startswith("imgtool: error: layer 0 (")
     assert ": digest mismatch: expected " in run.stderr
+
+
+# -- what cat answers from the upper layers is what the whole image answers --------------------------
+
+STACKS = {
+    # an upper directory entry replaces a lower symlink: what goes under it stays there
+    "dir-over-link": [
+        make_layer([Dir("etc/"), Symlink("conf", "etc")]),
+        make_layer([Dir("etc/"), File("etc/x", b"x in etc\n")]),
+        make_layer([Dir("conf/"), File("conf/y", b"y in conf\n")]),
+    ],
+    # an upper entry through an upper symlink to a directory only a lower layer has
+    "link-to-lower": [
+        make_layer([Dir("data/"), File("data/f", b"low\n")]),
+        make_layer([Symlink("d", "data")]),
+        make_layer([File("d/f", b"high\n")]),
+    ],
+    # an opaque directory hides the lower contents, not its own layer's
+    "opaque": [
+        make_layer([Dir("a/"), File("a/f", b"0\n")]),
+        make_layer([Dir("a/"), Opaque("a"), File("a/g", b"g\n")]),
+        make_layer([Dir("a/"), File("a/h", b"h\n")]),
+    ],
+    # a whiteout through a lower symlink removes the middle layer's file
+    "whiteout-through-link": [
+        make_layer([Dir("real/"), File("real/f", b"0\n"), Symlink("ln", "real")]),
+        make_layer([Dir("real/"), File("real/f", b"1\n")]),
+        make_layer([Whiteout("ln/f")]),
+    ],
+    # a symlink with ".." out of a name only a lower layer has
+    "dotdot": [
+        make_layer([Dir("x/"), Dir("x/in/"), Symlink("s", "x/in"), Dir("y/"), File("y/f", b"lower y\n")]),
+        make_layer([Dir("t/"), Dir("t/y/"), File("t/y/f", b"upper y\n"), Symlink("t/up", "../s/../y/f")]),
+    ],
+    # an upper entry written through a symlink with ".." out of a name only a lower layer has
+    "dotdot-entry": [
+        make_layer([Dir("x/"), Dir("x/in/"), Symlink("s", "x/in"), Dir("y/"), File("y/f", b"lower y\n")]),
+        make_layer([Dir("t/"), Symlink("t/up", "../s/../y"), Dir("y/"), File("t/up/f", b"upper\n")]),
+    ],
+    # a hardlink within one upper layer
+    "hardlink": [
+        make_layer([Dir("h/"), File("h/a", b"lower a\n")]),
+        make_layer([Dir("h/"), File("h/b", b"upper b\n"), Hardlink("h/c", "h/b")]),
+    ],
+}
+PATHS = [
+    "/conf/y", "/etc/x", "/etc/y", "/conf/x", "/d/f", "/data/f", "/a/f", "/a/g", "/a/h", "/real/f",
+    "/ln/f", "/t/up", "/t/y/f", "/y/f", "/x/y/f", "/t/up/f", "/h/a", "/h/b", "/h/c", "/missing",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("stack", list(STACKS))
+def test_cat_answers_what_the_flattened_image_holds(
+    stack: str, tmp_path: Path, imgtool_cli: ImgtoolCli
+) -> None:
+    ref = write_oci_layout(tmp_path / "oci", [Entry(ImageSpec(STACKS[stack]), ref="v")]).reference("v")
+    assert imgtool_cli("flatten", "-q", ref, "-o", str(tmp_path / "root")).code == 0
+    root = tmp_path / "root"
+    for path in PATHS:
+        run = imgtool_cli("cat", "--no-cache", ref, path)  # cold, every time
+        resolved = _inside(root, path)
+        if resolved is not None and resolved.is_file():
+            assert (path, run.code, run.stdout_bytes) == (path, 0, resolved.read_bytes())
+        else:
+            assert (path, run.code, run.stdout_bytes) == (path, 1, b"")
+
+
+def _inside(root: Path, path: str) -> Path | None:
+    """``path`` in the flattened tree, symlinks followed inside it (as a container would)."""
+    current = root
+    parts = [p for p in path.split("/") if p]
+    hops = 0
+    while parts:
+        name = parts.pop(0)
+        if name == "..":
+            current = current.parent if current != root else root
+            continue
+        step = current / name
+        if step.is_symlink():
+            hops += 1
+            assert hops < 40
+            target = os.readlink(step)
+            parts = [p for p in target.split("/") if p] + parts
+            current = root if target.startswith("/") else current
+            continue
+        if not step.exists():
+            return None
+        current = step
+    return current
