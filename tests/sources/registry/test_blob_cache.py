@@ -119,6 +119,9 @@ def test_cat_fetches_from_the_top_and_stops_at_the_layer_of_the_file(
     assert run.stdout_bytes == LAYER_DATA[NAMES.index(name)]
     # each layer once: its index read it, and the file's data comes from the cache
     assert blob_gets(proxy) == [stack.config] + [stack.layers[n] for n in fetched]
+    again = imgtool_cli("cat", f"docker://{proxy.host}/stack:1", f"/data/{name}")
+    assert (again.code, again.stdout_bytes) == (0, run.stdout_bytes)
+    assert blob_gets(proxy) == []  # the second query fetches nothing
 
 
 def test_inspect_fetches_the_manifest_and_the_config_only(
