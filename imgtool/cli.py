@@ -48,7 +48,7 @@ def verify(image: str, opts: p.ImageOptions) -> None:
     """Check every blob of an image against its digest."""
     from imgtool.ops.verify import all_ok, verify_image
 
-    with open_image(image, opts.platform, opts.registry) as img:
+    with open_image(image, opts.platform, opts.registry_uncached) as img:
         findings = verify_image(img, opts.progress)
     show(render.verify(findings, opts), all_ok(findings))
 
@@ -185,6 +185,29 @@ def images(path: str, opts: p.ImageOptions) -> None:
 def completion(shell: str) -> None:
     """Print the completion script for SHELL (bash, zsh or fish)."""
     click.echo(completion_script(cli, shell), nl=False)
+
+
+@cli.group("cache")
+def cache_group() -> None:
+    """Show or prune the blob and header index caches."""
+
+
+@cache_group.command("info")
+@p.output_options
+def cache_info(opts: p.ImageOptions) -> None:
+    """Show how many files and bytes each cache holds, and where."""
+    from imgtool.console.caches import cache_info as usage
+
+    show(render.cache_info(usage(), opts))
+
+
+@cache_group.command("prune")
+@p.cache_prune_options
+def cache_prune(everything: bool, max_size: int | None) -> None:
+    """Remove what the caches hold beyond a size, oldest first."""
+    from imgtool.console.caches import prune_caches
+
+    show(render.cache_pruned(prune_caches(max_size, everything)))
 
 
 attach(cli)  # each command's long help and examples, below its summary

@@ -11,6 +11,8 @@ import click
 
 HELP: Final[dict[str, str]] = {
     "inspect": """
+From a registry it fetches the manifest and the config, no layer.
+
 \b
 Examples:
   imgtool inspect examples/sample.tar
@@ -18,7 +20,8 @@ Examples:
   imgtool inspect oci:examples/sample-oci:1.1 --raw | jq .layers""",
     "verify": """
 Reads each layer in full and checks its blob digest and its diff_id.
-Exits 0 only if everything matches.
+Exits 0 only if everything matches. From a registry it fetches every
+blob, whatever the blob cache holds.
 
 \b
 Example:
@@ -36,6 +39,8 @@ While it works, flatten keeps .NAME.imgtool-PID-* beside the output and
 .imgtool-spool-PID-* there or in TMPDIR; if it is killed, the next flatten
 in the same place removes those of a PID that is gone.
 
+From a registry it fetches each layer the blob cache does not hold.
+
 \b
 Examples:
   imgtool flatten examples/sample.tar -o rootfs
@@ -46,6 +51,7 @@ Examples:
     "which-layer": """
 PATH may be a shell pattern ('/usr/lib/*.so*'); symlinks in PATH are followed
 inside the image, as a container would see them. Exits 1 if a path is absent.
+From a registry it fetches the layers whose index is not cached.
 
 \b
 Example:
@@ -56,6 +62,7 @@ layer N; with --only, layer N's own entries are listed, whiteouts included.
 PATH may be a shell pattern ('/usr/lib/*.so*'), each match listed as if named.
 Symlinks in PATH's parents are followed inside the image; PATH itself, if a
 symlink, is listed as the link unless it leads to a directory (or with -L).
+From a registry it fetches the layers whose index is not cached.
 
 \b
 Examples:
@@ -65,7 +72,9 @@ Examples:
   imgtool ls examples/sample.tar / -R --type f --sort size""",
     "cat": """
 With --layer N, the file as it stood after layer N. Symlinks are followed
-inside the image. Only the layer holding the file is read.
+inside the image. Layers are read from the top down to the one holding
+the file (once their indexes are cached, that layer alone). From a
+registry it fetches those layers, not the ones below.
 
 \b
 Examples:
@@ -80,7 +89,8 @@ Examples:
 Without A: a summary per layer (added, modified, deleted) and the space that
 later layers made unreachable. With A: every change of layer A. With A and B:
 the tree after layer A against the tree after layer B (as git diff A B: with
-B below A, what would undo the layers between them).
+B below A, what would undo the layers between them). From a registry it
+fetches the layers whose index is not cached.
 
 With --ci: dive's CI rules, each PASS, FAIL or SKIP (disabled) with the value
 measured, and the files that waste space; exits 1 if a rule fails. Its measures
@@ -97,7 +107,8 @@ Examples:
     "diff images": """
 Exits 0 if they are identical, 1 if they differ. --platform chooses both images
 of their indexes; --platform1 and --platform2 each side's, so that the images of
-one index for two platforms can be compared.
+one index for two platforms can be compared. From a registry it fetches the
+layers whose index is not cached.
 
 \b
 Examples:
@@ -105,6 +116,7 @@ Examples:
   imgtool diff images oci:multi:1 oci:multi:1 --platform1 linux/amd64 --platform2 linux/arm64""",
     "copy": """
 DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all.
+From a registry it fetches each blob DEST lacks, unless the blob cache holds it.
 
 \b
 Example:
@@ -114,12 +126,38 @@ PATH is a docker-save tarball, an OCI archive or an OCI layout, or a store
 (docker-storage:[ROOT], containers-storage:[DRIVER@ROOT+RUNROOT]). Each image
 with the name that opens it (IMAGE is PATH:NAME, a store's TRANSPORT:[…]NAME
 or @ID), platform, manifest digest, size (config and layer blobs as stored;
-a store's layers as tars) and creation time.
+a store's layers as tars) and creation time. Reads no registry.
 
 \b
 Examples:
   imgtool images examples/sample-oci --json
   imgtool images docker-storage:[/var/lib/docker]""",
+    "cache": """
+Blobs fetched from registries and layer header indexes live in
+$XDG_CACHE_HOME/imgtool (default ~/.cache/imgtool). The blob cache keeps
+at most $IMGTOOL_BLOB_CACHE_MAX (default 10G), removing the least
+recently used blobs first. Reaches no registry.
+
+\b
+Examples:
+  imgtool cache info
+  imgtool cache prune --max-size 2G""",
+    "cache info": """
+Reaches no registry.
+
+\b
+Example:
+  imgtool cache info --json""",
+    "cache prune": """
+Also removes temporary files a killed run left (a day old) and header
+indexes of an older format. With --all, empties both caches. Reaches no
+registry.
+
+\b
+Examples:
+  imgtool cache prune
+  imgtool cache prune --max-size 500M
+  imgtool cache prune --all""",
     "completion": """
 \b
 Examples:

@@ -8,6 +8,7 @@ parsed, so a bad platform fails before any image is opened (exit 2, the message 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from collections.abc import Callable
@@ -29,7 +30,9 @@ from imgtool.ops.common import Reading
 from imgtool.ops.listing import SORTS, TYPES
 from imgtool.progress import NoProgress, Progress
 from imgtool.sources.registry import RegistryOptions
+from imgtool.sources.registry.blobcache import BlobCache
 from imgtool.sources.registry.credentials import parse_creds
+from imgtool.system.cachedir import parse_size
 
 if TYPE_CHECKING:
     from imgtool.ops.ci import Thresholds
@@ -84,7 +87,10 @@ _platform_option = click.option(
     help="Which image of a multi-platform index to use (default: this machine's platform).",
 )
 _no_cache_option = click.option(
-    "--no-cache", is_flag=True, help="Do not read or write the layer index cache ($XDG_CACHE_HOME/imgtool)."
+    "--no-cache",
+    is_flag=True,
+    help="Do not read or write the layer index cache, nor the cache of blobs fetched from a registry "
+    "($XDG_CACHE_HOME/imgtool).",
 )
 _quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary on stderr.")
 _format_option = click.option(
@@ -166,14 +172,21 @@ class ImageOptions:
 
     @property
     def registry(self) -> RegistryOptions:
-        """How to reach a docker:// image's registry; warnings (a failing credential helper) go to stderr."""
+        """How to reach a docker:// image's registry; warnings (a failing credential helper) go to stderr.
+        Blobs come from the blob cache where it has them, and are kept there, unless --no-cache."""
         return RegistryOptions(
             creds=self.creds,
             authfile=self.authfile,
             plain_http=self.plain_http,
             tls_verify=self.tls_verify,
             warn=warn,
+            blob_cache=None if self.no_cache else BlobCache(),
         )
+
+    @property
+    def registry_uncached(self) -> RegistryOptions:
+        """:attr:`registry` without the blob cache: every blob fetched (verify checks the registry's)."""
+        return dataclasses.replace(self.registry, blob_cache=None)
 
     def reading(self, quiet: bool | None = None) -> Reading:
         """How to read layers: the index cache unless --no-cache, a progress bar on a terminal
@@ -559,3 +572,29 @@ def ls_options(func: Callable[..., R]) -> Callable[..., R]:
         ),
     ]
     return _gathered(options, LsOptions, "how")(func)
+
+
+class SizeType(click.ParamType[int, "str | int"]):
+    """A size: bytes, or a number with K, M, G or T (powers of 1024)."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        return parse_size(str(value), f"--{param.name.replace('_', '-')}" if param and param.name else "size")
+
+
+SIZE = SizeType()
+
+
+def cache_prune_options(func: Callable[..., R]) -> Callable[..., R]:
+    """cache prune's own options: ``everything`` (--all) and ``max_size`` (arguments of their own)."""
+    func = click.option(
+        "--max-size",
+        type=SIZE,
+        metavar="SIZE",
+        help="Keep at most SIZE (bytes, or 500M, 10G...) of blobs and header indexes together, the "
+        "least recently used removed first (default: $IMGTOOL_BLOB_CACHE_MAX, else 10G).",
+    )(func)
+    return click.option("--all", "everything", is_flag=True, help="Remove everything the caches hold.")(func)

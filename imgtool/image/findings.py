@@ -16,6 +16,12 @@ from imgtool.image.image import Image, Layer
 from imgtool.image.mediatypes import LAYER_TYPES
 
 
+def fetched(image: Image) -> bool:
+    """Whether the image's blobs are fetched over the network (a registry's, whose source says so
+    with ``remote``): a layer is then not opened only to look at its first bytes."""
+    return bool(getattr(image.store, "remote", False))
+
+
 def blob_compression(layer: Layer) -> Compression | None:
     """The compression the blob's magic bytes show; None when the blob cannot be opened."""
     try:
@@ -44,8 +50,11 @@ def compression_mismatch(image: Image, layer: Layer, actual: Compression | None)
 
 
 def layer_warnings(image: Image, layer: Layer, actual: Compression | None = None) -> list[str]:
-    """The warnings about a layer that need no more than a look at its first bytes."""
+    """The warnings about a layer that need no more than a look at its first bytes; of a registry's
+    layer, only when ``actual`` was found while reading it."""
     if image.manifest_synthesized or LAYER_TYPES.get(layer.media_type) is None:
+        return []
+    if actual is None and fetched(image):
         return []
     message = compression_mismatch(image, layer, actual if actual is not None else blob_compression(layer))
     return [message] if message else []

@@ -66,6 +66,11 @@ class Layer:
         return f"layer {self.index} ({self.digest})"
 
     @property
+    def present(self) -> bool:
+        """Whether the source holds the blob (a non-distributable layer's it may not)."""
+        return self._opener is not None
+
+    @property
     def created_by(self) -> str | None:
         return self.history.created_by if self.history else None
 

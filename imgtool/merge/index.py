@@ -9,6 +9,7 @@ renamed into place, so concurrent runs are safe.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import re
@@ -27,6 +28,7 @@ from imgtool.image.image import Image, Layer
 from imgtool.layers.tarstream import ENTRY_FIELDS, KIND_BY_VALUE, Entry, Kind, LayerReader
 from imgtool.merge.spool import Spool, Tee
 from imgtool.progress import LockedProgress, NoProgress, Progress
+from imgtool.system.cachedir import cache_home
 
 FORMAT_VERSION: Final = 5
 DEFAULT_WORKERS: Final = 2
@@ -41,8 +43,7 @@ class LayerIndex:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "imgtool"
+    return cache_home()
 
 
 class IndexCache:
@@ -66,14 +67,17 @@ class IndexCache:
 
     def load(self, diff_id: Digest, need_digests: bool = True) -> LayerIndex | None:
         """The cached index, or None when there is none or it fails validation (it is then rebuilt)."""
+        path = self._path(diff_id)
         try:
             # marshal.loads over the whole file: marshal.load reads a file object in tiny pieces.
-            doc = marshal.loads(self._path(diff_id).read_bytes())  # noqa: S302 - checked below
+            doc = marshal.loads(path.read_bytes())  # noqa: S302 - checked below
         except (OSError, EOFError, ValueError, TypeError):
             return None  # absent or unreadable: rebuild it
         columns = _decoded(doc)
         if columns is None:
             return None  # written by something else, or damaged: never trusted
+        with contextlib.suppress(OSError):
+            os.utime(path)  # used now: the last `imgtool cache prune` removes
         has_digests = doc["digests"] == CONTENT_HASH
         if need_digests and not has_digests:
             return None
@@ -283,6 +287,20 @@ def build_layer_index(
         finally:
             spool.finish(layer.index, fd, path, complete)
     return LayerIndex(layer.diff_id, entries, warnings, hash_content)
+
+
+def layer_index(layer: Layer, cache: IndexCache | None, max_size: int | None = None) -> LayerIndex:
+    """One layer's index (with content digests), from the cache when it has it, else built (and
+    stored there)."""
+    cacheable = layer.diff_id_unchecked is None  # a diff_id never checked is no content address
+    cached = cache.load(layer.diff_id) if cache and cacheable else None
+    if cached is not None:
+        return cached
+    layer.check_media_type()
+    index = build_layer_index(layer, None, max_size)
+    if cache is not None and cacheable:
+        cache.store(index)
+    return index
 
 
 def index_image(

@@ -18,6 +18,7 @@ from imgtool.errors import ImageNotFoundError, UnsafePathError, UsageError
 from imgtool.layers.paths import clean_path, join_path
 from imgtool.layers.tarstream import Kind
 from imgtool.merge.overlay import Node, Tree
+from imgtool.merge.resolution import resolve_counted, root_frame
 
 GLOB_CHARS: Final = frozenset("*?[")
 
@@ -52,6 +53,18 @@ def find(tree: Tree, path: bytes, follow_last: bool) -> Found:
     """Resolve a canonical path in the tree (see the module docstring)."""
     resolved, node, links = tree.resolve(path, follow_last=follow_last)
     return Found(resolved, node, tuple(links))
+
+
+def settled_file(tree: Tree, path: bytes) -> bool:
+    """Whether ``path`` (symlinks followed) is a regular file of ``tree`` that layers below the
+    tree's could not change: the tree's entries all went where they would go over any lower layers
+    (``depends_below`` is False) and the resolution met only what the tree holds (no ``..`` out of
+    a missing name). A regular file, not a directory: what lower layers hold is part of one."""
+    if tree.depends_below:
+        return False
+    frame, _, lexical = resolve_counted(tree.root, tree.targets, root_frame(tree.root), path, 0)
+    content = frame[1].content if frame[1] is not None else None
+    return not lexical and content is not None and content.kind == Kind.FILE
 
 
 def expand(tree: Tree, pattern: str) -> list[bytes]:

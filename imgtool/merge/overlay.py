@@ -106,6 +106,11 @@ class Tree:
         self.root = Node(None, ROOT_LAYER)
         self.layers_applied = 0
         self.targets = Targets()
+        # Whether an entry's effect hung on what was missing here: a directory made for it, a marker
+        # or a hardlink whose directory is absent, ".." out of a missing name. In a tree of the upper
+        # layers alone (cat, top down), lower layers could have changed where such an entry went;
+        # where it is False they could only have added paths no lookup here met.
+        self.depends_below = False
 
     # -- applying ---------------------------------------------------------------------------
 
@@ -328,6 +333,7 @@ class _LayerApplier:
                     f"path {shorten(child_path)} is longer than the limit of {MAX_PATH_BYTES} bytes"
                 )
             if child is None:
+                self.tree.depends_below = True
                 self._mark(frame)
                 child = Node(None, self.layer)
                 parent.children[name] = child
@@ -339,6 +345,7 @@ class _LayerApplier:
         else:  # a symlink, or not a directory
             found, hops, lexical = resolve_counted(self.tree.root, self.tree.targets, frame, name, hops)
             self._lexical = self._lexical or lexical
+            self.tree.depends_below = self.tree.depends_below or lexical
             found = self._make_dirs(found, entry)
             new = (found[0], found[1], found[2], found[3])  # its own object: ids key what is recorded
             self._paths[id(new)] = frame_path(new)
@@ -362,6 +369,7 @@ class _LayerApplier:
             )
         if not missing:
             return frame
+        self.tree.depends_below = True
         self._mark(current)
         path = frame_path(current) if self.recorder else b""
         for name, _node, _parent, length in reversed(missing):
@@ -388,8 +396,12 @@ class _LayerApplier:
                 )
             return self.layer, stashed
         parent_raw, name = split_path(entry.link)
-        parent = resolve(self.tree.root, self.tree.targets, root_frame(self.tree.root), parent_raw)[1]
+        frame, _, lexical = resolve_counted(
+            self.tree.root, self.tree.targets, root_frame(self.tree.root), parent_raw, 0
+        )
+        parent = frame[1]
         target = parent.children.get(name) if parent is not None and parent.children is not None else None
+        self.tree.depends_below = self.tree.depends_below or lexical or target is None
         if target is None:
             raise ImageFormatError(
                 f"entry {shorten(entry.path)}: hardlink target {shorten(entry.link)} does not exist"
@@ -408,7 +420,11 @@ class _LayerApplier:
         if found is not None:
             base, directory = found
         else:
-            frame = resolve(self.tree.root, self.tree.targets, root_frame(self.tree.root), raw)
+            frame, _, lexical = resolve_counted(
+                self.tree.root, self.tree.targets, root_frame(self.tree.root), raw, 0
+            )
+            if lexical or frame[1] is None:
+                self.tree.depends_below = True
             if frame[1] is None:
                 return
             base, directory = frame_path(frame), frame[1]

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from imgtool.errors import ImgtoolError, UsageError, with_context
+from imgtool.image.findings import layer_warnings
 from imgtool.image.image import Image, LayerStream
 from imgtool.layers.tarstream import LayerReader
 from imgtool.merge.changes import ChangeRecorder
-from imgtool.merge.index import IndexCache, LayerIndex, index_image
+from imgtool.merge.index import IndexCache, LayerIndex, index_image, layer_index
 from imgtool.merge.overlay import Tree
 from imgtool.merge.readahead import ReadAhead
 from imgtool.merge.spool import Spool
@@ -77,6 +78,48 @@ def merged_view(
     )
     tree = apply_indexes(image, indexes, recorder=recorder)
     return MergedView(image, [] if for_writing else indexes, tree, spool)
+
+
+# What trying the upper layers alone may cost, in entries applied, beyond what merging every layer
+# once would: past it the remaining layers are read and merged at once.
+_TOP_DOWN_BUDGET = 8
+
+
+def trees_from_top(
+    image: Image, *, upto: int | None = None, cache: IndexCache | None = None
+) -> Iterator[tuple[int, Tree | None, list[str]]]:
+    """For N from the top layer (or ``upto``) down to 0: the tree of layers N..top alone, indexed
+    one layer at a time from the top, and the warnings of layer N (its indexing's and the image's
+    about it). A question the tree answers without ``depends_below`` is answered as the whole
+    image would answer it, without reading the layers below N. The tree is None where these layers
+    alone could not be applied (a hardlink to a lower layer's file), or where trying them all in
+    turn would cost too much; at N = 0 it is the image's tree (or its error).
+    """
+    check_layer_number(image, upto)
+    top = len(image.layers) - 1 if upto is None else upto
+    indexes: list[LayerIndex] = []
+    spent = 0
+    for number in range(top, -1, -1):
+        layer = image.layers[number]
+        index = layer_index(layer, cache)
+        indexes.insert(0, index)
+        warnings = [*layer_warnings(image, layer), *index.warnings]
+        if number == 0:
+            yield 0, apply_indexes(image, indexes), warnings
+            return
+        applied = sum(len(item.entries) for item in indexes)
+        spent += applied
+        if spent > _TOP_DOWN_BUDGET * applied + 1_000_000:
+            yield number, None, warnings
+            continue
+        tree = Tree()
+        try:
+            for offset, item in enumerate(indexes):
+                tree.apply(number + offset, item.entries)
+        except ImgtoolError:
+            yield number, None, warnings  # what the lower layers hold decides: the whole tree says
+            continue
+        yield number, tree, warnings
 
 
 class LayerData:

@@ -1,5 +1,6 @@
 """cat: a file's bytes as the final image (or the tree after layer N) has them, read from the one
-layer that holds them."""
+layer that holds them. The layers are indexed from the top down, and those below the one that
+settles the file are never read (from a registry: never fetched)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ from imgtool.image.image import Image
 from imgtool.layers.paths import display
 from imgtool.layers.tarstream import Kind, LayerReader
 from imgtool.merge.index import check_indexed
-from imgtool.merge.lookup import find, normalize_query, not_a_directory
+from imgtool.merge.lookup import find, normalize_query, not_a_directory, settled_file
 from imgtool.merge.overlay import Tree
-from imgtool.merge.view import check_layer_number
-from imgtool.ops.common import Reading, merged
+from imgtool.merge.view import check_layer_number, trees_from_top
+from imgtool.ops.common import Reading
 
 _IN_MEMORY: Final = 8 << 20
 
@@ -72,10 +73,24 @@ def read_file(
 
 def cat(image: Image, path: str, out: BinaryIO, reading: Reading, layer: int | None = None) -> int:
     """``cat PATH``: the file's bytes to ``out`` (see :func:`read_file`), as the final image has
-    them or (``layer``) as they stood after layer N; returns how many."""
+    them or (``layer``) as they stood after layer N; returns how many.
+
+    The layers are indexed top down (:func:`~imgtool.merge.view.trees_from_top`): once the upper
+    ones settle the file, the lower ones are not read. The warnings of the layers read are given
+    bottom first, as for every command."""
     check_layer_number(image, layer, "--layer")
-    view = merged(image, reading, upto=layer)
-    canonical = normalize_query(path)
-    if (error := not_a_directory(view.tree, path, canonical)) is not None:
+    query = normalize_query(path)
+    said: list[tuple[int, list[str]]] = []
+    tree: Tree | None = None
+    for number, tree, warnings in trees_from_top(image, upto=layer, cache=reading.cache):
+        said.append((number, warnings))
+        if tree is not None and settled_file(tree, query):
+            break
+    assert tree is not None  # the last one, of every layer, is the image's
+    if reading.warn is not None:
+        for _, warnings in sorted(said):
+            for message in warnings:
+                reading.warn(message)
+    if (error := not_a_directory(tree, path, query)) is not None:
         raise NotAFileError(str(error))
-    return read_file(image, view.tree, canonical, out, upto=layer)
+    return read_file(image, tree, query, out, upto=layer)

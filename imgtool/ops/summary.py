@@ -6,13 +6,18 @@ from dataclasses import dataclass, field
 
 from imgtool.errors import ImgtoolError
 from imgtool.image.compression import Compression, sniff
-from imgtool.image.findings import compression_mismatch
+from imgtool.image.findings import compression_mismatch, fetched
 from imgtool.image.image import Image, Layer
+from imgtool.image.mediatypes import LAYER_TYPES
 from imgtool.image.model import ImageConfig, IndexInfo
 
 
-def layer_compression(layer: Layer) -> str:
-    """The compression the blob's magic bytes show ("absent" when the blob is not in the image)."""
+def layer_compression(layer: Layer, fetched: bool = False) -> str:
+    """The compression the blob's magic bytes show ("absent" when the blob is not in the image); of a
+    registry's layer (``fetched``), what its media type says: inspect fetches no layer."""
+    declared = LAYER_TYPES.get(layer.media_type)
+    if fetched and declared is not None:
+        return declared if layer.present else "absent"
     try:
         reader = layer.open_blob()
     except ImgtoolError:
@@ -87,11 +92,14 @@ def _stop_signal(image: Image, warnings: list[str]) -> str | None:
 
 def describe_image(image: Image) -> ImageSummary:
     """inspect: the image's manifest, config, platform and layers, and warnings about its layers."""
-    compressions = [layer_compression(layer) for layer in image.layers]
+    remote = fetched(image)
+    compressions = [layer_compression(layer, remote) for layer in image.layers]
     warnings = [
         message
         for layer, found in zip(image.layers, compressions, strict=True)
-        if found != "absent" and (message := compression_mismatch(image, layer, Compression(found)))
+        if not remote
+        and found != "absent"
+        and (message := compression_mismatch(image, layer, Compression(found)))
     ]
     warnings += [unchecked for layer in image.layers if (unchecked := unchecked_warning(layer))]
     return ImageSummary(

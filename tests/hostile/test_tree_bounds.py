@@ -149,7 +149,7 @@ DEEP_PATH_COMMANDS: Final = {
     "flatten-stdout": ["flatten", "{ref}", "-o", "-"],
     "which-layer": ["which-layer", "{ref}", "/z"],
     "ls": ["ls", "{ref}", "/", "-R"],
-    "cat": ["cat", "{ref}", "/z"],
+    "cat": ["cat", "{ref}", "/a/f"],  # /z would be settled by layer 1 alone: layer 0 never read
     "diff-layers": ["diff", "layers", "{ref}", "0", "1"],
     "diff-images": ["diff", "images", "{ref}", "{ref}"],
 }

@@ -4,8 +4,8 @@ the CLI writes it.
 
 One module per subject: ``summary`` (inspect), ``copying`` (copy), ``verification`` (verify),
 ``which_layer``, ``listing`` (ls), ``diff`` (diff layers, diff images), ``ci`` (diff layers --ci),
-``flatten`` (its notes on stderr), ``catalog`` (images), and ``common`` for what they share. The
-entry points the CLI calls, one per command, are here.
+``flatten`` (its notes on stderr), ``catalog`` (images), ``caches`` (cache info, cache prune), and
+``common`` for what they share. The entry points the CLI calls, one per command, are here.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from imgtool.console.render.caches import cache_info, cache_pruned
     from imgtool.console.render.catalog import images
     from imgtool.console.render.ci import ci_report
     from imgtool.console.render.copying import copy
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from imgtool.console.render.which_layer import which
 
 __all__ = [
+    "cache_info",
+    "cache_pruned",
     "ci_report",
     "copy",
     "diff_images",
@@ -40,6 +43,8 @@ __all__ = [
 # Each entry point's module, imported when the entry point is first asked for: a command loads
 # the rendering (and the operation types) of its own output only, which keeps start-up short.
 _MODULES = {
+    "cache_info": "caches",
+    "cache_pruned": "caches",
     "ci_report": "ci",
     "copy": "copying",
     "diff_images": "diff",

@@ -3,8 +3,9 @@ API v2 / OCI distribution spec, pull side.
 
 ``options`` (how to reach it), ``credentials`` (where credentials come from), ``auth`` (challenges
 and tokens), ``client`` (HTTP on urllib3: retries, redirects), ``transfer`` (a blob streamed and
-resumed), ``source`` (the :class:`~imgtool.sources.core.ImageSource` itself). The HTTP modules are
-imported only when a registry is opened: a command on a local image does not pay for urllib3.
+resumed), ``blobcache`` (blobs kept on disk by digest), ``source`` (the
+:class:`~imgtool.sources.core.ImageSource` itself). The HTTP modules are imported only when a
+registry is opened: a command on a local image does not pay for urllib3.
 """
 
 from __future__ import annotations
@@ -33,4 +34,4 @@ def open_registry(ref: Reference, options: RegistryOptions | None = None) -> Reg
     except BaseException:
         client.close()
         raise
-    return RegistrySource(name, client, location)
+    return RegistrySource(name, client, location, (options or RegistryOptions()).blob_cache)

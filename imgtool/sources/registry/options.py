@@ -6,6 +6,8 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from imgtool.sources.registry.blobcache import BlobCache
+
 Warn = Callable[[str], None]
 
 
@@ -18,7 +20,8 @@ class RegistryOptions:
     ``tls_verify=False``: accept any certificate. ``retries`` is how often one request is tried
     again after a connection error, 408, 429 or 5xx, waiting ``backoff`` seconds doubled each time
     (or what ``Retry-After`` asks, up to ``max_wait``). ``warn`` hears what is worth a warning
-    (a credential helper that fails)."""
+    (a credential helper that fails). ``blob_cache``: where blobs fetched are kept, and read again
+    from (None: nowhere, every blob is fetched)."""
 
     creds: tuple[str, str] | None = None
     authfile: str | None = None
@@ -29,6 +32,7 @@ class RegistryOptions:
     max_wait: float = 60.0
     timeout: float = 60.0
     warn: Warn | None = None
+    blob_cache: BlobCache | None = None
 
 
 def is_loopback(host: str) -> bool:

@@ -27,6 +27,7 @@ from imgtool.image.readable import RawStream
 from imgtool.sources.core import Resolved
 from imgtool.sources.oci_layout import MAX_INDEX_DEPTH, Candidate, choose
 from imgtool.sources.reference import DOCKER, DockerName
+from imgtool.sources.registry.blobcache import BlobCache
 from imgtool.sources.registry.client import Client
 from imgtool.sources.registry.transfer import BlobStream
 
@@ -38,12 +39,17 @@ class RegistrySource:
     """The core of one repository of a registry, for the image ``name`` names."""
 
     transport = DOCKER
+    remote = True  # blobs are fetched: a layer is not opened only to sniff its first bytes
 
-    def __init__(self, name: DockerName, client: Client, location: str) -> None:
+    def __init__(
+        self, name: DockerName, client: Client, location: str, cache: BlobCache | None = None
+    ) -> None:
         self.name = name
         self.location = location
         self._client = client
+        self._cache = cache
         self._foreign: set[Digest] = set()  # the chosen manifest's non-distributable layers
+        self._sizes: dict[Digest, int] = {}  # the chosen manifest's blobs: what the cache holds them to
 
     def resolve(self, selector: str | None, platform: Platform | None) -> Resolved:
         name = self.name
@@ -58,6 +64,7 @@ class RegistrySource:
         what = f"{self.location}: manifest"
         manifest = parse_manifest(load_json(resolved.manifest_bytes, what), what)
         self._foreign = {d.digest for d in manifest.layers if d.media_type in FOREIGN_LAYER_TYPES}
+        self._sizes = {d.digest: d.size for d in (manifest.config, *manifest.layers)}
         return resolved
 
     def _from_index(
@@ -133,7 +140,14 @@ class RegistrySource:
         return StoredManifest(data, media_type, desc.digest)
 
     def open_blob(self, digest: Digest) -> RawStream:
-        return BlobStream(self._client, digest)
+        """The blob from the cache when it holds it (checked), else fetched (and kept there)."""
+        if self._cache is None:
+            return BlobStream(self._client, digest)
+        size = self._sizes.get(digest)
+        cached = self._cache.open(digest, size)
+        if cached is not None:
+            return cached
+        return self._cache.caching(BlobStream(self._client, digest), digest, size)
 
     def has_blob(self, digest: Digest) -> bool:
         """A registry holds the blobs its manifests list (one missing is an error when read), but a
