@@ -285,6 +285,31 @@ def completion(shell: str) -> None:
     click.echo(completion_script(cli, shell), nl=False)
 
 
+@cli.command("squash")
+@click.argument("image", metavar="IMAGE", type=p.IMAGE)
+@click.argument("dest", metavar="DEST", type=p.IMAGE)
+@p.squash_options
+@p.image_options(output=False)
+def squash(image: str, dest: str, how: p.SquashOptions, opts: p.ImageOptions) -> None:
+    """Merge layers N to M of an image into one layer.
+
+    Writes IMAGE to DEST (as copy does: oci:DIR[:REF], docker://HOST/REPO[:TAG])
+    with its layers --from N to --to M (default: all) merged into one, what flatten
+    gives for them plus whiteouts for what they removed of the layers below; the
+    other layers are kept as they are, the history entries of the range are folded
+    into one.
+
+    \b
+    Example:
+      imgtool squash oci:examples/sample-oci:1.1 oci:squashed:1.1 --from 1 --to 3"""
+    from imgtool.ops.squash import squash_image
+    from imgtool.sources import open_destination
+
+    with open_destination(dest, opts.registry) as out, open_image(image, opts.platform, opts.registry) as img:
+        result = squash_image(img, out, **how.arguments(opts.reading()))
+    show(render.squash(result, opts))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every ImgtoolError becomes one ``imgtool: error:`` line and its exit code."""
     run(cli, argv)

@@ -14,7 +14,7 @@ import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, BinaryIO, Final
 
 from imgtool.errors import InterruptedAfterOutputError, LayerError, OutputError, UsageError
@@ -158,16 +158,19 @@ def write_tar(
     progress: Progress | None = None,
     max_size: int | None = None,
     plan: WritePlan | None = None,
+    *,
+    linked: Mapping[InodeKey, bytes] | None = None,
 ) -> int:
-    """Write the tar to ``out``; returns the number of bytes written."""
-    plan = plan or make_plan(view.tree)
+    """Write the tar to ``out``; returns the number of bytes written. ``linked``: inodes whose
+    paths are all written as hardlinks to the path given (see :func:`make_plan`)."""
+    plan = plan or make_plan(view.tree, linked)
     trim_spool(view, plan)
     progress = progress or NoProgress()
     progress.start("writing", sum(view.image.layers[i].size for i in plan.layers_to_read()))
     cursors: dict[int, _LayerCursor] = {}
     wanted = {layer: set(ordinals) for layer, ordinals in plan.data.items()}
     tar = TarWriter(out)
-    first_path: dict[InodeKey, bytes] = {}
+    first_path: dict[InodeKey, bytes] = dict(linked or {})
     try:
         for path, node in view.tree.walk():
             if node.is_dir:
