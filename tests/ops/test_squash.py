@@ -373,6 +373,9 @@ def test_a_broken_layer_leaves_an_existing_layout_as_it_was(imgtool_cli: Imgtool
     assert run.stderr.startswith("imgtool: error: layer 1 (sha256:")
     assert run.stderr.count("\n") == 1
     assert sorted((p.relative_to(dest), p.read_bytes()) for p in dest.rglob("*") if p.is_file()) == before
+    run = imgtool_cli("squash", "-q", bad, f"oci:{tmp_path / 'new'}:new")
+    assert run.code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad", "dest", "src"]  # no new layout, no staging
 
 
 def _corrupt_last_layer(blobs: dict[str, bytes]) -> None:
