@@ -96,7 +96,7 @@ class _Compressor:
         self._blob = hashlib.sha256()
         self.tar_size = 0
         self.blob_size = 0
-        self._compress: Callable[[bytes], bytes] | None = None
+        self._compress: Callable[[bytes | memoryview], bytes] | None = None
         self._flush: Callable[[], bytes] | None = None
         if compression == "gzip":
             gz = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
@@ -108,7 +108,7 @@ class _Compressor:
     def write(self, data: bytes | memoryview) -> int:
         self._tar.update(data)
         self.tar_size += len(data)
-        self._emit(self._compress(bytes(data)) if self._compress is not None else bytes(data))
+        self._emit(self._compress(data) if self._compress is not None else bytes(data))
         return len(data)
 
     def _emit(self, data: bytes) -> None:

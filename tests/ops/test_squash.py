@@ -358,6 +358,17 @@ def test_a_bad_range_is_a_usage_error_and_writes_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_image_without_layers_has_nothing_to_squash(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
+    src = write_oci_layout(tmp_path / "src", [Entry(ImageSpec([]), ref="v")]).reference("v")
+    run = imgtool_cli("squash", src, f"oci:{tmp_path / 'out'}:x")
+    assert (run.code, run.stdout, run.stderr) == (
+        2,
+        "",
+        f"imgtool: error: {src}: the image has no layers to squash\n",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
 def test_a_broken_layer_leaves_an_existing_layout_as_it_was(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
     good = layout(tmp_path, [[File("a", b"a")], [File("b", b"b")]])
     dest = tmp_path / "dest"

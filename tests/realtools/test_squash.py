@@ -16,6 +16,7 @@ from tests.helpers.imagefactory import (
     File,
     Hardlink,
     ImageSpec,
+    Member,
     Opaque,
     Symlink,
     Whiteout,
@@ -35,7 +36,7 @@ pytestmark = [pytest.mark.realtools]
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-oci"
 
-LAYERS = [
+LAYERS: list[list[Member]] = [
     [
         Dir("etc/", mode=0o750, mtime=7),
         File("etc/a", b"a"),
