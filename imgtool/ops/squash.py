@@ -25,7 +25,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Final, cast
+from typing import IO, Any, BinaryIO, Final, cast
 
 import zstandard
 
@@ -86,11 +86,24 @@ def layer_media_type(manifest_media_type: str, compression: str) -> str:
     return DOCKER_LAYER_GZIP if compression == "gzip" else DOCKER_LAYER
 
 
+@contextlib.contextmanager
+def _writing() -> Iterator[None]:
+    """An OSError writing the layer's temporary file, as the error of the output it is."""
+    try:
+        yield
+    except OSError as exc:
+        where = tempfile.gettempdir()
+        full = no_space(exc, where, "writing the squashed layer", "set TMPDIR to a larger directory")
+        raise (
+            full or OutputError(f"writing the squashed layer into {where}: {exc.strerror or exc}")
+        ) from exc
+
+
 class _Compressor:
     """Takes the layer tar as the tar writer writes it: hashes it (the diff_id), compresses it,
     hashes the result (the blob digest) and writes that to ``out``."""
 
-    def __init__(self, out: Any, compression: str) -> None:
+    def __init__(self, out: IO[bytes], compression: str) -> None:
         self._out = out
         self._tar = hashlib.sha256()
         self._blob = hashlib.sha256()
@@ -115,17 +128,19 @@ class _Compressor:
         if data:
             self._blob.update(data)
             self.blob_size += len(data)
-            self._out.write(data)
+            with _writing():
+                self._out.write(data)
 
     def flush(self) -> None:
-        """The tar writer flushes before it hands a file to the kernel; it never does here (this
-        is not a file), and the compressor's buffer stays until :meth:`finish`."""
+        """Nothing to do: the tar writer flushes only a file it hands to the kernel, and this is
+        none; :meth:`finish` ends the compressed stream."""
 
     def finish(self) -> tuple[Digest, Digest]:
         """The end of the stream: returns (blob digest, diff_id)."""
         if self._flush is not None:
             self._emit(self._flush())
-        self._out.flush()
+        with _writing():
+            self._out.flush()
         return Digest("sha256", self._blob.hexdigest()), Digest("sha256", self._tar.hexdigest())
 
 
@@ -164,14 +179,17 @@ def _document(data: Any) -> bytes:
 
 
 @contextlib.contextmanager
-def _layer_file() -> Iterator[Any]:
+def _layer_file() -> Iterator[IO[bytes]]:
     """An unlinked temporary file for the merged layer's blob: gone however the process ends."""
     try:
         handle = tempfile.TemporaryFile(prefix="imgtool-squash-")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise OutputError(f"cannot make a temporary file in {tempfile.gettempdir()}: {exc}") from exc
-    with handle:
+    try:
         yield handle
+    finally:
+        with contextlib.suppress(OSError):  # what it holds is thrown away: a failing flush is no news
+            handle.close()
 
 
 def squash_image(
@@ -197,15 +215,10 @@ def squash_image(
     source_digest = image.manifest_digest or Digest.of_bytes(image.manifest_bytes)
     with _layer_file() as handle:
         sink = _Compressor(handle, compression)
-        try:
-            # The tar writer needs only write() and flush() of its output.
-            out = cast(BinaryIO, sink)
-            write_layer(image, out, first, last, cache=cache, progress=progress, max_size=max_size, warn=warn)
-            digest, diff_id = sink.finish()
-        except OSError as exc:
-            where = f"writing the squashed layer into {tempfile.gettempdir()}"
-            full = no_space(exc, tempfile.gettempdir(), where, "set TMPDIR to a larger directory")
-            raise (full or OutputError(f"{where}: {exc.strerror or exc}")) from exc
+        # The tar writer needs only write() and flush() of its output.
+        out = cast(BinaryIO, sink)
+        write_layer(image, out, first, last, cache=cache, progress=progress, max_size=max_size, warn=warn)
+        digest, diff_id = sink.finish()
         fd = handle.fileno()
         size = sink.blob_size
 

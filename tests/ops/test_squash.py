@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import tarfile
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 import zstandard
 
 from imgtool.flatten.api import flatten
+from imgtool.ops import squash as squash_module
 from imgtool.ops.squash import fold_history, squash_image
 from imgtool.sources import open_destination, open_image
 from tests.helpers.cli import ImgtoolCli
@@ -367,6 +369,19 @@ def test_an_image_without_layers_has_nothing_to_squash(imgtool_cli: ImgtoolCli, 
         f"imgtool: error: {src}: the image has no layers to squash\n",
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+def test_a_full_disk_is_one_error_and_writes_nothing(
+    imgtool_cli: ImgtoolCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(squash_module.tempfile, "TemporaryFile", lambda **_: open("/dev/full", "w+b"))  # noqa: SIM115
+    run = imgtool_cli("squash", "-q", f"oci:{SAMPLE}:1.1", f"oci:{tmp_path / 'out'}:x")
+    assert (run.code, run.stdout) == (1, "")
+    assert run.stderr == (
+        f"imgtool: error: {tempfile.gettempdir()}: No space left on device (writing the squashed layer); "
+        "set TMPDIR to a larger directory\n"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_broken_layer_leaves_an_existing_layout_as_it_was(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
