@@ -19,7 +19,6 @@ import pytest
 import zstandard
 
 from imgtool.flatten.api import flatten
-from imgtool.ops import squash as squash_module
 from imgtool.ops.squash import fold_history, squash_image
 from imgtool.sources import open_destination, open_image
 from tests.helpers.cli import ImgtoolCli
@@ -374,7 +373,12 @@ def test_an_image_without_layers_has_nothing_to_squash(imgtool_cli: ImgtoolCli, 
 def test_a_full_disk_is_one_error_and_writes_nothing(
     imgtool_cli: ImgtoolCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(squash_module.tempfile, "TemporaryFile", lambda **_: open("/dev/full", "w+b"))  # noqa: SIM115
+    real = tempfile.TemporaryFile
+
+    def full(**kw: Any) -> Any:  # the squashed layer's file is on a full disk, no other
+        return open("/dev/full", "w+b") if kw.get("prefix") == "imgtool-squash-" else real(**kw)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", full)
     run = imgtool_cli("squash", "-q", f"oci:{SAMPLE}:1.1", f"oci:{tmp_path / 'out'}:x")
     assert (run.code, run.stdout) == (1, "")
     assert run.stderr == (
