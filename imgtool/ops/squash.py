@@ -6,10 +6,11 @@ range above the base keeps the whiteouts of what it removed below), compressed (
 as ``crane flatten`` compresses, at its level 9), kept in an unlinked temporary file. The config
 keeps every field but two: ``rootfs.diff_ids`` (the merged layer's in place of the range's) and
 ``history``, where the entries of the range (those that made its layers and the ``empty_layer``
-ones between them and after the layer below) are folded into one, as ``crane flatten`` and
-docker-squash fold them: its ``created`` is the last of theirs, ``created_by`` says what was
-squashed, and ``comment`` holds the folded entries themselves, as JSON (crane keeps them there
-too). The manifest keeps its fields and the descriptors of the layers kept, byte for byte. Then
+ones between them and after the layer below) become one entry, as docker-squash and ``crane
+flatten`` replace them by one: its ``created`` is the last of theirs (docker-squash stamps the
+time of squashing, which would make every run a new image), ``created_by`` says what was squashed
+and from which manifest, and ``comment`` holds the entries folded, as JSON (where crane keeps the
+old history). The manifest keeps its fields and the descriptors of the layers kept, byte for byte. Then
 the new image goes through :func:`imgtool.ops.copy.copy_image`: every blob verified on the way,
 the manifest last, nothing left at the destination if anything fails.
 """
