@@ -302,10 +302,13 @@ def squash(image: str, dest: str, how: p.SquashOptions, opts: p.ImageOptions) ->
     \b
     Example:
       imgtool squash oci:examples/sample-oci:1.1 oci:squashed:1.1 --from 1 --to 3"""
+    from imgtool.image.image import Image
     from imgtool.ops.squash import squash_image
-    from imgtool.sources import open_destination
+    from imgtool.sources import open_copy
 
-    with open_destination(dest, opts.registry) as out, open_image(image, opts.platform, opts.registry) as img:
+    # As copy opens them: DEST first, and a push to IMAGE's registry mounts the layers kept.
+    with open_copy(image, dest, opts.platform, opts.registry, all_platforms=False) as (img, out):
+        assert isinstance(img, Image)  # one image, never a whole index
         result = squash_image(img, out, **how.arguments(opts.reading()))
     show(render.squash(result, opts))
 

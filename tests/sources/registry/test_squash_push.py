@@ -68,3 +68,14 @@ def test_a_squash_from_the_registry_into_it(imgtool_cli: ImgtoolCli, plain: Push
         timeout=120,
     )
     assert imgtool_cli("diff", "images", "-q", f"oci:{SAMPLE}:1.1", f"oci:{tmp_path / 'o'}:1").code == 0
+    # The layers kept are mounted from the source's repository, not sent again.
+    run = imgtool_cli("squash", src, plain.ref("squashed/part:1"), "--from", "1", "--to", "3", "--json")
+    assert (run.code, run.stderr) == (0, ""), run.stderr
+    blobs = json.loads(run.stdout)["copy"]["blobs"]
+    assert [(b["what"], b["status"]) for b in blobs] == [
+        ("layer 0", "present"),
+        ("layer 1", "copied"),
+        ("layer 2", "present"),
+        ("config", "copied"),
+    ]
+    assert imgtool_cli("diff", "images", "-q", src, plain.ref("squashed/part:1")).code == 0
