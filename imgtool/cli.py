@@ -187,6 +187,24 @@ def completion(shell: str) -> None:
     click.echo(completion_script(cli, shell), nl=False)
 
 
+@cli.command("squash")
+@click.argument("image", metavar="IMAGE", type=p.IMAGE)
+@click.argument("dest", metavar="DEST", type=p.IMAGE)
+@p.squash_options
+@p.image_options(output=False)
+def squash(image: str, dest: str, how: p.SquashOptions, opts: p.ImageOptions) -> None:
+    """Merge layers N to M of an image into one layer."""
+    from imgtool.image.image import Image
+    from imgtool.ops.squash import squash_image
+    from imgtool.sources import open_copy
+
+    # As copy opens them: DEST first, and a push to IMAGE's registry mounts the layers kept.
+    with open_copy(image, dest, opts.platform, opts.registry, all_platforms=False) as (img, out):
+        assert isinstance(img, Image)  # one image, never a whole index
+        result = squash_image(img, out, **how.arguments(opts.reading()))
+    show(render.squash(result, opts))
+
+
 @cli.group("cache")
 def cache_group() -> None:
     """Show or prune the blob and header index caches."""

@@ -19,7 +19,7 @@ ALLOWED: Final[dict[str, set[str]]] = {
     "layers": {"image"},
     "sources": {"layers", "image", "system"},
     "merge": {"layers", "image", "system"},
-    "ops": {"merge", "layers", "image", "system"},
+    "ops": {"flatten", "merge", "layers", "image", "system"},
     "flatten": {"merge", "layers", "image", "system"},
 }
 

@@ -132,6 +132,16 @@ a store's layers as tars) and creation time. Reads no registry.
 Examples:
   imgtool images examples/sample-oci --json
   imgtool images docker-storage:[/var/lib/docker]""",
+    "squash": """
+Writes IMAGE to DEST (as copy does: oci:DIR[:REF], docker://HOST/REPO[:TAG])
+with its layers --from N to --to M (default: all) merged into one, what flatten
+gives for them plus whiteouts for what they removed of the layers below; the
+other layers are kept as they are, the history entries of the range are folded
+into one.
+
+\b
+Example:
+  imgtool squash oci:examples/sample-oci:1.1 oci:squashed:1.1 --from 1 --to 3""",
     "cache": """
 Blobs fetched from registries and layer header indexes live in
 $XDG_CACHE_HOME/imgtool (default ~/.cache/imgtool). The blob cache keeps

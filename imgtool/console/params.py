@@ -598,3 +598,69 @@ def cache_prune_options(func: Callable[..., R]) -> Callable[..., R]:
         "least recently used removed first (default: $IMGTOOL_BLOB_CACHE_MAX, else 10G).",
     )(func)
     return click.option("--all", "everything", is_flag=True, help="Remove everything the caches hold.")(func)
+
+
+@dataclass(frozen=True, slots=True)
+class SquashOptions:
+    """squash's own options, as the command receives them (``how``)."""
+
+    first: int | None = None
+    last: int | None = None
+    compression: str = "gzip"
+    jobs: int = 4
+    max_size: int | None = None
+
+    def arguments(self, reading: Reading) -> dict[str, Any]:
+        """The keyword arguments of :func:`imgtool.ops.squash.squash_image` these options stand for."""
+        from imgtool.flatten.api import default_max_size  # noqa: PLC0415 - only squash needs it
+
+        return {
+            "first": self.first,
+            "last": self.last,
+            "compression": self.compression,
+            "jobs": self.jobs,
+            "cache": reading.cache,
+            "progress": reading.progress,
+            "warn": reading.warn,
+            "max_size": self.max_size if self.max_size is not None else default_max_size("-"),
+        }
+
+
+def squash_options(func: Callable[..., R]) -> Callable[..., R]:
+    """squash's own options (a :class:`SquashOptions`, ``how``), then --json (into ``opts``)."""
+    func = click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")(func)
+    options = [
+        click.option(
+            "--from",
+            "first",
+            type=int,
+            metavar="N",
+            help="The lowest layer to squash (0 is the bottom layer; default: 0).",
+        ),
+        click.option(
+            "--to", "last", type=int, metavar="M", help="The highest layer to squash (default: the top one)."
+        ),
+        click.option(
+            "--compress",
+            "compression",
+            type=click.Choice(["gzip", "zstd", "none"]),
+            default="gzip",
+            show_default=True,
+            help="How the squashed layer is compressed (zstd needs an OCI manifest).",
+        ),
+        click.option(
+            "-j",
+            "--jobs",
+            type=click.IntRange(1, 32),
+            default=4,
+            show_default=True,
+            help="How many blobs are copied to DEST at once.",
+        ),
+        click.option(
+            "--max-size",
+            type=int,
+            metavar="BYTES",
+            help="Refuse a layer whose uncompressed tar exceeds BYTES (default: the free space in TMPDIR).",
+        ),
+    ]
+    return _gathered(options, SquashOptions, "how")(func)

@@ -14,7 +14,7 @@ import contextlib
 import io
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import IO, BinaryIO, Final
 
 from imgtool.errors import InterruptedAfterOutputError, LayerError, OutputError, UsageError
@@ -162,26 +162,34 @@ def write_tar(
     *,
     compression: Compression = Compression.NONE,
     level: int | None = None,
+    linked: Mapping[InodeKey, bytes] | None = None,
 ) -> int:
     """Write the tar to ``out``, compressed with ``compression`` (at ``level``: its default if None);
-    returns the number of bytes of the tar (before compression)."""
-    plan = plan or make_plan(view.tree)
+    returns the number of bytes of the tar (before compression). ``linked``: inodes whose paths are
+    all written as hardlinks to the path given (see :func:`make_plan`)."""
+    plan = plan or make_plan(view.tree, linked)
     trim_spool(view, plan)
     progress = progress or NoProgress()
     progress.start("writing", sum(view.image.layers[i].size for i in plan.layers_to_read()))
     with compressing(out, compression, level) as sink:
         tar = TarWriter(sink)
-        _write_members(view, tar, plan, progress, max_size)
+        _write_members(view, tar, plan, progress, max_size, linked=linked)
     progress.finish()
     return tar.bytes_written
 
 
 def _write_members(
-    view: MergedView, tar: TarWriter, plan: WritePlan, progress: Progress, max_size: int | None
+    view: MergedView,
+    tar: TarWriter,
+    plan: WritePlan,
+    progress: Progress,
+    max_size: int | None,
+    *,
+    linked: Mapping[InodeKey, bytes] | None,
 ) -> None:
     cursors: dict[int, _LayerCursor] = {}
     wanted = {layer: set(ordinals) for layer, ordinals in plan.data.items()}
-    first_path: dict[InodeKey, bytes] = {}
+    first_path: dict[InodeKey, bytes] = dict(linked or {})
     try:
         for path, node in view.tree.walk():
             if node.is_dir:

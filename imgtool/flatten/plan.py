@@ -8,6 +8,7 @@ stream holds their content, so each layer is read once, front to back.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from imgtool.layers.tarstream import Kind, stored_size
@@ -42,9 +43,11 @@ def shared_inodes(tree: Tree) -> set[InodeKey]:
     return {(node.source[0], node.source[1].ordinal) for node in tree.nodes() if node.source is not None}
 
 
-def make_plan(tree: Tree) -> WritePlan:
-    plan = WritePlan(shared=shared_inodes(tree))
-    first: dict[InodeKey, bytes] = {}
+def make_plan(tree: Tree, linked: Mapping[InodeKey, bytes] | None = None) -> WritePlan:
+    """``linked``: inodes that have a path already, outside the tree (a layer written over the
+    layers below it): every path of theirs becomes a link to that path, and no data is read."""
+    plan = WritePlan(shared=shared_inodes(tree) | set(linked or ()))
+    first: dict[InodeKey, bytes] = dict(linked or {})
     for path, node in tree.walk():
         plan.path_count += 1
         if node.is_dir:

@@ -65,7 +65,16 @@ from tests.helpers.imagefactory import (
 
 Format: TypeAlias = Literal["docker", "oci"]
 Command: TypeAlias = Literal[
-    "inspect", "verify", "flatten-dir", "flatten-tar", "flatten-stdout", "which-layer", "ls", "cat", "diff"
+    "inspect",
+    "verify",
+    "flatten-dir",
+    "flatten-tar",
+    "flatten-stdout",
+    "which-layer",
+    "ls",
+    "cat",
+    "diff",
+    "squash",
 ]
 Stage: TypeAlias = Literal["open", "blob", "layer"]
 PeerResult: TypeAlias = Literal["confines", "refuses", "writes outside", "n/a", "not run"]
@@ -82,6 +91,7 @@ COMMANDS: Final[tuple[Command, ...]] = (
     "ls",
     "cat",
     "diff",
+    "squash",
 )
 SENTINEL_NAME: Final = "sentinel"
 TAG: Final = "hostile:1"

@@ -10,6 +10,7 @@ case too; no run may print a traceback, an internal error or a raw control chara
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -18,6 +19,8 @@ from typing import Final
 
 import pytest
 
+from imgtool.flatten.api import flatten
+from imgtool.sources import open_image
 from tests.helpers.cli import ImgtoolCli, Run
 from tests.helpers.imagefactory import Fault, File, ImageSpec, Layer, make_layer, write_docker_archive
 from tests.hostile.cases import (
@@ -76,13 +79,14 @@ def arguments(command: Command, reference: str, space: Workspace, probe: str) ->
         "ls": ["ls", reference, "/", "-R", "--json"],
         "cat": ["cat", reference, probe],
         "diff": ["diff", "layers", reference, "--json"],
+        "squash": ["squash", reference, f"oci:{out / 'out'}:s"],
     }[command]
 
 
 def output_names(command: Command, succeeded: bool) -> list[str]:
     if not succeeded:
         return []
-    return {"flatten-dir": ["out"], "flatten-tar": ["out.tar"]}.get(command, [])
+    return {"flatten-dir": ["out"], "flatten-tar": ["out.tar"], "squash": ["out"]}.get(command, [])
 
 
 @pytest.mark.parametrize(("case", "fmt", "command"), PARAMS)
@@ -154,6 +158,14 @@ def check_outcome(
     return True
 
 
+def squashed_tree(layout: Path) -> bytes:
+    out = io.BytesIO()
+    with open_image(f"oci:{layout}:s") as image:
+        assert len(image.layers) == 1
+        flatten(image, out)
+    return out.getvalue()
+
+
 def check_metadata(command: Command, run: Run, layer_count: int, warning: str | None = None) -> None:
     if command == "inspect":
         assert len(json.loads(run.stdout)["layers"]) == layer_count
@@ -180,8 +192,11 @@ def check_confined(
         out = space.work / "out"
         assert differences(dir_keys(out), want) == []
         assert dir_links(out) == links
-    elif command in ("flatten-tar", "flatten-stdout"):
-        data = (space.work / "out.tar").read_bytes() if command == "flatten-tar" else run.stdout_bytes
+    elif command in ("flatten-tar", "flatten-stdout", "squash"):
+        if command == "squash":  # the squashed image, flattened: the same tree
+            data = squashed_tree(space.work / "out")
+        else:
+            data = (space.work / "out.tar").read_bytes() if command == "flatten-tar" else run.stdout_bytes
         keys, groups = tar_tree(data)
         assert differences(keys, want) == []
         assert groups == links

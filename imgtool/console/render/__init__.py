@@ -4,8 +4,9 @@ the CLI writes it.
 
 One module per subject: ``summary`` (inspect), ``copying`` (copy), ``verification`` (verify),
 ``which_layer``, ``listing`` (ls), ``diff`` (diff layers, diff images), ``ci`` (diff layers --ci),
-``flatten`` (its notes on stderr), ``catalog`` (images), ``caches`` (cache info, cache prune), and
-``common`` for what they share. The entry points the CLI calls, one per command, are here.
+``flatten`` (its notes on stderr), ``catalog`` (images), ``caches`` (cache info, cache prune),
+``squashing`` (squash), and ``common`` for what they share. The entry points the CLI calls, one per
+command, are here.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from imgtool.console.render.diff import diff_images, diff_layers
     from imgtool.console.render.flatten import flatten_notes
     from imgtool.console.render.listing import ls
+    from imgtool.console.render.squashing import squash
     from imgtool.console.render.summary import inspect
     from imgtool.console.render.verification import verify
     from imgtool.console.render.which_layer import which
@@ -36,6 +38,7 @@ __all__ = [
     "images",
     "inspect",
     "ls",
+    "squash",
     "verify",
     "which",
 ]
@@ -53,6 +56,7 @@ _MODULES = {
     "images": "catalog",
     "ls": "listing",
     "inspect": "summary",
+    "squash": "squashing",
     "verify": "verification",
     "which": "which_layer",
 }
