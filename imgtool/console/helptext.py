@@ -95,7 +95,9 @@ Examples:
   imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
   imgtool diff images oci:multi:1 oci:multi:1 --platform1 linux/amd64 --platform2 linux/arm64""",
     "copy": """
-DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all.
+DEST: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG] or
+docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all. A docker-archive
+stores its layers uncompressed, as docker save does: its manifest digest is not the source's.
 
 \b
 Example:

@@ -18,7 +18,11 @@ class Destination(Protocol):
     nothing unverified reaches the destination. ``put_manifest`` comes last, after every blob it
     names (an index: after ``put_child`` of each manifest it lists); ``commit`` makes the copy
     visible (a layout's ``index.json``), ``abort`` undoes what a copy that failed has placed.
-    Blobs may be put from several threads at once."""
+    Blobs may be put from several threads at once.
+
+    A destination that cannot keep the manifest as it is given (a docker-archive stores its
+    layers uncompressed, so its manifest is another) returns from ``put_manifest`` the manifest
+    it stores instead; one that keeps it byte for byte returns None."""
 
     location: str
 
@@ -26,7 +30,7 @@ class Destination(Protocol):
 
     def put_blob(self, digest: Digest, size: int, reader: Readable) -> None: ...
 
-    def put_manifest(self, data: bytes, media_type: str, digest: Digest) -> None: ...
+    def put_manifest(self, data: bytes, media_type: str, digest: Digest) -> StoredManifest | None: ...
 
     def put_child(self, data: bytes, media_type: str, digest: Digest) -> None:
         """A manifest an index lists (stored by digest, not named), put before the index."""

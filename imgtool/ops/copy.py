@@ -1,6 +1,7 @@
 """copy: an image from any source to a destination (an OCI layout, a registry), every blob
 verified by its digest on the way, the manifest last and byte for byte as the source has it (its
-digest unchanged).
+digest unchanged), except where the destination cannot keep it (a docker-archive stores its
+layers uncompressed and so its manifest is another: the result names both digests).
 
 Layers are sent by a bounded pool of ``jobs`` threads; the first failure stops the others (each
 checks between pieces) and the destination undoes what it has placed (:meth:`Destination.abort`).
@@ -50,6 +51,9 @@ class CopyResult:
     media_type: str
     blobs: tuple[CopiedBlob, ...]
     manifests: tuple[str, ...] = ()  # with --all-platforms: those the index lists, put before it
+    # The source's manifest digest, where the destination stores a manifest of its own (a
+    # docker-archive: layers uncompressed); None when it is copied byte for byte.
+    source_manifest_digest: str | None = None
 
     @property
     def bytes_copied(self) -> int:
@@ -111,7 +115,7 @@ def copy_image(
         _send_all(blobs, dest, jobs, stop, shown.advance, statuses)
         for child in below:
             dest.put_child(child.data, child.media_type, child.digest)
-        dest.put_manifest(top.data, top.media_type, top.digest)
+        stored = dest.put_manifest(top.data, top.media_type, top.digest)
         dest.commit()
     except BaseException:
         stop.set()
@@ -119,13 +123,15 @@ def copy_image(
         raise
     finally:
         shown.finish()
+    rewritten = stored is not None and stored.digest != top.digest
     return CopyResult(
         source=what.reference,
         destination=dest.location,
-        manifest_digest=str(top.digest),
-        media_type=top.media_type,
+        manifest_digest=str(stored.digest if stored is not None else top.digest),
+        media_type=stored.media_type if stored is not None else top.media_type,
         blobs=tuple(CopiedBlob(str(b.digest), b.size, b.what, statuses[i]) for i, b in enumerate(blobs)),
         manifests=tuple(str(m.digest) for m in below),
+        source_manifest_digest=str(top.digest) if rewritten else None,
     )
 
 

@@ -82,6 +82,10 @@ class LayoutDestination:
             raise ImageFormatError(f"{what}: not a JSON object")
         return doc
 
+    def blob_path(self, digest: Digest) -> str:
+        """Where the blob ``digest`` is (or goes) in the layout being written."""
+        return self._path(digest)
+
     def _path(self, digest: Digest) -> str:
         if digest.algorithm != "sha256":
             raise ImageFormatError(f"{self.location}: blob {digest}: only sha256 blobs are written")
