@@ -80,8 +80,9 @@ def serve(handler: type[http.server.BaseHTTPRequestHandler], tls: Path | None = 
 
 @dataclass
 class TokenServer:
-    """Issues a token for the scope asked; the actions asked for only to ``USER:PASSWORD``
-    (anonymous: a token with no access). ``requests`` records (scope, account, had credentials)."""
+    """Issues a token for the scopes asked (each ``scope`` parameter one); the actions asked for only
+    to ``USER:PASSWORD`` (anonymous: a token with no access). ``requests`` records (the scopes
+    joined by spaces, account, had credentials)."""
 
     directory: Path
     requests: list[tuple[str, str | None, bool]] = field(default_factory=list)
@@ -104,7 +105,7 @@ class TokenServer:
         class Handler(QuietHandler):
             def do_GET(self) -> None:
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-                scope = query.get("scope", [""])[0]
+                scope = " ".join(query.get("scope", []))  # several scope parameters: one item each
                 account = query.get("account", [None])[0]
                 authorised = _basic_ok(self.headers.get("Authorization"))
                 owner.requests.append((scope, account, authorised))
@@ -128,10 +129,11 @@ class TokenServer:
 
     def sign(self, scope: str, authorised: bool) -> str:
         access = []
-        if scope.count(":") >= 2 and authorised:
-            kind, _, rest = scope.partition(":")
-            name, _, actions = rest.rpartition(":")
-            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        for item in scope.split() if authorised else []:
+            if item.count(":") >= 2:
+                kind, _, rest = item.partition(":")
+                name, _, actions = rest.rpartition(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
         claims = {

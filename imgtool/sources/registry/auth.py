@@ -1,6 +1,13 @@
 """Challenge-driven authentication: a 401's ``WWW-Authenticate`` says Basic or Bearer; Bearer tokens
 are fetched from the realm it names (``service``, ``scope``, ``account``) and kept per scope until
-they expire. Credentials go only to the registry itself and to the token realm it names."""
+they expire. Credentials go only to the registry itself and to the token realm it names.
+
+A scope is one or more ``TYPE:NAME:ACTIONS`` items, separated by spaces as a challenge writes
+them (a cross-repository mount needs ``repository:DEST:pull,push repository:SRC:pull``); each
+item goes to the token server as a ``scope`` parameter of its own. Tokens are kept per set of
+items: a token fetched for one set never takes the place of another's, and one fetched because a
+registry answered ``insufficient_scope`` covers what the request asked for and what the registry
+named, so that it serves that request's scope from then on."""
 
 from __future__ import annotations
 
@@ -63,7 +70,9 @@ class Authenticator:
         self.credentials = credentials
         self._registry = location  # what messages start with
         self._challenge: Challenge | None = None
-        self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, when it expires)
+        self._tokens: dict[str, tuple[str, float]] = {}  # scope key -> (token, when it expires)
+        self._wider: dict[str, str] = {}  # scope key -> the key of the wider scope that served it
+        self._fetching: dict[str, threading.Lock] = {}  # scope key -> held while its token is fetched
         self._lock = threading.Lock()
         self.token_requests = 0
 
@@ -96,24 +105,31 @@ class Authenticator:
         if challenge.scheme == "basic":
             header = self._basic()
             return header if header != sent else None
-        wanted = challenge.params.get("scope") or scope
+        wanted = merge_scopes(scope, challenge.params.get("scope", ""))
         header = f"Bearer {self._token(challenge, wanted, fetch)}"
         if header == sent:
             return None  # the token for that very scope was refused: asking again gives the same
-        with self._lock:
-            self._tokens[scope] = self._tokens[wanted]
+        if wanted != merge_scopes(scope):
+            with self._lock:
+                self._wider[merge_scopes(scope)] = wanted
         return header
 
     def _token(self, challenge: Challenge, scope: str, fetch: TokenFetcher) -> str:
-        """A token for ``scope``: the one held until it expires, else a new one."""
+        """A token for ``scope``: the one held until it expires (or that of a wider scope that
+        served it), else a new one."""
+        key = merge_scopes(scope)
         with self._lock:
-            held = self._tokens.get(scope)
-        if held is not None and held[1] > time.monotonic():
-            return held[0]
-        token = self._fetch_token(challenge, scope, fetch)
-        with self._lock:
-            self._tokens[scope] = token
-        return token[0]
+            fetching = self._fetching.setdefault(key, threading.Lock())
+        with fetching:  # threads asking for one scope at once: one fetches, the others wait for it
+            now = time.monotonic()
+            with self._lock:
+                for held in (self._tokens.get(self._wider.get(key, "")), self._tokens.get(key)):
+                    if held is not None and held[1] > now:
+                        return held[0]
+            token = self._fetch_token(challenge, key, fetch)
+            with self._lock:
+                self._tokens[key] = token
+            return token[0]
 
     def learn(self, challenges: list[Challenge]) -> None:
         """The challenge of the ``/v2/`` ping: how later requests authenticate from the start."""
@@ -134,14 +150,13 @@ class Authenticator:
         parts = urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise RegistryError(f"{self._registry}: token realm is not an http(s) URL: {realm[:200]!r}")
-        query: dict[str, str] = {}
+        query: list[tuple[str, str]] = []
         if challenge.params.get("service"):
-            query["service"] = challenge.params["service"]
-        if scope:
-            query["scope"] = scope
+            query.append(("service", challenge.params["service"]))
+        query += [("scope", item) for item in scope.split()]
         headers: dict[str, str] = {}
         if self.credentials is not None:
-            query["account"] = self.credentials.username
+            query.append(("account", self.credentials.username))
             basic = self._basic()
             if basic is not None:
                 headers["Authorization"] = basic
@@ -165,3 +180,21 @@ class Authenticator:
         expires = doc.get("expires_in")
         lifetime = expires if isinstance(expires, int) and expires > 0 else DEFAULT_TOKEN_LIFETIME
         return token, time.monotonic() + max(lifetime - EXPIRY_MARGIN, 1)
+
+
+def merge_scopes(*scopes: str) -> str:
+    """The items of ``scopes`` (each space-separated) as one key: the actions asked of one
+    resource merged (``repository:a:pull`` and ``repository:a:push`` make ``repository:a:pull,push``),
+    the items in sorted order, an item not of the ``TYPE:NAME:ACTIONS`` form kept as it is."""
+    actions: dict[str, list[str]] = {}
+    others: set[str] = set()
+    for text in scopes:
+        for item in text.split():
+            resource, colon, wanted = item.rpartition(":")
+            if not colon or ":" not in resource:
+                others.add(item)
+                continue
+            have = actions.setdefault(resource, [])
+            have += [a for a in wanted.split(",") if a and a not in have]
+    items = [f"{resource}:{','.join(have)}" for resource, have in actions.items()]
+    return " ".join(sorted([*items, *others]))

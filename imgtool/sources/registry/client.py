@@ -106,16 +106,26 @@ class Client:
         return self._retrying("GET", url, dict(headers or {}), authenticate=True, stream=stream)
 
     def send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None = None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        *,
+        scope: str | None = None,
     ) -> urllib3.BaseHTTPResponse:
         """A request that writes (``POST``/``PATCH``/``PUT`` of a push) to ``url``, a path of the
         repository (``blobs/uploads/``) or an absolute URL the registry gave (an upload's
         ``Location``); authenticated and retried as every request is, ``body`` sent each time. An
-        upload Location on another host or port gets no ``Authorization`` (as a redirect gets none)."""
+        upload Location on another host or port gets no ``Authorization`` (as a redirect gets none).
+        ``scope``: what the request needs, where it is more than the client's own scope (a mount
+        from another repository)."""
         if not url.startswith(("http://", "https://")):
             url = f"{self.base}/v2/{self.name.repository}/{url}"
         own = _origin(url) == _origin(self.base)
-        return self._retrying(method, url, dict(headers), authenticate=own, stream=True, body=body)
+        return self._retrying(
+            method, url, dict(headers), authenticate=own, stream=True, body=body, scope=scope
+        )
 
     def has(self, path: str) -> bool:
         """``HEAD`` a path of the repository: whether the registry holds it."""
@@ -175,12 +185,13 @@ class Client:
         authenticate: bool,
         stream: bool = False,
         body: bytes | None = None,
+        scope: str | None = None,
     ) -> urllib3.BaseHTTPResponse:
         attempt = 0
         while True:
             try:
                 response = self._authenticated(
-                    method, url, headers, authenticate=authenticate, stream=stream, body=body
+                    method, url, headers, authenticate=authenticate, stream=stream, body=body, scope=scope
                 )
             except (Urllib3Error, OSError) as exc:
                 if _untrusted(exc):
@@ -234,10 +245,12 @@ class Client:
         authenticate: bool,
         stream: bool,
         body: bytes | None = None,
+        scope: str | None = None,
     ) -> urllib3.BaseHTTPResponse:
         sent = dict(headers)
+        scope = scope or self.scope
         if authenticate:
-            header = self.auth.header(self.scope, self._fetch_token)
+            header = self.auth.header(scope, self._fetch_token)
             if header is not None:
                 sent["Authorization"] = header
         response = self._follow(method, url, sent, stream=stream, body=body)
@@ -246,9 +259,7 @@ class Client:
                 break
             try:  # a challenge or a token server imgtool refuses: the 401 is closed all the same
                 challenges = parse_challenges(response.headers.getlist("WWW-Authenticate"))
-                header = self.auth.answer(
-                    challenges, self.scope, self._fetch_token, sent.get("Authorization")
-                )
+                header = self.auth.answer(challenges, scope, self._fetch_token, sent.get("Authorization"))
             except BaseException:
                 _discard(response)
                 raise

@@ -44,14 +44,15 @@ class RegistryDestination:
     def has_blob(self, digest: Digest, size: int) -> bool:
         """Whether the registry has the blob in this repository, or now has it there: mounted
         from ``mount_from`` (a cross-repository mount; a registry that does not, or will not for
-        these credentials, answers otherwise than 201 and the blob is uploaded). Not tried with
-        token auth: a mount needs one token for two repositories, which is not asked for yet."""
+        these credentials, answers otherwise than 201 and the blob is uploaded). With token auth
+        the mount is asked with one token for both repositories (pull of the one, push to this)."""
         if self._client.has(f"blobs/{digest}"):
             return True
-        if self.mount_from in (None, self.name.repository) or self._client.auth.bearer:
+        if self.mount_from in (None, self.name.repository):
             return False
         query = urlencode({"mount": str(digest), "from": self.mount_from})
-        response = self._client.send("POST", f"blobs/uploads/?{query}", {"Content-Length": "0"})
+        scope = f"{self._client.scope} repository:{self.mount_from}:pull"
+        response = self._client.send("POST", f"blobs/uploads/?{query}", {"Content-Length": "0"}, scope=scope)
         mounted = response.status == 201
         location = response.headers.get("Location") if response.status == 202 else None
         _done(response)
