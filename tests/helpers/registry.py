@@ -29,6 +29,7 @@ Auth = Literal["none", "basic", "token"]
 USER = "tester"
 PASSWORD = "s3cret:with colon"
 SERVICE = "imgtool-test-registry"
+IDENTITY_TOKEN = "imgtool-test-refresh-token"  # the OAuth2 refresh token the token server accepts for USER
 ISSUER = "imgtool-test-issuer"
 
 
@@ -86,6 +87,7 @@ class TokenServer:
 
     directory: Path
     requests: list[tuple[str, str | None, bool]] = field(default_factory=list)
+    oauth: list[dict[str, str]] = field(default_factory=list)  # the forms POSTed, refresh_token left out
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -116,6 +118,28 @@ class TokenServer:
                     return
                 body = json.dumps({"token": owner.sign(scope, authorised), "expires_in": 300}).encode()
                 self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                """OAuth2 (as Docker Hub's auth server): a refresh token for an access token."""
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode()).items()}
+                refresh = form.pop("refresh_token", None)
+                owner.oauth.append(form)
+                valid = (
+                    self.headers.get("Content-Type") == "application/x-www-form-urlencoded"
+                    and form.get("grant_type") == "refresh_token"
+                    and refresh == IDENTITY_TOKEN
+                )
+                body = (
+                    json.dumps({"access_token": owner.sign(form.get("scope", ""), True), "expires_in": 300})
+                    if valid
+                    else '{"error": "invalid_grant"}'
+                ).encode()
+                self.send_response(200 if valid else 401)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

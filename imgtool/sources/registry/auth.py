@@ -16,9 +16,9 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import urlencode, urlsplit
 
 from imgtool.errors import RegistryError
@@ -59,8 +59,16 @@ def parse_challenges(headers: list[str]) -> list[Challenge]:
     return found
 
 
-# Fetches a token: (url, headers) -> (status, body bytes); the client's own request, redirects and retries.
-TokenFetcher = Callable[[str, dict[str, str]], tuple[int, bytes]]
+class TokenFetcher(Protocol):
+    """Fetches a token: a GET of ``url``, or a POST of the form ``body`` (OAuth2); the status and
+    the body of the answer. The client's own request, with its redirects and retries."""
+
+    def __call__(
+        self, url: str, headers: dict[str, str], body: bytes | None = None, /
+    ) -> tuple[int, bytes]: ...
+
+
+OAUTH_CLIENT_ID: Final = "imgtool"  # who asks, in an OAuth2 token request (docker says "docker")
 
 
 class Authenticator:
@@ -153,18 +161,34 @@ class Authenticator:
         query: list[tuple[str, str]] = []
         if challenge.params.get("service"):
             query.append(("service", challenge.params["service"]))
-        query += [("scope", item) for item in scope.split()]
         headers: dict[str, str] = {}
-        if self.credentials is not None:
-            query.append(("account", self.credentials.username))
-            basic = self._basic()
-            if basic is not None:
-                headers["Authorization"] = basic
-        url = realm + ("&" if parts.query else "?") + urlencode(query) if query else realm
+        identity = self.credentials.identity_token if self.credentials is not None else None
         self.token_requests += 1
-        status, body = fetch(url, headers)
+        if identity is not None:  # OAuth2: the refresh token for an access token, in a POST
+            form = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", identity),
+                ("client_id", OAUTH_CLIENT_ID),
+            ]
+            if scope:
+                form.append(("scope", scope))
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            status, body = fetch(realm, headers, urlencode(query + form).encode())
+        else:
+            query += [("scope", item) for item in scope.split()]
+            if self.credentials is not None:
+                query.append(("account", self.credentials.username))
+                basic = self._basic()
+                if basic is not None:
+                    headers["Authorization"] = basic
+            url = realm + ("&" if parts.query else "?") + urlencode(query) if query else realm
+            status, body = fetch(url, headers)
         if status in (401, 403):
-            who = f"as {self.credentials.username}" if self.credentials else "anonymously"
+            user = self.credentials.username if self.credentials is not None else None
+            if identity is not None:
+                who = "for the identity token" + ("" if user == "<token>" else f" of {user}")
+            else:
+                who = f"as {user}" if user is not None else "anonymously"
             raise RegistryError(
                 f"{self._registry}: the token server {parts.netloc} refused a token {who} (HTTP {status})"
             )

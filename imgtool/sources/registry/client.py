@@ -270,8 +270,9 @@ class Client:
             response = self._follow(method, url, sent, stream=stream, body=body)
         return response
 
-    def _fetch_token(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        response = self._follow("GET", url, headers, stream=True)
+    def _fetch_token(self, url: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, bytes]:
+        method = "GET" if body is None else "POST"
+        response = self._follow(method, url, headers, stream=True, body=body)
         try:
             body = _read_all(response, MAX_ERROR_BODY + 1)
         finally:

@@ -21,8 +21,8 @@ class TokenServer:
         self.lifetime = lifetime
         self.token = token
 
-    def __call__(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        self.asked.append((url, headers))
+    def __call__(self, url: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, bytes]:
+        self.asked.append((url if body is None else f"POST {url} {body.decode()}", headers))
         doc: dict[str, object] = {"token": self.token if self.token is not None else f"t{len(self.asked)}"}
         if self.lifetime is not None:
             doc["expires_in"] = self.lifetime
@@ -133,3 +133,17 @@ def test_a_token_for_a_wider_scope_never_takes_another_scopes_place() -> None:
 )
 def test_scopes_are_merged_per_resource(scopes: list[str], key: str) -> None:
     assert merge_scopes(*scopes) == key
+
+
+def test_an_identity_token_is_posted_for_an_access_token() -> None:
+    server = TokenServer()
+    authenticator = Authenticator(Credentials("me", "", "refresh-1"), "docker://reg/b")
+    mount = "repository:b:pull,push repository:a:pull"
+    assert authenticator.answer([CHALLENGE], mount, server, None) == "Bearer t1"
+    assert server.asked == [
+        (
+            "POST https://auth.example/token service=reg&grant_type=refresh_token&refresh_token=refresh-1"
+            "&client_id=imgtool&scope=repository%3Aa%3Apull+repository%3Ab%3Apull%2Cpush",
+            {"Content-Type": "application/x-www-form-urlencoded"},  # no password, no Basic
+        )
+    ]
