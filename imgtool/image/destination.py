@@ -8,8 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from imgtool.errors import ImgtoolError
 from imgtool.image.digest import Digest
 from imgtool.image.readable import RawStream, Readable
+
+
+class BlobLostError(ImgtoolError):
+    """``put_blob`` failed and the destination kept nothing of the blob (a registry that gave up
+    the upload session a broken request left); the blob can be sent again from its start."""
 
 
 class Destination(Protocol):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from imgtool.errors import ImgtoolError
-from imgtool.image.destination import Destination, IndexTree, StoredManifest
+from imgtool.image.destination import BlobLostError, Destination, IndexTree, StoredManifest
 from imgtool.image.digest import Digest, VerifyingReader
 from imgtool.image.image import Image
 from imgtool.image.mediatypes import FOREIGN_LAYER_TYPES, INDEX_TYPES
@@ -26,6 +26,8 @@ from imgtool.image.readable import Readable
 from imgtool.progress import LockedProgress, NoProgress, Progress
 
 DEFAULT_JOBS: Final = 4
+# How often a blob the destination lost halfway (BlobLostError) is sent again from its start.
+MAX_RESENDS: Final = 2
 MAX_JOBS: Final = 32
 # What a transfer reads between two looks at whether it should stop (an interrupt, another's failure).
 PIECE: Final = 64 << 10
@@ -74,6 +76,18 @@ class _Stoppable:
         data = self._raw.read(PIECE if n < 0 else min(n, PIECE))
         self._advance(len(data))
         return data
+
+
+class _Counted:
+    """Hands on what a transfer reads, and keeps its total (taken back if the blob is sent again)."""
+
+    def __init__(self, advance: Callable[[int], None]) -> None:
+        self._advance = advance
+        self.total = 0
+
+    def __call__(self, n: int) -> None:
+        self.total += n
+        self._advance(n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +210,19 @@ def _send_all(  # noqa: PLR0917 - one caller, the state of one copy
             statuses[i] = "present"
             advance(blob.size)
             return
-        reader = blob.open()
-        try:
-            dest.put_blob(blob.digest, blob.size, _Stoppable(reader, stop, advance))
-        finally:
-            reader.close()
+        for resend in range(MAX_RESENDS + 1):
+            counted = _Counted(advance)
+            reader = blob.open()
+            try:
+                dest.put_blob(blob.digest, blob.size, _Stoppable(reader, stop, counted))
+            except BlobLostError:
+                if resend == MAX_RESENDS:
+                    raise
+                advance(-counted.total)  # read again from the start: the progress goes back
+                continue
+            finally:
+                reader.close()
+            break
         statuses[i] = "copied"
 
     todo = [i for i, blob in enumerate(blobs) if first[blob.digest] == i]

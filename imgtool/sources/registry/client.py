@@ -29,6 +29,10 @@ REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 USER_AGENT: Final = "imgtool"
 
 
+class UnreachableError(RegistryError):
+    """The registry could not be reached, or the connection broke, as often as retries allow."""
+
+
 def printable(text: str, limit: int = 200) -> str:
     """A registry's words in a one-line message: printable characters only, and not too many."""
     clean = "".join(c if c.isprintable() else "?" for c in text)
@@ -113,18 +117,20 @@ class Client:
         body: bytes | None = None,
         *,
         scope: str | None = None,
+        retry: bool = True,
     ) -> urllib3.BaseHTTPResponse:
         """A request that writes (``POST``/``PATCH``/``PUT`` of a push) to ``url``, a path of the
         repository (``blobs/uploads/``) or an absolute URL the registry gave (an upload's
         ``Location``); authenticated and retried as every request is, ``body`` sent each time. An
         upload Location on another host or port gets no ``Authorization`` (as a redirect gets none).
         ``scope``: what the request needs, where it is more than the client's own scope (a mount
-        from another repository)."""
+        from another repository). ``retry=False``: sent once, a broken connection raised and a
+        5xx returned (a PATCH is resumed from what the registry holds, not sent again whole)."""
         if not url.startswith(("http://", "https://")):
             url = f"{self.base}/v2/{self.name.repository}/{url}"
         own = _origin(url) == _origin(self.base)
         return self._retrying(
-            method, url, dict(headers), authenticate=own, stream=True, body=body, scope=scope
+            method, url, dict(headers), authenticate=own, stream=True, body=body, scope=scope, retry=retry
         )
 
     def has(self, path: str) -> bool:
@@ -186,8 +192,10 @@ class Client:
         stream: bool = False,
         body: bytes | None = None,
         scope: str | None = None,
+        retry: bool = True,
     ) -> urllib3.BaseHTTPResponse:
         attempt = 0
+        tries = self.options.retries if retry else 0
         while True:
             try:
                 response = self._authenticated(
@@ -196,15 +204,15 @@ class Client:
             except (Urllib3Error, OSError) as exc:
                 if _untrusted(exc):
                     raise self._tls_error(exc) from exc
-                if attempt >= self.options.retries:
-                    raise RegistryError(
+                if attempt >= tries:
+                    raise UnreachableError(
                         f"{self.location}: cannot reach {self.name.host} "
                         f"(tried {attempt + 1} times): {printable(str(exc))}"
                     ) from exc
                 self.sleep(self.backoff(attempt))
                 attempt += 1
                 continue
-            if response.status not in RETRY_STATUSES or attempt >= self.options.retries:
+            if response.status not in RETRY_STATUSES or attempt >= tries:
                 return response
             wait = self.retry_after(response)
             _discard(response)

@@ -152,9 +152,11 @@ def test_a_blob_larger_than_a_piece_is_uploaded_in_chunks(
     sent: list[tuple[str, str, int]] = []
     original = Client.send
 
-    def spy(self: Client, method: str, url: str, headers: dict[str, str], body: bytes | None = None) -> Any:
+    def spy(
+        self: Client, method: str, url: str, headers: dict[str, str], body: bytes | None = None, **kwargs: Any
+    ) -> Any:
         sent.append((method, headers.get("Content-Range", ""), len(body or b"")))
-        return original(self, method, url, headers, body)
+        return original(self, method, url, headers, body, **kwargs)
 
     monkeypatch.setattr(Client, "send", spy)
     monkeypatch.setattr(push, "UPLOAD_PIECE", 100_000)
