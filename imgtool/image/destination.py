@@ -31,6 +31,7 @@ class Destination(Protocol):
     it stores instead; one that keeps it byte for byte returns None."""
 
     location: str
+    holds_indexes: bool  # False: an image index cannot be copied there (a docker-archive)
 
     def has_blob(self, digest: Digest, size: int) -> bool: ...
 

@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Final
 
-from imgtool.errors import ImgtoolError
+from imgtool.errors import ImgtoolError, UsageError
 from imgtool.image.destination import BlobLostError, Destination, IndexTree, StoredManifest
 from imgtool.image.digest import Digest, VerifyingReader
 from imgtool.image.image import Image
@@ -120,6 +120,11 @@ def copy_image(
         )
         below: tuple[StoredManifest, ...] = ()
     else:
+        if not dest.holds_indexes:
+            raise UsageError(
+                f"{dest.location}: holds images, not an image index; copy one platform "
+                "(without --all-platforms)"
+            )
         blobs, top, below = _index_blobs(what), what.top, what.below
     shown = LockedProgress(progress or NoProgress())
     stop = threading.Event()

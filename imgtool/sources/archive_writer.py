@@ -61,6 +61,8 @@ class StagedArchive:
     """What both archive destinations share: FILE checked, the staging directory, the layout in it
     holding the blobs, and the tar written and renamed into place."""
 
+    holds_indexes = True
+
     def __init__(self, path: str, ref: str | None, location: str) -> None:
         self.location = location
         self._target = output_path(path)

@@ -67,6 +67,8 @@ class _Layer:
 class DockerArchiveDestination(StagedArchive):
     """Writes one image to FILE, tagged NAME:TAG when given (else untagged, as ``docker save IMAGE-ID``)."""
 
+    holds_indexes = False
+
     def __init__(self, path: str, repo_tag: str | None, location: str) -> None:
         self._tag = parse_repo_tag(repo_tag, location)
         super().__init__(path, None, location)

@@ -33,6 +33,8 @@ class LayoutDestination:
     ``org.opencontainers.image.ref.name`` the copied manifest gets in ``index.json`` (an entry
     with the same ref is replaced, as skopeo replaces it)."""
 
+    holds_indexes = True
+
     def __init__(self, directory: str, ref: str | None, location: str) -> None:
         self.location = location
         self._ref = ref

@@ -191,7 +191,7 @@ def test_an_index_goes_whole_into_an_oci_archive_not_a_docker_archive(
     run = imgtool_cli("copy", "--all-platforms", source, dest)
     assert (run.code, run.stdout) == (2, "")
     assert run.stderr == (
-        f"imgtool: error: {dest}: a docker-archive holds images, not an image index; "
+        f"imgtool: error: {dest}: holds images, not an image index; "
         "copy one platform (without --all-platforms)\n"
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.tar", "src"]
@@ -299,3 +299,19 @@ def test_docker_loads_the_docker_archive(imgtool_cli: ImgtoolCli, tmp_path: Path
     assert json.loads(layers) == json.loads(config)["rootfs"]["diff_ids"]
     assert image_id.strip() == "sha256:" + hashlib.sha256(config).hexdigest()
     _same_tree(imgtool_cli, tmp_path, f"oci:{SAMPLE}:1.1", f"docker-archive:{tmp_path / 'resaved.tar'}")
+
+
+def test_an_image_with_uncompressed_layers_keeps_its_digest_in_a_docker_archive(
+    imgtool_cli: ImgtoolCli, tmp_path: Path
+) -> None:
+    source = str(SAMPLE.parent / "sample.tar")  # docker save's own: layers uncompressed already
+    digest = json.loads(imgtool_cli("inspect", "--json", source).stdout)["manifest_digest"]
+    dest = f"docker-archive:{tmp_path / 'again.tar'}:sample:1"
+    run = imgtool_cli("copy", "--json", source, dest)
+    assert (run.code, run.stderr) == (0, "")
+    doc = json.loads(run.stdout)
+    assert (doc["manifest_digest"], "source_manifest_digest" in doc) == (digest, False)
+    text = imgtool_cli("copy", source, dest)
+    assert text.stdout == f"Copied {digest} to {dest}: 5 blobs copied (86.6 KB)\n"
+    verify = imgtool_cli("verify", dest)
+    assert (verify.code, verify.stderr) == (0, "")

@@ -42,6 +42,8 @@ class UploadLostError(RegistryError, BlobLostError):
 class RegistryDestination:
     """Pushes to the repository ``name`` names, tagging the manifest with its tag (or by digest)."""
 
+    holds_indexes = True
+
     def __init__(self, name: DockerName, client: Client, location: str, piece: int | None = None) -> None:
         self.name = name
         self.location = location
