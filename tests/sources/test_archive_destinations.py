@@ -22,6 +22,7 @@ from tests.helpers.imagefactory import (
     File,
     ImageSpec,
     IndexSpec,
+    Layer,
     make_layer,
     write_oci_layout,
 )
@@ -315,3 +316,32 @@ def test_an_image_with_uncompressed_layers_keeps_its_digest_in_a_docker_archive(
     assert text.stdout == f"Copied {digest} to {dest}: 5 blobs copied (86.6 KB)\n"
     verify = imgtool_cli("verify", dest)
     assert (verify.code, verify.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("kind", ["diff_id", "foreign"])
+def test_a_layer_a_docker_archive_cannot_hold_is_refused(
+    imgtool_cli: ImgtoolCli, tmp_path: Path, kind: str
+) -> None:
+    tar = make_layer([File("f", b"x")])
+    wrong = "sha256:" + "0" * 64
+    layer = (
+        Layer(tar, diff_id=wrong)
+        if kind == "diff_id"
+        else Layer(tar, urls=["https://example.invalid/layer"], compression="gzip")
+    )
+    source = write_oci_layout(tmp_path / "src", [Entry(ImageSpec([layer]), ref="v")]).reference("v")
+    _, manifest, _ = _source(tmp_path / "src", "v")
+    digest = manifest["layers"][0]["digest"]
+    out = tmp_path / "d.tar"
+    out.write_bytes(b"before")
+    run = imgtool_cli("copy", "-q", source, f"docker-archive:{out}")
+    assert (run.code, run.stdout) == (2 if kind == "foreign" else 1, "")
+    tail = (
+        f"uncompressed it is {hashlib.sha256(tar).hexdigest().join(['sha256:', ''])}, "
+        f"not the diff_id {wrong} the config gives it"
+        if kind == "diff_id"
+        else "is non-distributable and not in the source; a docker-archive holds every layer"
+    )
+    assert run.stderr == f"imgtool: error: docker-archive:{out}: layer 0 ({digest}): {tail}\n"
+    assert out.read_bytes() == b"before"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tar", "src"]
