@@ -6,7 +6,8 @@ Both stage the copy in a private directory beside FILE (``.FILE.imgtool-PID-XXXX
 go into an OCI layout there, each verified by its digest before it is kept. Only when every blob
 and the manifest are in does :meth:`commit` write the tar, into a staging file beside FILE, and
 rename it to FILE (an existing file is replaced whole, as skopeo replaces an oci-archive). A copy
-that fails or is interrupted leaves FILE as it was and removes what it staged.
+that fails or is interrupted leaves FILE as it was and removes what it staged; what a copy that
+was killed left beside FILE is removed by the next one (:func:`imgtool.system.staging.sweep`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from imgtool.image.digest import Digest
 from imgtool.image.readable import Readable
 from imgtool.sources.oci_writer import LayoutDestination
 from imgtool.system.fsutil import remove_tree
-from imgtool.system.staging import Claim, make_dir, make_file, no_space, output_path, signals_deferred
+from imgtool.system.staging import (
+    Claim,
+    make_dir,
+    make_file,
+    no_space,
+    output_path,
+    signals_deferred,
+    sweep,
+)
 
 FILE_MODE: Final = 0o644
 DIR_MODE: Final = 0o755
@@ -75,6 +84,7 @@ class StagedArchive:
                 raise OutputError(f"{path}: exists and is not a regular file (an archive is one)")
         parent, self._name = os.path.split(self._target)
         self._parent = parent
+        sweep(parent)  # what copies or flattens that were killed left there
         self._staging: str | None
         self._staging, claim = make_dir(parent, self._name)
         self._claims: list[Claim] = [claim]

@@ -345,3 +345,13 @@ def test_a_layer_a_docker_archive_cannot_hold_is_refused(
     assert run.stderr == f"imgtool: error: docker-archive:{out}: layer 0 ({digest}): {tail}\n"
     assert out.read_bytes() == b"before"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.tar", "src"]
+
+
+def test_what_a_killed_copy_left_beside_the_file_is_removed(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
+    dead = 4_194_304 + 17  # above the largest PID Linux gives
+    left = tmp_path / f".out.tar.imgtool-{dead}-abcdefgh"
+    (left / "layout").mkdir(parents=True)
+    (tmp_path / f".out.tar.imgtool-{dead}-stuvwxyz").write_bytes(b"half a tar")
+    run = imgtool_cli("copy", "-q", f"oci:{SAMPLE}:1.0", f"oci-archive:{tmp_path / 'out.tar'}")
+    assert (run.code, run.stderr) == (0, "")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tar"]
