@@ -179,6 +179,8 @@ class RegistryDestination:
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(body))}
         response = self._client.send("PUT", _with_query(url, digest=str(digest)), headers, body)
         try:
+            if response.status == 404:  # a PUT retried after a broken one finds the session gone
+                raise UploadLostError(str(self._client.error(response, f"{what} (upload)")))
             if response.status != 201:
                 raise self._client.error(response, f"{what} (upload)")
         finally:

@@ -9,6 +9,7 @@ import http.client
 import http.server
 import socket
 import threading
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from imgtool.sources.registry.client import Client
 from tests.helpers.cli import ImgtoolCli
 from tests.helpers.imagefactory import Entry, File, ImageSpec, incompressible, make_layer, write_oci_layout
 from tests.helpers.registry import QuietHandler, serve
-from tests.sources.registry.conftest import Pushed
+from tests.sources.registry.conftest import SAMPLE, Pushed
 from tests.sources.registry.test_copy import layout_image
 
 _HOP: frozenset[str] = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length"})
@@ -37,12 +38,12 @@ class Exchange:
 
 class CuttingProxy:
     """Forwards every request to the registry on ``upstream`` (the Host header kept, so the
-    Locations it gives name the proxy); the ``cut``-th PATCH reaches the registry only up to
-    ``after`` bytes of its body, and its connection is dropped without an answer."""
+    Locations it gives name the proxy); the ``cut``-th request of ``method`` reaches the registry
+    only up to ``after`` bytes of its body, and its connection is dropped without an answer."""
 
-    def __init__(self, upstream: int, cut: int, after: int) -> None:
+    def __init__(self, upstream: int, cut: int, after: int, method: str = "PATCH") -> None:
         self.exchanges: list[Exchange] = []
-        self._patches = 0
+        self._counted = 0
         self._lock = threading.Lock()
         owner = self
 
@@ -52,7 +53,7 @@ class CuttingProxy:
                 if not self.raw_requestline or not self.parse_request():
                     self.close_connection = True
                     return
-                owner.forward(self, upstream, cut, after)
+                owner.forward(self, upstream, (method, cut, after))
                 self.wfile.flush()
 
         self._server, self.port = serve(Handler)
@@ -62,30 +63,32 @@ class CuttingProxy:
         return f"127.0.0.1:{self.port}"
 
     def forward(
-        self, handler: http.server.BaseHTTPRequestHandler, upstream: int, cut: int, after: int
+        self, handler: http.server.BaseHTTPRequestHandler, upstream: int, cutting: tuple[str, int, int]
     ) -> None:
+        method, cut, after = cutting
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP}
         length = int(handler.headers.get("Content-Length") or 0)
         exchange = Exchange(handler.command, handler.path, headers, length)
         with self._lock:
             self.exchanges.append(exchange)
-            if handler.command == "PATCH":
-                self._patches += 1
-            cutting = handler.command == "PATCH" and self._patches == cut
+            if handler.command == method:
+                self._counted += 1
+            cut_now = handler.command == method and self._counted == cut
         conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=30)
         try:
-            if cutting:
+            if cut_now:
                 partial = handler.rfile.read(after)
                 conn.putrequest(handler.command, handler.path, skip_host=True, skip_accept_encoding=True)
                 for key, value in [*headers.items(), ("Content-Length", str(length))]:
                     conn.putheader(key, value)
                 conn.endheaders()
                 conn.send(partial)
+                handler.close_connection = True
+                handler.connection.shutdown(socket.SHUT_RDWR)  # the client's connection breaks
                 conn.sock.shutdown(socket.SHUT_WR)  # the registry sees the body end early
+                conn.sock.settimeout(5)
                 with contextlib.suppress(OSError, http.client.HTTPException):
                     conn.getresponse().read()
-                handler.close_connection = True
-                handler.connection.shutdown(socket.SHUT_RDWR)
                 return
             body = handler.rfile.read(length) if length else None
             conn.request(handler.command, handler.path, body=body, headers=headers)
@@ -230,3 +233,37 @@ def test_an_upload_status_out_of_bounds_is_an_error(
     assert run.stderr.startswith(f"imgtool: error: docker://127.0.0.1:{port}/x:1: blob sha256:")
     assert run.stderr.endswith(f": {message}\n"), run.stderr
     assert seen.count("PATCH") == (6 if status is None else 1)  # the first PATCH and its resends
+
+
+def test_a_put_cut_midway_is_sent_again_in_a_new_session(
+    plain: Pushed, imgtool_cli: ImgtoolCli, tmp_path: Path
+) -> None:
+    """A blob sent whole (the first, of 1301 bytes): its PUT cut after 500 bytes, sent again by
+    the retries, is refused (404: distribution gave the session up); the blob goes again, from
+    its start, in a new session."""
+    proxy = CuttingProxy(plain.registry.port, cut=1, after=500, method="PUT")
+    try:
+        remote = f"docker://{proxy.host}/resent/sample:1.1"
+        run = imgtool_cli("copy", "-q", "--jobs", "1", f"oci:{SAMPLE}:1.1", remote)
+        assert (run.code, run.stderr) == (0, "")
+        back = imgtool_cli("copy", "-q", remote, f"oci:{tmp_path / 'back'}:1")
+        assert (back.code, back.stderr) == (0, "")
+        exchanges = list(proxy.exchanges)
+    finally:
+        proxy.close()
+    assert layout_image(tmp_path / "back", "1") == layout_image(SAMPLE, "1.1")
+    cut = next(i for i, e in enumerate(exchanges) if e.status is None)
+    assert [(e.method, e.status) for e in exchanges[cut - 1 : cut + 5]] == [
+        ("POST", 202),
+        ("PUT", None),  # cut
+        ("PUT", 404),  # retried whole: the session is gone
+        ("DELETE", 404),
+        ("POST", 202),  # a new session
+        ("PUT", 201),
+    ]
+
+    def digest(e: Exchange) -> list[str]:
+        return urllib.parse.parse_qs(urllib.parse.urlsplit(e.path).query)["digest"]
+
+    assert digest(exchanges[cut]) == digest(exchanges[cut + 4])  # the same blob, whole again
+    assert exchanges[cut + 4].length == exchanges[cut].length == 1301
