@@ -88,7 +88,6 @@ class StagedArchive:
         self._staging: str | None
         self._staging, claim = make_dir(parent, self._name)
         self._claims: list[Claim] = [claim]
-        self._committed = False
         try:
             self.layout = LayoutDestination(os.path.join(self._staging, "layout"), ref, location)
         except BaseException:
@@ -120,7 +119,6 @@ class StagedArchive:
                 raise (full or OutputError(f"{self._target}: cannot be written: {exc.strerror}")) from exc
             with signals_deferred():
                 os.rename(staging, self._target)
-                self._committed = True
         except BaseException:
             if os.path.lexists(staging):
                 os.unlink(staging)
