@@ -164,7 +164,7 @@ def diff_images(
 @p.copy_options
 @p.image_options(cache=False, output=False)
 def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: p.ImageOptions) -> None:
-    """Copy an image to an OCI layout or a registry."""
+    """Copy an image to an OCI layout, an archive or a registry."""
     from imgtool.ops import copy
     from imgtool.sources import open_copy
 

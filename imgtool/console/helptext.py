@@ -115,7 +115,9 @@ Examples:
   imgtool diff images examples/sample.tar oci:examples/sample-oci:1.1
   imgtool diff images oci:multi:1 oci:multi:1 --platform1 linux/amd64 --platform2 linux/arm64""",
     "copy": """
-DEST: oci:DIR[:REF] or docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all.
+DEST: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG] or
+docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all. A docker-archive
+stores its layers uncompressed, as docker save does: its manifest digest is not the source's.
 From a registry it fetches each blob DEST lacks, unless the blob cache holds it.
 
 \b
@@ -133,7 +135,8 @@ Examples:
   imgtool images examples/sample-oci --json
   imgtool images docker-storage:[/var/lib/docker]""",
     "squash": """
-Writes IMAGE to DEST (as copy does: oci:DIR[:REF], docker://HOST/REPO[:TAG])
+Writes IMAGE to DEST (any destination copy writes: oci:DIR[:REF],
+oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG], docker://HOST/REPO[:TAG])
 with its layers --from N to --to M (default: all) merged into one, what flatten
 gives for them plus whiteouts for what they removed of the layers below; the
 other layers are kept as they are, the history entries of the range are folded

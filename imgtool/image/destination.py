@@ -8,8 +8,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from imgtool.errors import ImgtoolError
 from imgtool.image.digest import Digest
 from imgtool.image.readable import RawStream, Readable
+
+
+class BlobLostError(ImgtoolError):
+    """``put_blob`` failed and the destination kept nothing of the blob (a registry that gave up
+    the upload session a broken request left); the blob can be sent again from its start."""
 
 
 class Destination(Protocol):
@@ -18,15 +24,20 @@ class Destination(Protocol):
     nothing unverified reaches the destination. ``put_manifest`` comes last, after every blob it
     names (an index: after ``put_child`` of each manifest it lists); ``commit`` makes the copy
     visible (a layout's ``index.json``), ``abort`` undoes what a copy that failed has placed.
-    Blobs may be put from several threads at once."""
+    Blobs may be put from several threads at once.
+
+    A destination that cannot keep the manifest as it is given (a docker-archive stores its
+    layers uncompressed, so its manifest is another) returns from ``put_manifest`` the manifest
+    it stores instead; one that keeps it byte for byte returns None."""
 
     location: str
+    holds_indexes: bool  # False: an image index cannot be copied there (a docker-archive)
 
     def has_blob(self, digest: Digest, size: int) -> bool: ...
 
     def put_blob(self, digest: Digest, size: int, reader: Readable) -> None: ...
 
-    def put_manifest(self, data: bytes, media_type: str, digest: Digest) -> None: ...
+    def put_manifest(self, data: bytes, media_type: str, digest: Digest) -> StoredManifest | None: ...
 
     def put_child(self, data: bytes, media_type: str, digest: Digest) -> None:
         """A manifest an index lists (stored by digest, not named), put before the index."""

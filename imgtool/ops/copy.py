@@ -1,6 +1,7 @@
 """copy: an image from any source to a destination (an OCI layout, a registry), every blob
 verified by its digest on the way, the manifest last and byte for byte as the source has it (its
-digest unchanged).
+digest unchanged), except where the destination cannot keep it (a docker-archive stores its
+layers uncompressed and so its manifest is another: the result names both digests).
 
 Layers are sent by a bounded pool of ``jobs`` threads; the first failure stops the others (each
 checks between pieces) and the destination undoes what it has placed (:meth:`Destination.abort`).
@@ -15,8 +16,8 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Final
 
-from imgtool.errors import ImgtoolError
-from imgtool.image.destination import Destination, IndexTree, StoredManifest
+from imgtool.errors import ImgtoolError, UsageError
+from imgtool.image.destination import BlobLostError, Destination, IndexTree, StoredManifest
 from imgtool.image.digest import Digest, VerifyingReader
 from imgtool.image.image import Image
 from imgtool.image.mediatypes import FOREIGN_LAYER_TYPES, INDEX_TYPES
@@ -25,6 +26,8 @@ from imgtool.image.readable import Readable
 from imgtool.progress import LockedProgress, NoProgress, Progress
 
 DEFAULT_JOBS: Final = 4
+# How often a blob the destination lost halfway (BlobLostError) is sent again from its start.
+MAX_RESENDS: Final = 2
 MAX_JOBS: Final = 32
 # What a transfer reads between two looks at whether it should stop (an interrupt, another's failure).
 PIECE: Final = 64 << 10
@@ -50,6 +53,9 @@ class CopyResult:
     media_type: str
     blobs: tuple[CopiedBlob, ...]
     manifests: tuple[str, ...] = ()  # with --all-platforms: those the index lists, put before it
+    # The source's manifest digest, where the destination stores a manifest of its own (a
+    # docker-archive: layers uncompressed); None when it is copied byte for byte.
+    source_manifest_digest: str | None = None
 
     @property
     def bytes_copied(self) -> int:
@@ -70,6 +76,18 @@ class _Stoppable:
         data = self._raw.read(PIECE if n < 0 else min(n, PIECE))
         self._advance(len(data))
         return data
+
+
+class _Counted:
+    """Hands on what a transfer reads, and keeps its total (taken back if the blob is sent again)."""
+
+    def __init__(self, advance: Callable[[int], None]) -> None:
+        self._advance = advance
+        self.total = 0
+
+    def __call__(self, n: int) -> None:
+        self.total += n
+        self._advance(n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +120,11 @@ def copy_image(
         )
         below: tuple[StoredManifest, ...] = ()
     else:
+        if not dest.holds_indexes:
+            raise UsageError(
+                f"{dest.location}: holds images, not an image index; copy one platform "
+                "(without --all-platforms)"
+            )
         blobs, top, below = _index_blobs(what), what.top, what.below
     shown = LockedProgress(progress or NoProgress())
     stop = threading.Event()
@@ -111,7 +134,7 @@ def copy_image(
         _send_all(blobs, dest, jobs, stop, shown.advance, statuses)
         for child in below:
             dest.put_child(child.data, child.media_type, child.digest)
-        dest.put_manifest(top.data, top.media_type, top.digest)
+        stored = dest.put_manifest(top.data, top.media_type, top.digest)
         dest.commit()
     except BaseException:
         stop.set()
@@ -119,13 +142,15 @@ def copy_image(
         raise
     finally:
         shown.finish()
+    rewritten = stored is not None and stored.digest != top.digest
     return CopyResult(
         source=what.reference,
         destination=dest.location,
-        manifest_digest=str(top.digest),
-        media_type=top.media_type,
+        manifest_digest=str(stored.digest if stored is not None else top.digest),
+        media_type=stored.media_type if stored is not None else top.media_type,
         blobs=tuple(CopiedBlob(str(b.digest), b.size, b.what, statuses[i]) for i, b in enumerate(blobs)),
         manifests=tuple(str(m.digest) for m in below),
+        source_manifest_digest=str(top.digest) if rewritten else None,
     )
 
 
@@ -190,11 +215,19 @@ def _send_all(  # noqa: PLR0917 - one caller, the state of one copy
             statuses[i] = "present"
             advance(blob.size)
             return
-        reader = blob.open()
-        try:
-            dest.put_blob(blob.digest, blob.size, _Stoppable(reader, stop, advance))
-        finally:
-            reader.close()
+        for resend in range(MAX_RESENDS + 1):
+            counted = _Counted(advance)
+            reader = blob.open()
+            try:
+                dest.put_blob(blob.digest, blob.size, _Stoppable(reader, stop, counted))
+            except BlobLostError:
+                if resend == MAX_RESENDS:
+                    raise
+                advance(-counted.total)  # read again from the start: the progress goes back
+                continue
+            finally:
+                reader.close()
+            break
         statuses[i] = "copied"
 
     todo = [i for i, blob in enumerate(blobs) if first[blob.digest] == i]

@@ -1,15 +1,27 @@
-"""Where ``imgtool copy`` can write: ``oci:DIR[:REF]`` (a layout, made or added to) and
-``docker://HOST/REPO[:TAG|@DIGEST]`` (a push)."""
+"""Where ``imgtool copy`` can write: ``oci:DIR[:REF]`` (a layout, made or added to),
+``oci-archive:FILE[:REF]`` (a layout in a tar), ``docker-archive:FILE[:NAME:TAG]`` (a ``docker
+save`` tarball, its layers uncompressed) and ``docker://HOST/REPO[:TAG|@DIGEST]`` (a push)."""
 
 from __future__ import annotations
 
 from imgtool.errors import UsageError
 from imgtool.image.destination import Destination
+from imgtool.sources.archive_writer import OciArchiveDestination
+from imgtool.sources.docker_writer import DockerArchiveDestination
 from imgtool.sources.oci_writer import LayoutDestination
-from imgtool.sources.reference import DOCKER, OCI, parse_docker_name, parse_reference
+from imgtool.sources.reference import (
+    DOCKER,
+    DOCKER_ARCHIVE,
+    OCI,
+    OCI_ARCHIVE,
+    parse_docker_name,
+    parse_reference,
+)
 from imgtool.sources.registry import RegistryOptions
 
-DESTINATIONS = "oci:DIR[:REF] or docker://HOST/REPO[:TAG]"
+DESTINATIONS = (
+    "oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG] or docker://HOST/REPO[:TAG]"
+)
 
 
 def open_destination(text: str, registry: RegistryOptions | None = None) -> Destination:
@@ -26,9 +38,11 @@ def open_destination(text: str, registry: RegistryOptions | None = None) -> Dest
             client.close()
             raise
         return RegistryDestination(name, client, text)
-    ref = parse_reference(text, (OCI, "oci-archive", "docker-archive"))
+    ref = parse_reference(text, (OCI, OCI_ARCHIVE, DOCKER_ARCHIVE))
     if ref.transport == OCI:
         return LayoutDestination(ref.path, ref.selector, text)
-    if ref.transport is not None:
-        raise UsageError(f"{text}: copy does not write {ref.transport}: yet; it writes {DESTINATIONS}")
+    if ref.transport == OCI_ARCHIVE:
+        return OciArchiveDestination(ref.path, ref.selector, text)
+    if ref.transport == DOCKER_ARCHIVE:
+        return DockerArchiveDestination(ref.path, ref.selector, text)
     raise UsageError(f"{text}: name the destination's transport: {DESTINATIONS}")

@@ -36,6 +36,8 @@ class LayoutDestination:
     ``org.opencontainers.image.ref.name`` the copied manifest gets in ``index.json`` (an entry
     with the same ref is replaced, as skopeo replaces it)."""
 
+    holds_indexes = True
+
     def __init__(self, directory: str, ref: str | None, location: str) -> None:
         self.location = location
         self._directory = directory
@@ -85,6 +87,10 @@ class LayoutDestination:
         if not isinstance(doc, dict):  # pragma: no cover - parse_index refuses it
             raise ImageFormatError(f"{what}: not a JSON object")
         return doc
+
+    def blob_path(self, digest: Digest) -> str:
+        """Where the blob ``digest`` is (or goes) in the layout being written."""
+        return self._path(digest)
 
     def _path(self, digest: Digest) -> str:
         if digest.algorithm != "sha256":

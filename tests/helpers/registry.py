@@ -29,6 +29,7 @@ Auth = Literal["none", "basic", "token"]
 USER = "tester"
 PASSWORD = "s3cret:with colon"
 SERVICE = "imgtool-test-registry"
+IDENTITY_TOKEN = "imgtool-test-refresh-token"  # the OAuth2 refresh token the token server accepts for USER
 ISSUER = "imgtool-test-issuer"
 
 
@@ -80,11 +81,13 @@ def serve(handler: type[http.server.BaseHTTPRequestHandler], tls: Path | None = 
 
 @dataclass
 class TokenServer:
-    """Issues a token for the scope asked; the actions asked for only to ``USER:PASSWORD``
-    (anonymous: a token with no access). ``requests`` records (scope, account, had credentials)."""
+    """Issues a token for the scopes asked (each ``scope`` parameter one); the actions asked for only
+    to ``USER:PASSWORD`` (anonymous: a token with no access). ``requests`` records (the scopes
+    joined by spaces, account, had credentials)."""
 
     directory: Path
     requests: list[tuple[str, str | None, bool]] = field(default_factory=list)
+    oauth: list[dict[str, str]] = field(default_factory=list)  # the forms POSTed, refresh_token left out
     port: int = 0
 
     def __post_init__(self) -> None:
@@ -104,7 +107,7 @@ class TokenServer:
         class Handler(QuietHandler):
             def do_GET(self) -> None:
                 query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
-                scope = query.get("scope", [""])[0]
+                scope = " ".join(query.get("scope", []))  # several scope parameters: one item each
                 account = query.get("account", [None])[0]
                 authorised = _basic_ok(self.headers.get("Authorization"))
                 owner.requests.append((scope, account, authorised))
@@ -120,6 +123,28 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_POST(self) -> None:
+                """OAuth2 (as Docker Hub's auth server): a refresh token for an access token."""
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode()).items()}
+                refresh = form.pop("refresh_token", None)
+                owner.oauth.append(form)
+                valid = (
+                    self.headers.get("Content-Type") == "application/x-www-form-urlencoded"
+                    and form.get("grant_type") == "refresh_token"
+                    and refresh == IDENTITY_TOKEN
+                )
+                body = (
+                    json.dumps({"access_token": owner.sign(form.get("scope", ""), True), "expires_in": 300})
+                    if valid
+                    else '{"error": "invalid_grant"}'
+                ).encode()
+                self.send_response(200 if valid else 401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
         self._server, self.port = serve(Handler)
 
     @property
@@ -128,10 +153,11 @@ class TokenServer:
 
     def sign(self, scope: str, authorised: bool) -> str:
         access = []
-        if scope.count(":") >= 2 and authorised:
-            kind, _, rest = scope.partition(":")
-            name, _, actions = rest.rpartition(":")
-            access.append({"type": kind, "name": name, "actions": actions.split(",")})
+        for item in scope.split() if authorised else []:
+            if item.count(":") >= 2:
+                kind, _, rest = item.partition(":")
+                name, _, actions = rest.rpartition(":")
+                access.append({"type": kind, "name": name, "actions": actions.split(",")})
         now = int(time.time())
         header = {"typ": "JWT", "alg": "RS256", "x5c": [self._x5c]}
         claims = {

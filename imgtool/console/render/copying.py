@@ -21,6 +21,8 @@ def copy_json(result: CopyResult) -> str:
     doc = dataclasses.asdict(result)
     doc["blobs"] = [dataclasses.asdict(b) for b in result.blobs]
     doc["bytes_copied"] = result.bytes_copied
+    if result.source_manifest_digest is None:  # present only where DEST rewrote the manifest
+        del doc["source_manifest_digest"]
     return json_text(doc)
 
 
@@ -35,4 +37,9 @@ def copy_text(result: CopyResult) -> str:
         words.append(f"{counts['present']} already there")
     if counts["foreign"]:
         words.append(f"{counts['foreign']} foreign layers left out")
+    if result.source_manifest_digest is not None:
+        return (
+            f"Copied {result.source_manifest_digest} to {result.destination}, stored there as "
+            f"{result.manifest_digest} (layers uncompressed: another manifest): {', '.join(words)}\n"
+        )
     return f"Copied {result.manifest_digest} to {result.destination}: {', '.join(words)}\n"

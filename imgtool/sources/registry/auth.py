@@ -1,6 +1,13 @@
 """Challenge-driven authentication: a 401's ``WWW-Authenticate`` says Basic or Bearer; Bearer tokens
 are fetched from the realm it names (``service``, ``scope``, ``account``) and kept per scope until
-they expire. Credentials go only to the registry itself and to the token realm it names."""
+they expire. Credentials go only to the registry itself and to the token realm it names.
+
+A scope is one or more ``TYPE:NAME:ACTIONS`` items, separated by spaces as a challenge writes
+them (a cross-repository mount needs ``repository:DEST:pull,push repository:SRC:pull``); each
+item goes to the token server as a ``scope`` parameter of its own. Tokens are kept per set of
+items: a token fetched for one set never takes the place of another's, and one fetched because a
+registry answered ``insufficient_scope`` covers what the request asked for and what the registry
+named, so that it serves that request's scope from then on."""
 
 from __future__ import annotations
 
@@ -9,9 +16,9 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 from urllib.parse import urlencode, urlsplit
 
 from imgtool.errors import RegistryError
@@ -52,8 +59,16 @@ def parse_challenges(headers: list[str]) -> list[Challenge]:
     return found
 
 
-# Fetches a token: (url, headers) -> (status, body bytes); the client's own request, redirects and retries.
-TokenFetcher = Callable[[str, dict[str, str]], tuple[int, bytes]]
+class TokenFetcher(Protocol):
+    """Fetches a token: a GET of ``url``, or a POST of the form ``body`` (OAuth2); the status and
+    the body of the answer. The client's own request, with its redirects and retries."""
+
+    def __call__(
+        self, url: str, headers: dict[str, str], body: bytes | None = None, /
+    ) -> tuple[int, bytes]: ...
+
+
+OAUTH_CLIENT_ID: Final = "imgtool"  # who asks, in an OAuth2 token request (docker says "docker")
 
 
 class Authenticator:
@@ -63,7 +78,9 @@ class Authenticator:
         self.credentials = credentials
         self._registry = location  # what messages start with
         self._challenge: Challenge | None = None
-        self._tokens: dict[str, tuple[str, float]] = {}  # scope -> (token, when it expires)
+        self._tokens: dict[str, tuple[str, float]] = {}  # scope key -> (token, when it expires)
+        self._wider: dict[str, str] = {}  # scope key -> the key of the wider scope that served it
+        self._fetching: dict[str, threading.Lock] = {}  # scope key -> held while its token is fetched
         self._lock = threading.Lock()
         self.token_requests = 0
 
@@ -96,24 +113,31 @@ class Authenticator:
         if challenge.scheme == "basic":
             header = self._basic()
             return header if header != sent else None
-        wanted = challenge.params.get("scope") or scope
+        wanted = merge_scopes(scope, challenge.params.get("scope", ""))
         header = f"Bearer {self._token(challenge, wanted, fetch)}"
         if header == sent:
             return None  # the token for that very scope was refused: asking again gives the same
-        with self._lock:
-            self._tokens[scope] = self._tokens[wanted]
+        if wanted != merge_scopes(scope):
+            with self._lock:
+                self._wider[merge_scopes(scope)] = wanted
         return header
 
     def _token(self, challenge: Challenge, scope: str, fetch: TokenFetcher) -> str:
-        """A token for ``scope``: the one held until it expires, else a new one."""
+        """A token for ``scope``: the one held until it expires (or that of a wider scope that
+        served it), else a new one."""
+        key = merge_scopes(scope)
         with self._lock:
-            held = self._tokens.get(scope)
-        if held is not None and held[1] > time.monotonic():
-            return held[0]
-        token = self._fetch_token(challenge, scope, fetch)
-        with self._lock:
-            self._tokens[scope] = token
-        return token[0]
+            fetching = self._fetching.setdefault(key, threading.Lock())
+        with fetching:  # threads asking for one scope at once: one fetches, the others wait for it
+            now = time.monotonic()
+            with self._lock:
+                for held in (self._tokens.get(self._wider.get(key, "")), self._tokens.get(key)):
+                    if held is not None and held[1] > now:
+                        return held[0]
+            token = self._fetch_token(challenge, key, fetch)
+            with self._lock:
+                self._tokens[key] = token
+            return token[0]
 
     def learn(self, challenges: list[Challenge]) -> None:
         """The challenge of the ``/v2/`` ping: how later requests authenticate from the start."""
@@ -134,22 +158,37 @@ class Authenticator:
         parts = urlsplit(realm)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise RegistryError(f"{self._registry}: token realm is not an http(s) URL: {realm[:200]!r}")
-        query: dict[str, str] = {}
+        query: list[tuple[str, str]] = []
         if challenge.params.get("service"):
-            query["service"] = challenge.params["service"]
-        if scope:
-            query["scope"] = scope
+            query.append(("service", challenge.params["service"]))
         headers: dict[str, str] = {}
-        if self.credentials is not None:
-            query["account"] = self.credentials.username
-            basic = self._basic()
-            if basic is not None:
-                headers["Authorization"] = basic
-        url = realm + ("&" if parts.query else "?") + urlencode(query) if query else realm
+        identity = self.credentials.identity_token if self.credentials is not None else None
         self.token_requests += 1
-        status, body = fetch(url, headers)
+        if identity is not None:  # OAuth2: the refresh token for an access token, in a POST
+            form = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", identity),
+                ("client_id", OAUTH_CLIENT_ID),
+            ]
+            if scope:
+                form.append(("scope", scope))
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+            status, body = fetch(realm, headers, urlencode(query + form).encode())
+        else:
+            query += [("scope", item) for item in scope.split()]
+            if self.credentials is not None:
+                query.append(("account", self.credentials.username))
+                basic = self._basic()
+                if basic is not None:
+                    headers["Authorization"] = basic
+            url = realm + ("&" if parts.query else "?") + urlencode(query) if query else realm
+            status, body = fetch(url, headers)
         if status in (401, 403):
-            who = f"as {self.credentials.username}" if self.credentials else "anonymously"
+            user = self.credentials.username if self.credentials is not None else None
+            if identity is not None:
+                who = "for the identity token" + ("" if user == "<token>" else f" of {user}")
+            else:
+                who = f"as {user}" if user is not None else "anonymously"
             raise RegistryError(
                 f"{self._registry}: the token server {parts.netloc} refused a token {who} (HTTP {status})"
             )
@@ -165,3 +204,21 @@ class Authenticator:
         expires = doc.get("expires_in")
         lifetime = expires if isinstance(expires, int) and expires > 0 else DEFAULT_TOKEN_LIFETIME
         return token, time.monotonic() + max(lifetime - EXPIRY_MARGIN, 1)
+
+
+def merge_scopes(*scopes: str) -> str:
+    """The items of ``scopes`` (each space-separated) as one key: the actions asked of one
+    resource merged (``repository:a:pull`` and ``repository:a:push`` make ``repository:a:pull,push``),
+    the items in sorted order, an item not of the ``TYPE:NAME:ACTIONS`` form kept as it is."""
+    actions: dict[str, list[str]] = {}
+    others: set[str] = set()
+    for text in scopes:
+        for item in text.split():
+            resource, colon, wanted = item.rpartition(":")
+            if not colon or ":" not in resource:
+                others.add(item)
+                continue
+            have = actions.setdefault(resource, [])
+            have += [a for a in wanted.split(",") if a and a not in have]
+    items = [f"{resource}:{','.join(have)}" for resource, have in actions.items()]
+    return " ".join(sorted([*items, *others]))

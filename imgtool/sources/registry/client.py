@@ -29,6 +29,10 @@ REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
 USER_AGENT: Final = "imgtool"
 
 
+class UnreachableError(RegistryError):
+    """The registry could not be reached, or the connection broke, as often as retries allow."""
+
+
 def printable(text: str, limit: int = 200) -> str:
     """A registry's words in a one-line message: printable characters only, and not too many."""
     clean = "".join(c if c.isprintable() else "?" for c in text)
@@ -106,16 +110,28 @@ class Client:
         return self._retrying("GET", url, dict(headers or {}), authenticate=True, stream=stream)
 
     def send(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None = None
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        *,
+        scope: str | None = None,
+        retry: bool = True,
     ) -> urllib3.BaseHTTPResponse:
         """A request that writes (``POST``/``PATCH``/``PUT`` of a push) to ``url``, a path of the
         repository (``blobs/uploads/``) or an absolute URL the registry gave (an upload's
         ``Location``); authenticated and retried as every request is, ``body`` sent each time. An
-        upload Location on another host or port gets no ``Authorization`` (as a redirect gets none)."""
+        upload Location on another host or port gets no ``Authorization`` (as a redirect gets none).
+        ``scope``: what the request needs, where it is more than the client's own scope (a mount
+        from another repository). ``retry=False``: sent once, a broken connection raised and a
+        5xx returned (a PATCH is resumed from what the registry holds, not sent again whole)."""
         if not url.startswith(("http://", "https://")):
             url = f"{self.base}/v2/{self.name.repository}/{url}"
         own = _origin(url) == _origin(self.base)
-        return self._retrying(method, url, dict(headers), authenticate=own, stream=True, body=body)
+        return self._retrying(
+            method, url, dict(headers), authenticate=own, stream=True, body=body, scope=scope, retry=retry
+        )
 
     def has(self, path: str) -> bool:
         """``HEAD`` a path of the repository: whether the registry holds it."""
@@ -175,25 +191,28 @@ class Client:
         authenticate: bool,
         stream: bool = False,
         body: bytes | None = None,
+        scope: str | None = None,
+        retry: bool = True,
     ) -> urllib3.BaseHTTPResponse:
         attempt = 0
+        tries = self.options.retries if retry else 0
         while True:
             try:
                 response = self._authenticated(
-                    method, url, headers, authenticate=authenticate, stream=stream, body=body
+                    method, url, headers, authenticate=authenticate, stream=stream, body=body, scope=scope
                 )
             except (Urllib3Error, OSError) as exc:
                 if _untrusted(exc):
                     raise self._tls_error(exc) from exc
-                if attempt >= self.options.retries:
-                    raise RegistryError(
+                if attempt >= tries:
+                    raise UnreachableError(
                         f"{self.location}: cannot reach {self.name.host} "
                         f"(tried {attempt + 1} times): {printable(str(exc))}"
                     ) from exc
                 self.sleep(self.backoff(attempt))
                 attempt += 1
                 continue
-            if response.status not in RETRY_STATUSES or attempt >= self.options.retries:
+            if response.status not in RETRY_STATUSES or attempt >= tries:
                 return response
             wait = self.retry_after(response)
             _discard(response)
@@ -234,10 +253,12 @@ class Client:
         authenticate: bool,
         stream: bool,
         body: bytes | None = None,
+        scope: str | None = None,
     ) -> urllib3.BaseHTTPResponse:
         sent = dict(headers)
+        scope = scope or self.scope
         if authenticate:
-            header = self.auth.header(self.scope, self._fetch_token)
+            header = self.auth.header(scope, self._fetch_token)
             if header is not None:
                 sent["Authorization"] = header
         response = self._follow(method, url, sent, stream=stream, body=body)
@@ -246,9 +267,7 @@ class Client:
                 break
             try:  # a challenge or a token server imgtool refuses: the 401 is closed all the same
                 challenges = parse_challenges(response.headers.getlist("WWW-Authenticate"))
-                header = self.auth.answer(
-                    challenges, self.scope, self._fetch_token, sent.get("Authorization")
-                )
+                header = self.auth.answer(challenges, scope, self._fetch_token, sent.get("Authorization"))
             except BaseException:
                 _discard(response)
                 raise
@@ -259,8 +278,9 @@ class Client:
             response = self._follow(method, url, sent, stream=stream, body=body)
         return response
 
-    def _fetch_token(self, url: str, headers: dict[str, str]) -> tuple[int, bytes]:
-        response = self._follow("GET", url, headers, stream=True)
+    def _fetch_token(self, url: str, headers: dict[str, str], body: bytes | None = None) -> tuple[int, bytes]:
+        method = "GET" if body is None else "POST"
+        response = self._follow(method, url, headers, stream=True, body=body)
         try:
             body = _read_all(response, MAX_ERROR_BODY + 1)
         finally:

@@ -25,11 +25,16 @@ _HUB_ALIASES: Final = ("docker.io", "index.docker.io", "registry-1.docker.io", D
 
 @dataclass(frozen=True, slots=True)
 class Credentials:
+    """A user and password; or an identity token (an OAuth2 refresh token, which ``docker login``
+    keeps as ``identitytoken`` and a credential helper gives as the Secret of user ``<token>``),
+    exchanged at the token server for each access token instead of the password."""
+
     username: str
     password: str
+    identity_token: str | None = None
 
-    def __repr__(self) -> str:  # a password never reaches a log or a traceback
-        return f"Credentials({self.username!r}, ***)"
+    def __repr__(self) -> str:  # a password or token never reaches a log or a traceback
+        return f"Credentials({self.username!r}, ***{', identity token' if self.identity_token else ''})"
 
 
 def parse_creds(text: str) -> tuple[str, str]:
@@ -133,6 +138,14 @@ def _from_document(
 
 
 def _from_entry(entry: dict[str, Any], what: str) -> Credentials | None:
+    token = entry.get("identitytoken")
+    if isinstance(token, str) and token:
+        found = _from_user_entry(entry, what)
+        return Credentials(found.username if found else "<token>", "", token)
+    return _from_user_entry(entry, what)
+
+
+def _from_user_entry(entry: dict[str, Any], what: str) -> Credentials | None:
     auth = entry.get("auth")
     if isinstance(auth, str) and auth:
         try:
@@ -197,7 +210,6 @@ def _from_helper(helper: str, server: str, options: RegistryOptions) -> Credenti
     if not isinstance(user, str) or not isinstance(secret, str) or not user:
         anonymous("answered no Username and Secret")
         return None
-    if user == "<token>":  # an identity token (OAuth refresh token): not supported yet
-        anonymous("gave an identity token, which imgtool does not use yet")
-        return None
+    if user == "<token>":  # an identity token (an OAuth2 refresh token), as docker's helpers give it
+        return Credentials(user, "", secret)
     return Credentials(user, secret)

@@ -3,7 +3,8 @@
 Each blob: ``HEAD`` to skip one the registry already has; else ``POST /blobs/uploads/`` for an
 upload session, then one ``PUT ?digest=`` with the whole blob when it fits in one piece
 (monolithic), else ``PATCH`` piece by piece (chunked, each ``Content-Range`` checked against the
-``Range`` the registry confirms) and an empty ``PUT ?digest=`` to finish. That last request is
+``Range`` the registry confirms; a PATCH cut off is resumed from the ``Range`` the upload's status
+gives) and an empty ``PUT ?digest=`` to finish. That last request is
 sent only once the blob's digest has been checked as it was read: a blob that is not what its
 digest says never becomes one of the registry's (its session is cancelled with ``DELETE``). The
 manifest goes last, byte for byte as given, so a push that stops halfway leaves no tag pointing at
@@ -20,18 +21,28 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import urllib3
 
 from imgtool.errors import RegistryError
+from imgtool.image.destination import BlobLostError
 from imgtool.image.digest import Digest
 from imgtool.image.readable import Readable
 from imgtool.sources.reference import DockerName
-from imgtool.sources.registry.client import Client, printable
+from imgtool.sources.registry.client import Client, UnreachableError, printable
 
 # What one request of a chunked upload carries (and the most of a blob held in memory at once).
 UPLOAD_PIECE: Final = 8 << 20
 _RANGE_RE: Final = re.compile(r"(?:bytes=)?0-(\d+)")
+# A PATCH answered so is resumed from what the upload's status says the registry holds.
+RESUMED_STATUSES: Final = frozenset({416, *range(500, 600)}) - {501, 505}
+
+
+class UploadLostError(RegistryError, BlobLostError):
+    """The registry no longer knows the upload session (distribution invalidates one whose
+    request broke after some of its bytes were stored): the blob is sent again, in a new one."""
 
 
 class RegistryDestination:
     """Pushes to the repository ``name`` names, tagging the manifest with its tag (or by digest)."""
+
+    holds_indexes = True
 
     def __init__(self, name: DockerName, client: Client, location: str, piece: int | None = None) -> None:
         self.name = name
@@ -44,14 +55,15 @@ class RegistryDestination:
     def has_blob(self, digest: Digest, size: int) -> bool:
         """Whether the registry has the blob in this repository, or now has it there: mounted
         from ``mount_from`` (a cross-repository mount; a registry that does not, or will not for
-        these credentials, answers otherwise than 201 and the blob is uploaded). Not tried with
-        token auth: a mount needs one token for two repositories, which is not asked for yet."""
+        these credentials, answers otherwise than 201 and the blob is uploaded). With token auth
+        the mount is asked with one token for both repositories (pull of the one, push to this)."""
         if self._client.has(f"blobs/{digest}"):
             return True
-        if self.mount_from in (None, self.name.repository) or self._client.auth.bearer:
+        if self.mount_from in (None, self.name.repository):
             return False
         query = urlencode({"mount": str(digest), "from": self.mount_from})
-        response = self._client.send("POST", f"blobs/uploads/?{query}", {"Content-Length": "0"})
+        scope = f"{self._client.scope} repository:{self.mount_from}:pull"
+        response = self._client.send("POST", f"blobs/uploads/?{query}", {"Content-Length": "0"}, scope=scope)
         mounted = response.status == 201
         location = response.headers.get("Location") if response.status == 202 else None
         _done(response)
@@ -83,31 +95,92 @@ class RegistryDestination:
             raise
 
     def _patch(self, url: str, piece: bytes, offset: int, what: str) -> str:
+        """``piece`` (the blob's bytes from ``offset``) sent in a PATCH; the next upload Location.
+
+        Where the connection breaks, a 5xx comes back or the registry refuses the range (416), the
+        upload's status (``GET`` of its Location) says how much the registry holds, and what it
+        lacks of the piece is sent from there: at most ``retries`` times in a row."""
         end = offset + len(piece) - 1
-        response = self._client.send(
-            "PATCH",
-            url,
-            {
-                "Content-Type": "application/octet-stream",
-                "Content-Length": str(len(piece)),
-                "Content-Range": f"{offset}-{end}",
-            },
-            piece,
-        )
+        held = offset  # of the blob, what the registry has confirmed
+        failures = 0
+        while True:
+            try:
+                response = self._client.send(
+                    "PATCH",
+                    url,
+                    {
+                        "Content-Type": "application/octet-stream",
+                        "Content-Length": str(end + 1 - held),
+                        "Content-Range": f"{held}-{end}",
+                    },
+                    piece[held - offset :],
+                    retry=False,
+                )
+            except UnreachableError as exc:
+                broke = f"the connection broke ({printable(str(exc.__cause__ or exc))})"
+            else:
+                if response.status not in RESUMED_STATUSES:
+                    return self._confirmed(response, held, end, what)
+                broke = f"the registry answered HTTP {response.status}"
+                _done(response)
+            failures += 1
+            if failures > self._client.options.retries:
+                raise RegistryError(
+                    f"{self.location}: {what}: bytes {held}-{end} not sent: {broke}, {failures} times"
+                )
+            self._client.sleep(self._client.backoff(failures - 1))
+            url, holds = self._status(url, what)
+            if not offset <= holds <= end + 1:
+                raise RegistryError(
+                    f"{self.location}: {what}: the registry holds {holds} bytes of the upload, "
+                    f"not between {offset} and {end + 1}"
+                )
+            if holds > held:
+                failures = 0  # progress: the count is of failures in a row
+            held = holds
+            if held == end + 1:
+                return url
+
+    def _confirmed(self, response: urllib3.BaseHTTPResponse, start: int, end: int, what: str) -> str:
         confirmed = response.headers.get("Range", "")
         following = self._location(response, what, 202)
         match = _RANGE_RE.fullmatch(confirmed.strip())
         if match is None or int(match.group(1)) != end:
             raise RegistryError(
-                f"{self.location}: {what}: after bytes {offset}-{end} the registry confirms "
+                f"{self.location}: {what}: after bytes {start}-{end} the registry confirms "
                 f"Range {printable(confirmed or '(none)')!r}"
             )
         return following
+
+    def _status(self, url: str, what: str) -> tuple[str, int]:
+        """The upload's Location and how many bytes the registry holds of it (its ``Range``)."""
+        response = self._client.send("GET", url, {})
+        if response.status == 404:
+            _done(response)
+            raise UploadLostError(
+                f"{self.location}: {what}: the registry gave up the upload session after a broken "
+                "request (its status: HTTP 404)"
+            )
+        confirmed = response.headers.get("Range", "").strip()
+        following = self._location(response, f"{what} (upload status)", 204)
+        if not confirmed:
+            return following, 0
+        match = _RANGE_RE.fullmatch(confirmed)
+        if match is None:
+            raise RegistryError(
+                f"{self.location}: {what}: the upload's status gives Range {printable(confirmed)!r}"
+            )
+        # distribution answers 0-0 for an empty upload as for one of a byte: the empty one is
+        # assumed (a byte sent again is refused with 416, and asked about again)
+        last = int(match.group(1))
+        return following, last + 1 if last > 0 else 0
 
     def _finish(self, url: str, digest: Digest, body: bytes, what: str) -> None:
         headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(body))}
         response = self._client.send("PUT", _with_query(url, digest=str(digest)), headers, body)
         try:
+            if response.status == 404:  # a PUT retried after a broken one finds the session gone
+                raise UploadLostError(str(self._client.error(response, f"{what} (upload)")))
             if response.status != 201:
                 raise self._client.error(response, f"{what} (upload)")
         finally:

@@ -152,9 +152,11 @@ def test_a_blob_larger_than_a_piece_is_uploaded_in_chunks(
     sent: list[tuple[str, str, int]] = []
     original = Client.send
 
-    def spy(self: Client, method: str, url: str, headers: dict[str, str], body: bytes | None = None) -> Any:
+    def spy(
+        self: Client, method: str, url: str, headers: dict[str, str], body: bytes | None = None, **kwargs: Any
+    ) -> Any:
         sent.append((method, headers.get("Content-Range", ""), len(body or b"")))
-        return original(self, method, url, headers, body)
+        return original(self, method, url, headers, body, **kwargs)
 
     monkeypatch.setattr(Client, "send", spy)
     monkeypatch.setattr(push, "UPLOAD_PIECE", 100_000)
@@ -190,18 +192,14 @@ def test_a_push_without_credentials_is_refused_and_tags_nothing(
     assert "not found in the registry" in check.stderr
 
 
-def test_a_destination_copy_does_not_write(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
-    for dest, message in [
-        (f"oci-archive:{tmp_path / 'a.tar'}", "copy does not write oci-archive: yet"),
-        (str(tmp_path / "bare"), "name the destination's transport"),
-    ]:
-        run = imgtool_cli("copy", f"oci:{SAMPLE}:1.0", dest)
-        assert run.code == 2, run.stderr
-        assert run.stderr == (
-            f"imgtool: error: {dest}: {message}; it writes oci:DIR[:REF] or docker://HOST/REPO[:TAG]\n"
-            if "yet" in message
-            else f"imgtool: error: {dest}: {message}: oci:DIR[:REF] or docker://HOST/REPO[:TAG]\n"
-        )
+def test_a_destination_without_a_transport_is_refused(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
+    dest = str(tmp_path / "bare")
+    run = imgtool_cli("copy", f"oci:{SAMPLE}:1.0", dest)
+    assert run.code == 2, run.stderr
+    assert run.stderr == (
+        f"imgtool: error: {dest}: name the destination's transport: oci:DIR[:REF], oci-archive:FILE[:REF], "
+        "docker-archive:FILE[:NAME:TAG] or docker://HOST/REPO[:TAG]\n"
+    )
     assert sorted(tmp_path.iterdir()) == []
 
 
@@ -262,17 +260,37 @@ def test_all_platforms_of_one_image_copies_that_image(
     assert layout_image(tmp_path / "one", "x") == layout_image(SAMPLE, "1.1")
 
 
-def test_a_copy_within_one_registry_mounts_the_blobs(pushed: Pushed, imgtool_cli: ImgtoolCli) -> None:
-    target = pushed.ref(f"mounted-{pushed.registry.auth}/sample:1.1")
+def test_a_copy_within_one_registry_mounts_the_blobs(
+    pushed: Pushed, imgtool_cli: ImgtoolCli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[str, str]] = []
+    original = Client.send
+
+    def spy(self: Client, method: str, url: str, headers: dict[str, str], body: bytes | None = None,
+            **kwargs: Any) -> Any:  # fmt: skip
+        sent.append((method, url))
+        return original(self, method, url, headers, body, **kwargs)
+
+    monkeypatch.setattr(Client, "send", spy)
+    server = pushed.registry.token
+    if server is not None:
+        server.requests.clear()
+    repository = f"mounted-{pushed.registry.auth}/sample"
+    target = pushed.ref(f"{repository}:1.1")
     run = imgtool_cli("copy", "--json", pushed.ref("sample:1.1"), target, *pushed.creds)
     assert (run.code, run.stderr) == (0, "")
     doc = json.loads(run.stdout)
     digest, blobs = layout_image(SAMPLE, "1.1")
     assert doc["manifest_digest"] == digest
-    # with token auth no mount is tried (it needs one token for two repositories): the blobs are
-    # uploaded; elsewhere the registry mounts them and none is sent
-    sent = "copied" if pushed.registry.auth == "token" else "present"
-    assert {b["status"] for b in doc["blobs"]} == {sent}
+    # in every auth configuration the registry mounts the blobs: one POST each, nothing uploaded
+    assert {b["status"] for b in doc["blobs"]} == {"present"}
+    posts = [url for method, url in sent if method == "POST"]
+    assert sorted(posts) == sorted(f"blobs/uploads/?mount={d.replace(':', '%3A')}&from=sample"
+                                   for d in blobs if d != digest)  # fmt: skip
+    assert [method for method, _ in sent if method != "POST"] == ["PUT"]  # the manifest alone
+    if server is not None:  # one token for both repositories, asked once
+        both = f"repository:{repository}:pull,push repository:sample:pull"
+        assert [r for r in server.requests if r[0] == both] == [(both, USER, True)]
     assert _skopeo(pushed, "inspect", "--raw", target) == blobs[digest]
     verify = imgtool_cli("verify", target, *pushed.creds)
     assert verify.code == 0

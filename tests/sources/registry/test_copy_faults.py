@@ -164,3 +164,43 @@ def test_ctrl_c_during_a_slow_copy_leaves_the_destination_as_it_was(
     else:
         assert sorted(p.name for p in work.iterdir()) == ["layout"]
         assert _contents(dest) == before
+
+
+@pytest.mark.parametrize("transport", ["oci-archive", "docker-archive"])
+def test_ctrl_c_during_a_slow_copy_into_an_archive_leaves_the_file_as_it_was(
+    plain: Pushed, proxy: FaultProxy, tmp_path: Path, transport: str
+) -> None:
+    digest, _ = _big_layer(plain)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "out.tar").write_bytes(b"an earlier archive")
+    proxy.faults = [Fault(digest, delay=0.05)]  # 300 kB in 4 kB pieces: about 4 s
+    err = tmp_path / "stderr"
+    argv = [sys.executable, "-m", "imgtool", "copy", "-q", plain.ref("big:1", proxy.host),
+            f"{transport}:{work / 'out.tar'}"]  # fmt: skip
+    with open(err, "wb") as stderr:
+        proc = subprocess.Popen(
+            argv,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            preexec_fn=_default_signals,  # noqa: PLW1509 - only resets signal dispositions
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(s.method == "GET" and s.path.endswith(digest) for s in proxy.seen):
+            assert proc.poll() is None, err.read_text()
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.3)  # some of the blob is staged beside the file now
+        assert proc.poll() is None
+        assert len(list(work.iterdir())) == 2  # the file and the staging directory
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (code, err.read_text()) == (130, "imgtool: error: interrupted\n")
+    assert [(p.name, p.read_bytes()) for p in work.iterdir()] == [("out.tar", b"an earlier archive")]

@@ -185,3 +185,26 @@ def test_challenges_are_parsed() -> None:
         Challenge("basic", {"realm": 'the "quoted" realm'}),
         Challenge("bearer", {"realm": "https://other/token"}),
     ]
+
+
+def test_an_identity_token_is_kept_with_its_user(home: Path) -> None:
+    auths = {
+        "registry.example:5000": {**_auth("me", ""), "identitytoken": "refresh-1"},
+        "other.example": {"identitytoken": "refresh-2"},
+    }
+    _write(home / "docker" / "config.json", {"auths": auths})
+    found = find_credentials(NAME, RegistryOptions())
+    assert found == Credentials("me", "", "refresh-1")
+    assert repr(found) == "Credentials('me', ***, identity token)"
+    other = find_credentials(parse_docker_name("other.example/app"), RegistryOptions())
+    assert other == Credentials("<token>", "", "refresh-2")
+
+
+def test_a_helper_gives_an_identity_token_as_the_secret_of_token(home: Path) -> None:
+    _helper(home, "oauth", 'read server; echo \'{"Username": "<token>", "Secret": "refresh-3"}\'\n')
+    _write(home / "docker" / "config.json", {"credsStore": "oauth"})
+    warnings: list[str] = []
+    assert find_credentials(NAME, RegistryOptions(warn=warnings.append)) == Credentials(
+        "<token>", "", "refresh-3"
+    )
+    assert warnings == []

@@ -3,12 +3,14 @@ fetched once per scope and reused, credentials go with the token request only.""
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.cli import ImgtoolCli
-from tests.helpers.registry import PASSWORD, USER, FaultProxy
+from tests.helpers.registry import IDENTITY_TOKEN, PASSWORD, SERVICE, USER, FaultProxy
 from tests.sources.registry.conftest import SAMPLE, Pushed
 
 
@@ -73,4 +75,57 @@ def test_wrong_credentials_are_refused_by_the_token_server(
     assert result.stderr == (
         f"imgtool: error: {ref}: the token server 127.0.0.1:{server.port} "
         f"refused a token as {USER} (HTTP 401)\n"
+    )
+
+
+def _identity_file(tmp_path: Path, host: str, token: str, user: str | None) -> Path:
+    entry = {"identitytoken": token}
+    if user is not None:
+        entry["auth"] = base64.b64encode(f"{user}:".encode()).decode()
+    path = tmp_path / "auth.json"
+    path.write_text(json.dumps({"auths": {host: entry}}))
+    return path
+
+
+def test_an_identity_token_is_exchanged_at_the_token_server(
+    token: Pushed, imgtool_cli: ImgtoolCli, tmp_path: Path, no_config: None
+) -> None:
+    server = token.registry.token
+    assert server is not None
+    server.requests.clear()
+    server.oauth.clear()
+    authfile = _identity_file(tmp_path, token.registry.host, IDENTITY_TOKEN, USER)
+    pulled = imgtool_cli("inspect", "--json", token.ref("sample:1.1"), "--authfile", str(authfile))
+    assert (pulled.code, pulled.stderr) == (0, "")
+    pushed = imgtool_cli(
+        "copy", "-q", f"oci:{SAMPLE}:1.0", token.ref("identity/sample:1.0"), "--authfile", str(authfile)
+    )
+    assert (pushed.code, pushed.stderr) == (0, "")
+    # one OAuth2 POST per scope, the refresh token in it (left out of the record), no GET at all
+    form = {"grant_type": "refresh_token", "client_id": "imgtool", "service": SERVICE}
+    assert server.oauth == [
+        {**form, "scope": "repository:sample:pull"},
+        {**form, "scope": "repository:identity/sample:pull,push"},
+    ]
+    assert server.requests == []
+    back = imgtool_cli("inspect", "--json", token.ref("identity/sample:1.0"), *token.creds)
+    assert (
+        json.loads(back.stdout)["manifest_digest"]
+        == json.loads(imgtool_cli("inspect", "--json", f"oci:{SAMPLE}:1.0").stdout)["manifest_digest"]
+    )
+
+
+@pytest.mark.parametrize(("user", "who"), [(USER, f" of {USER}"), (None, "")])
+def test_a_refused_identity_token_is_an_error(
+    token: Pushed, imgtool_cli: ImgtoolCli, tmp_path: Path, no_config: None, user: str | None, who: str
+) -> None:
+    server = token.registry.token
+    assert server is not None
+    ref = token.ref("sample:1.0")
+    authfile = _identity_file(tmp_path, token.registry.host, "expired-token", user)
+    result = imgtool_cli("inspect", ref, "--authfile", str(authfile))
+    assert (result.code, result.stdout) == (1, "")
+    assert result.stderr == (
+        f"imgtool: error: {ref}: the token server 127.0.0.1:{server.port} "
+        f"refused a token for the identity token{who} (HTTP 401)\n"
     )
