@@ -26,11 +26,11 @@ def squash_json(result: SquashResult) -> str:
 
 
 def squash_text(result: SquashResult) -> str:
-    """Which layers became which, and the copy's line."""
+    """Which layers became which, then the copy's line."""
     layer = result.layer
     span = f"layer {result.first}" if result.first == result.last else f"layers {result.first}-{result.last}"
     return (
         f"Squashed {span} of {result.layers_before} into layer {layer.index} ({layer.digest}, "
-        f"{human_size(layer.size)}, {human_size(layer.uncompressed_size)} uncompressed); "
+        f"{human_size(layer.size)}, {human_size(layer.uncompressed_size)} uncompressed)\n"
         + copy_text(result.copy)
     )
