@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from imgtool.image.image import Image
 from imgtool.layers.paths import join_path
-from imgtool.layers.tarstream import Kind
+from imgtool.layers.tarstream import KIND_NAMES, Kind
 from imgtool.merge.changes import (
     Change,
     ChangeLog,
@@ -144,11 +143,23 @@ def _new_data(layer: int, change: Change, stored: set[tuple[int, int]]) -> int:
 
 
 @dataclass(slots=True)
+class WastedPath:
+    """A path whose earlier versions later layers left unreachable: their bytes, how many, and
+    the layers that stored them."""
+
+    path: bytes
+    wasted_bytes: int
+    versions_lost: int
+    layers: list[int]
+
+
+@dataclass(slots=True)
 class Efficiency:
     stored_bytes: int
     final_bytes: int
     wasted_bytes: int
     top_wasters: list[tuple[bytes, int, int]]  # path, wasted bytes, number of versions lost
+    wasted_files: list[WastedPath] = field(default_factory=list)  # every one, most bytes first
 
     @property
     def score(self) -> float:
@@ -170,14 +181,25 @@ def efficiency(view: MergedView, log: ChangeLog, top: int = 10) -> Efficiency:
             if key not in seen:
                 seen.add(key)
                 final += content.size
-    waste: dict[bytes, list[int]] = defaultdict(lambda: [0, 0])
+    waste: dict[bytes, WastedPath] = {}
+    last_stored: dict[bytes, int] = {}  # the layer that last stored a version of the file at a path
+    file_word, kept = KIND_NAMES[Kind.FILE], (ChangeWord.ADDED, ChangeWord.MODIFIED)
     for change in log.changes:
         if change.unreachable:
-            slot = waste[change.path]
-            slot[0] += change.unreachable
-            slot[1] += 1
-    ranked = sorted(((p, w[0], w[1]) for p, w in waste.items()), key=lambda t: (-t[1], t[0]))
-    return Efficiency(stored_bytes, final, max(0, stored_bytes - final), ranked[:top])
+            slot = waste.get(change.path)
+            if slot is None:
+                slot = waste[change.path] = WastedPath(change.path, 0, 0, [])
+            slot.wasted_bytes += change.unreachable
+            slot.versions_lost += 1
+            if change.path in last_stored:
+                slot.layers.append(last_stored[change.path])
+        if change.kind == file_word and change.change in kept:  # a hardlink's bytes: its file's layer
+            last_stored[change.path] = change.inode[0] if change.inode is not None else change.layer
+    ranked = sorted(waste.values(), key=lambda w: (-w.wasted_bytes, w.path))
+    for wasted_path in ranked:
+        wasted_path.layers = sorted(set(wasted_path.layers))
+    top_wasters = [(w.path, w.wasted_bytes, w.versions_lost) for w in ranked[:top]]
+    return Efficiency(stored_bytes, final, max(0, stored_bytes - final), top_wasters, ranked)
 
 
 def shared_layers(first: Image, second: Image) -> tuple[int, list[str]]:

@@ -134,7 +134,7 @@ def test_cat(ref: str, imgtool_cli: ImgtoolCli) -> None:
 
 
 def test_diff_layers(ref: str, imgtool_cli: ImgtoolCli) -> None:
-    docs = json.loads(imgtool_cli("diff", "layers", ref, "--json").stdout)
+    docs = json.loads(imgtool_cli("diff", "layers", ref, "--json").stdout)["layers"]
     assert [(d["index"], d["created_by"]) for d in docs] == [(0, "base"), (1, "update conf"), (2, "cleanup")]
     assert docs[1]["changes"] == [
         {"path": "/etc/conf", "change": "modified", "type": "file", "size": 2, "what": ["content", "mtime"]},
@@ -395,12 +395,21 @@ def test_sizes_count_files_not_names(tmp_path: Path, imgtool_cli: ImgtoolCli) ->
     run = imgtool_cli("diff", "layers", ref, "--json")
     assert (run.code, run.stderr) == (0, "")
     assert [
-        (d["summary"]["bytes_added"], d["summary"]["bytes_unreachable"]) for d in json.loads(run.stdout)
+        (d["summary"]["bytes_added"], d["summary"]["bytes_unreachable"])
+        for d in json.loads(run.stdout)["layers"]
     ] == [
         (1000, 0),
         (10, 0),  # the hardlink to layer 0's file stores no data
         (0, 1000),  # the last of seven names gone: the file is unreachable, once
     ]
+    assert json.loads(run.stdout)["image"] == {
+        "stored_bytes": 1010,
+        "final_bytes": 10,
+        "wasted_bytes": 1000,
+        "efficiency": round(10 / 1010, 6),
+        # the name whose removal left the file unreachable, and the layer that stored its bytes
+        "wasted_files": [{"path": "/bin/more", "wasted_bytes": 1000, "versions_lost": 1, "layers": [0]}],
+    }
     text = imgtool_cli("diff", "layers", ref).stdout
     assert text.endswith(
         "Image efficiency: 1.0%  (layers store 1.0 KB, the final tree holds 10 B, wasted 1.0 KB)\n"
@@ -466,7 +475,7 @@ def test_aufs_bookkeeping_stays_out_and_its_hardlinks_resolve(
         ("bin/old", tarfile.REGTYPE, ""),
         ("bin/sh", tarfile.LNKTYPE, "bin/ls"),
     ]
-    docs = json.loads(imgtool_cli("diff", "layers", ref, "--json").stdout)
+    docs = json.loads(imgtool_cli("diff", "layers", ref, "--json").stdout)["layers"]
     assert [(c["path"], c["change"]) for c in docs[1]["changes"]] == [
         ("/bin/ls", "added"),
         ("/bin/sh", "added"),

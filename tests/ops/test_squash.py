@@ -445,5 +445,6 @@ def test_cli_text_and_json(imgtool_cli: ImgtoolCli, tmp_path: Path) -> None:
     assert (run.code, run.stderr) == (0, "")
     assert run.stdout.startswith(f"Squashed layers 1-3 of 5 into layer 1 ({layer.digest}, ")
     assert run.stdout.endswith(
-        f" uncompressed)\nCopied {manifest} to oci:{tmp_path / 'out'}:y: 0 blobs copied (0 B), 4 already there\n"
+        f" uncompressed)\nCopied {manifest} to oci:{tmp_path / 'out'}:y: "
+        "0 blobs copied (0 B), 4 already there\n"
     )

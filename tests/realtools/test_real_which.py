@@ -111,7 +111,7 @@ def test_diff_layers_summary(standard_image: StandardImageFactory, imgtool_cli: 
     ref = standard_image("history").export("oci", "gzip")
     run = imgtool_cli("diff", "layers", ref, "--json")
     assert run.code == 0, run.stderr
-    layers = json.loads(run.stdout)
+    layers = json.loads(run.stdout)["layers"]
     changes = {
         d["index"]: {(c["path"], c["change"], tuple(c.get("what", ()))) for c in d["changes"]} for d in layers
     }

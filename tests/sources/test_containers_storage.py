@@ -224,7 +224,7 @@ def test_image_by_id_and_short_name(imgtool_cli: ImgtoolCli, store: Store) -> No
 
 def test_container_layer_is_the_top_layer(imgtool_cli: ImgtoolCli, store: Store) -> None:
     ref = store.container(WORK)
-    layers = _json(imgtool_cli, "diff", "layers", "--json", ref)
+    layers = _json(imgtool_cli, "diff", "layers", "--json", ref)["layers"]
     top = layers[-1]
     assert top["created_by"] == f"the writable layer of container {WORK}"
     changed = [(c["path"], c["change"], c["type"], c["size"]) for c in top["changes"]]
@@ -380,7 +380,7 @@ def test_container_changes_as_the_engine_leaves_them(
         (top / "bin" / "other").write_bytes(b"other\n")
         (top / "d" / "a.txt").write_bytes(b"edited\n")
     ref = copy.container(WORK)
-    changes = _json(imgtool_cli, "diff", "layers", "--json", ref)[-1]["changes"]
+    changes = _json(imgtool_cli, "diff", "layers", "--json", ref)["layers"][-1]["changes"]
     found = {(c["path"], c["change"]) for c in changes if c["type"] != "dir"}
     assert found == {
         ("/b.txt", "deleted"),

@@ -157,7 +157,7 @@ def test_store_image_answers_as_docker_save(imgtool_cli: ImgtoolCli, engine: Eng
 
 
 def test_container_diff_is_docker_diff(imgtool_cli: ImgtoolCli, engine: Engine) -> None:
-    layers = _json(imgtool_cli, "diff", "layers", "--json", engine.container("box"))
+    layers = _json(imgtool_cli, "diff", "layers", "--json", engine.container("box"))["layers"]
     assert [layer["created_by"] for layer in layers[-2:]] == [
         "Docker's init layer of container box",
         "the writable layer of container box",

@@ -97,7 +97,7 @@ def test_stack_applies_as_overlayfs(imgtool_cli: ImgtoolCli, stack: Path) -> Non
     which = _json(imgtool_cli, "which-layer", "--json", ref, "/etc/c")
     assert which[0]["layer"]["created_by"] == f"overlay upper directory {stack}/u"
     assert imgtool_cli("cat", ref, "/etc/b").stdout_bytes == b"BB\n"
-    layers = _json(imgtool_cli, "diff", "layers", "--json", ref)
+    layers = _json(imgtool_cli, "diff", "layers", "--json", ref)["layers"]
     deleted = sorted(c["path"] for c in layers[1]["changes"] if c["change"] == "deleted")
     assert deleted == ["/etc/a", "/keep/k", "/opt/x"]
     rows = _json(imgtool_cli, "verify", "--json", ref)

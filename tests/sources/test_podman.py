@@ -305,7 +305,7 @@ def _in_podman_words(changes: list[dict[str, Any]], opaque: set[str], driver: st
 @pytest.mark.parametrize("name", CONTAINERS)
 def test_container_diff_is_podman_diff(imgtool_cli: ImgtoolCli, engine: Engine, name: str) -> None:
     ref = engine.container(name)
-    layers = _json(imgtool_cli, "diff", "layers", "--json", ref)
+    layers = _json(imgtool_cli, "diff", "layers", "--json", ref)["layers"]
     assert layers[-1]["created_by"] == f"the writable layer of container {name}"
     opaque = _opaque_dirs(engine, name)
     assert opaque == ({"/srv/again"} if engine.driver == "overlay" else set())
@@ -441,7 +441,7 @@ def test_running_container_read_in_place(
     imgtool_cli: ImgtoolCli, engine: Engine, live: str, tmp_path: Path
 ) -> None:
     assert engine.podman("inspect", "--format={{.State.Status}}", live).strip() == "running"
-    changes = _json(imgtool_cli, "diff", "layers", "--json", engine.container(live))[-1]["changes"]
+    changes = _json(imgtool_cli, "diff", "layers", "--json", engine.container(live))["layers"][-1]["changes"]
     podman_diff = (engine.base / "live.diff").read_text().splitlines()
     assert "A /ready" in podman_diff
     assert _in_podman_words(changes, _opaque_dirs(engine, live), engine.driver) == sorted(podman_diff)
@@ -466,8 +466,8 @@ def test_podman_mount_point_read_as_overlay_mount(
     assert run.code == 0, run.stderr
     assert (tmp_path / "mount.tar").read_bytes() == (tmp_path / "container.tar").read_bytes()
     # Layer by layer: the image's layers as podman's lower directories, the container's on top.
-    ours = json.loads((tmp_path / "mount.json").read_text())
-    theirs = _json(imgtool_cli, "diff", "layers", "--json", engine.container("box"))
+    ours = json.loads((tmp_path / "mount.json").read_text())["layers"]
+    theirs = _json(imgtool_cli, "diff", "layers", "--json", engine.container("box"))["layers"]
     # A directory a layer's tar does not hold is made when podman unpacks it, with the time of
     # that day: the walk of the unpacked layer sees that mtime, the tar-split does not.
     assert [_but_dir_mtimes(layer["changes"]) for layer in ours] == [
@@ -482,9 +482,9 @@ def _but_dir_mtimes(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_container_by_id_and_its_layer_unverifiable(imgtool_cli: ImgtoolCli, engine: Engine) -> None:
     container_id = engine.podman("inspect", "--format={{.Id}}", "box").strip()
-    by_name = _json(imgtool_cli, "diff", "layers", "--json", engine.container("box"))
+    by_name = _json(imgtool_cli, "diff", "layers", "--json", engine.container("box"))["layers"]
     for selector in (container_id, container_id[:12]):
-        assert _json(imgtool_cli, "diff", "layers", "--json", engine.container(selector)) == by_name
+        assert _json(imgtool_cli, "diff", "layers", "--json", engine.container(selector))["layers"] == by_name
     rows = _json(imgtool_cli, "verify", "--json", engine.container("box"))
     assert [(r["blob"], r["kind"], r["status"]) for r in rows] == [
         ("config", "application/vnd.oci.image.config.v1+json", "ok"),  # the manifest is synthesized

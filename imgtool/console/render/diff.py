@@ -49,7 +49,7 @@ def diff_layers_json(result: LayerRange | LayerChanges) -> str:
             "changes": [change_json(c) for c in result.changes],
         }
         return json_text(doc)
-    docs = [
+    layers = [
         {
             "index": s.index,
             "digest": s.digest,
@@ -66,7 +66,23 @@ def diff_layers_json(result: LayerRange | LayerChanges) -> str:
         }
         for s in result.summaries
     ]
-    return json_text(docs)
+    waste = result.efficiency
+    image = {
+        "stored_bytes": waste.stored_bytes,
+        "final_bytes": waste.final_bytes,
+        "wasted_bytes": waste.wasted_bytes,
+        "efficiency": round(waste.score, 6),
+        "wasted_files": [
+            {
+                "path": display(w.path),
+                "wasted_bytes": w.wasted_bytes,
+                "versions_lost": w.versions_lost,
+                "layers": w.layers,
+            }
+            for w in waste.wasted_files
+        ],
+    }
+    return json_text({"layers": layers, "image": image})
 
 
 def diff_layers_text(
