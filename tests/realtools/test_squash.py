@@ -145,3 +145,29 @@ def test_images_buildah_built_squash_in_the_middle(
     _same_tree(
         umoci_unpack(tmp_path / "out", "s", tmp_path / "umoci"), _flatten(imgtool_cli, src, tmp_path / "e")
     )
+
+
+@requires("umoci", "skopeo")
+@pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
+def test_squash_into_an_archive_is_read_back_by_skopeo_and_umoci(
+    imgtool_cli: ImgtoolCli, tmp_path: Path, transport: str
+) -> None:
+    """squash writes every destination copy writes: an archive, which skopeo copies to a layout
+    that umoci unpacks to flatten's tree of the original."""
+    src = f"oci:{SAMPLE}:1.1"
+    name = "example.com/squashed:1" if transport == "docker-archive" else "s"
+    dest = f"{transport}:{tmp_path / 'out.tar'}:{name}"
+    run = imgtool_cli("squash", "-q", src, dest, "--from", "1", "--to", "3")
+    assert (run.code, run.stderr) == (0, "")
+    layers = json.loads(imgtool_cli("inspect", "--json", dest).stdout)["layers"]
+    assert len(layers) == 3
+    assert imgtool_cli("verify", dest).code == 0
+    subprocess.run(
+        ["skopeo", "--insecure-policy", "copy", "--quiet", dest, f"oci:{tmp_path / 'copied'}:c"],
+        check=True,
+        timeout=120,
+    )
+    expected = _flatten(imgtool_cli, src, tmp_path / "expected")
+    _same_tree(umoci_unpack(tmp_path / "copied", "c", tmp_path / "umoci"), expected)
+    diff = imgtool_cli("diff", "images", src, dest)
+    assert diff.code == 0, diff.stdout
