@@ -6,10 +6,11 @@ holds), so the same directory gives the same bytes. In the overlay form (an over
 lower directory) a character device 0/0 becomes the whiteout ``.wh.NAME``, a directory whose
 ``trusted.overlay.opaque`` or ``user.overlay.opaque`` xattr is ``y`` is followed by its opaque
 marker ``.wh..wh..opq``, and the kernel's ``*.overlay.*`` bookkeeping xattrs are left out; a
-whiteout's shared inode is not taken for a hardlink. Against a lower directory (a vfs layer,
-which is a full copy of its parent plus its changes) the walk gives only what differs, as the
-engine's own naive diff does: what is new or whose metadata changed, the directories above it,
-and a whiteout for what is gone.
+whiteout's shared inode is not taken for a hardlink. An entry that ``redirect_dir`` or ``metacopy``
+made (its ``overlay.redirect`` or ``overlay.metacopy`` xattr) is refused, naming it. Against a
+lower directory (a vfs layer, which is a full copy of its parent plus its changes) the walk gives
+only what differs, as the engine's own naive diff does: what is new or whose metadata changed,
+the directories above it, and a whiteout for what is gone.
 
 Nothing is followed out of the directory: every component is opened with ``O_NOFOLLOW``
 relative to its parent, a symlink is an entry and never a way in, and a file that changes while
@@ -34,6 +35,12 @@ BLOCK: Final = 512
 _DIR_FLAGS: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS: Final = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _OPAQUE_VALUE: Final = b"y"
+# What overlayfs's redirect_dir and metacopy features leave in a layer: the entry's content is found
+# elsewhere, by rules imgtool does not follow. Read as plain entries they would be wrong (a renamed
+# directory shown as new and empty of what it held, a file empty), so they are refused.
+_NOT_FOLLOWED: Final = frozenset(
+    f"{prefix}{name}" for prefix in whiteout.OVERLAY_XATTR_PREFIXES for name in ("redirect", "metacopy")
+)
 
 
 def open_dir(root: str, relative: str = "", what: str = "") -> int:
@@ -361,6 +368,11 @@ class _Writer:
             return {}
         found: dict[str, bytes] = {}
         for key in sorted(names):
+            if self.overlay and key in _NOT_FOLLOWED:
+                raise LayerError(
+                    f"{self.what}: '{escape(path)}' carries {key} (a directory renamed, or a file whose "
+                    "data is in a lower layer, under redirect_dir or metacopy): not supported"
+                )
             if (
                 self.overlay
                 and key.startswith(whiteout.OVERLAY_XATTR_PREFIXES)

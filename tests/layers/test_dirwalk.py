@@ -181,3 +181,29 @@ def test_a_failed_stream_stays_failed() -> None:
     for _ in range(2):  # a reader that drains after an error meets the error again, not an early end
         with pytest.raises(LayerError, match="'f' changed while being read"):
             stream.read(10)
+
+
+@ROOT_ONLY
+@pytest.mark.parametrize(
+    ("name", "key", "kind"),
+    [
+        ("moved", "trusted.overlay.redirect", "dir"),
+        ("big", "trusted.overlay.metacopy", "file"),
+        ("moved", "user.overlay.redirect", "dir"),
+    ],
+)
+def test_redirected_and_metacopy_entries_are_refused(tmp_path: Path, name: str, key: str, kind: str) -> None:
+    """redirect_dir and metacopy put an entry's content elsewhere: read as it is on disk it would
+    be wrong (a renamed directory without what it held, an empty file), so it is refused."""
+    target = tmp_path / "upper" / name
+    target.parent.mkdir()
+    if kind == "dir":
+        target.mkdir()
+    else:
+        target.write_bytes(b"")
+    try:
+        os.setxattr(target, key, b"/elsewhere" if key.endswith("redirect") else b"")
+    except OSError as exc:
+        pytest.skip(f"{key} cannot be set on this file system: {exc.strerror}")
+    with pytest.raises(LayerError, match=rf"^test: '{name}' carries {key} \(.*\): not supported$"):
+        _members(tmp_path / "upper")
