@@ -17,7 +17,7 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable
-from typing import IO, Final, Self
+from typing import IO, Final
 
 from imgtool.errors import OutputError
 from imgtool.image.destination import StoredManifest
@@ -27,6 +27,7 @@ from imgtool.sources.oci_writer import LayoutDestination
 from imgtool.system.fsutil import remove_tree
 from imgtool.system.staging import (
     Claim,
+    ClaimedOutput,
     make_dir,
     make_file,
     no_space,
@@ -66,7 +67,7 @@ def member(name: str, size: int = 0, kind: bytes = tarfile.REGTYPE, link: str = 
     return info
 
 
-class StagedArchive:
+class StagedArchive(ClaimedOutput):
     """What both archive destinations share: FILE checked, the staging directory, the layout in it
     holding the blobs, and the tar written and renamed into place."""
 
@@ -137,20 +138,6 @@ class StagedArchive:
     def abort(self) -> None:
         """What this copy staged is removed; FILE is left as it was (unless the copy committed)."""
         self._remove_staging()
-
-    def close(self) -> None:
-        try:
-            self.abort()
-        finally:
-            for claim in self._claims:
-                claim.release()
-            self._claims = []
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _write_tar(out: IO[bytes], members: Members) -> None:

@@ -16,7 +16,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
-from typing import Any, Final, Self
+from typing import Any, Final
 
 from imgtool.errors import ImageFormatError, OutputError
 from imgtool.image.compression import CHUNK
@@ -24,14 +24,22 @@ from imgtool.image.digest import Digest
 from imgtool.image.model import MAX_MANIFEST_BYTES, load_json, parse_index
 from imgtool.image.readable import Readable
 from imgtool.system.fsutil import remove_tree
-from imgtool.system.staging import Claim, make_dir, make_file, no_space, output_path, signals_deferred
+from imgtool.system.staging import (
+    Claim,
+    ClaimedOutput,
+    make_dir,
+    make_file,
+    no_space,
+    output_path,
+    signals_deferred,
+)
 
 REF_NAME: Final = "org.opencontainers.image.ref.name"
 OCI_INDEX: Final = "application/vnd.oci.image.index.v1+json"
 LAYOUT_FILE: Final = b'{"imageLayoutVersion":"1.0.0"}'
 
 
-class LayoutDestination:
+class LayoutDestination(ClaimedOutput):
     """``directory`` (made if absent; else an OCI layout, or an empty directory); ``ref`` is the
     ``org.opencontainers.image.ref.name`` the copied manifest gets in ``index.json`` (an entry
     with the same ref is replaced, as skopeo replaces it)."""
@@ -220,20 +228,6 @@ class LayoutDestination:
                     remove_tree(path)
                 elif os.path.lexists(path):
                     os.unlink(path)
-
-    def close(self) -> None:
-        try:
-            self.abort()
-        finally:
-            for claim in self._claims:
-                claim.release()
-            self._claims = []
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 @contextlib.contextmanager

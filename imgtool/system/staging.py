@@ -22,7 +22,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Iterator
-from typing import Final
+from typing import Final, Self
 
 from imgtool.errors import OutputError
 from imgtool.system.fsutil import remove_tree
@@ -104,6 +104,30 @@ class Claim:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class ClaimedOutput:
+    """An output written through staging paths it claims: closing it undoes what was not committed
+    (:meth:`abort`), then lets go of its claims. A subclass fills ``_claims`` and says ``abort``."""
+
+    _claims: list[Claim]
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        try:
+            self.abort()
+        finally:
+            for claim in self._claims:
+                claim.release()
+            self._claims = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def make_dir(directory: str, name: str, kind: str = "") -> tuple[str, Claim]:
