@@ -215,7 +215,7 @@ def check_confined(
         assert isinstance(case.cat, bytes)
         assert run.stdout_bytes == case.cat
     elif command == "diff":
-        assert len(json.loads(run.stdout)) == layer_count
+        assert len(json.loads(run.stdout)["layers"]) == layer_count
 
 
 def check_no_raw_controls(run: Run, *, binary: bool) -> None:

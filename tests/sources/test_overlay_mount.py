@@ -301,7 +301,7 @@ def test_live_mount_reads_as_its_directories(tmp_path: Path, api: str) -> None:
     assert "srv/old/gone" not in flat and flat["srv/old/again"][-1] == b"again\n"
     doc: dict[str, Any] = json.loads((out / "inspect.json").read_text())
     assert doc["transport"] == "overlay-mount"
-    layers = json.loads((out / "diff.json").read_text())
+    layers = json.loads((out / "diff.json").read_text())["layers"]
     assert [layer["created_by"] for layer in layers] == [
         f"overlay lower directory {low}",
         f"overlay lower directory {mid}",
