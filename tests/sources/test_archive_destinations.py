@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.helpers.cli import ImgtoolCli
+from tests.helpers.dockerd import docker, start_dockerd, stop_dockerd
 from tests.helpers.imagefactory import (
     Entry,
     File,
@@ -31,7 +32,6 @@ from tests.helpers.imagefactory import (
 )
 from tests.helpers.realtools import requires
 from tests.helpers.treesnap import compare, snapshot
-from tests.sources.test_docker_store import _docker, _start, _stop  # the private dockerd of those tests
 
 SAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sample-oci"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -289,19 +289,19 @@ def test_docker_loads_the_docker_archive(imgtool_cli: ImgtoolCli, tmp_path: Path
     # and this test's own tmp_path (its name in it) is longer than that allows.
     base = Path(tempfile.mkdtemp(prefix="imgtool-dockerd-"))
     cleanup = functools.partial(shutil.rmtree, base, ignore_errors=True)
-    daemon = _start(base, "vfs")
+    daemon = start_dockerd(base, "vfs")
     if daemon is None:
         log = (base / "log").read_text()
         cleanup()
         pytest.skip(f"dockerd cannot start here: {log[-300:]}")
     try:
-        said = _docker(base / "sock", "load", "-i", str(out))
-        layers = _docker(base / "sock", "image", "inspect", "--format", "{{json .RootFS.Layers}}",
+        said = docker(base / "sock", "load", "-i", str(out))
+        layers = docker(base / "sock", "image", "inspect", "--format", "{{json .RootFS.Layers}}",
                          "example.com/sample:1.1")  # fmt: skip
-        image_id = _docker(base / "sock", "image", "inspect", "--format", "{{.Id}}", "example.com/sample:1.1")
-        _docker(base / "sock", "save", "-o", str(tmp_path / "resaved.tar"), "example.com/sample:1.1")
+        image_id = docker(base / "sock", "image", "inspect", "--format", "{{.Id}}", "example.com/sample:1.1")
+        docker(base / "sock", "save", "-o", str(tmp_path / "resaved.tar"), "example.com/sample:1.1")
     finally:
-        _stop(daemon)
+        stop_dockerd(daemon)
         cleanup()
     assert said == "Loaded image: example.com/sample:1.1\n"
     assert json.loads(layers) == json.loads(config)["rootfs"]["diff_ids"]

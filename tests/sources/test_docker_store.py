@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import tarfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from click.shell_completion import ShellComplete
 from imgtool.cli import cli
 from imgtool.console.completion import COMPLETE_VAR
 from tests.helpers.cli import ImgtoolCli
+from tests.helpers.dockerd import docker, start_dockerd, stop_dockerd
 from tests.helpers.imagefactory import (
     Dir,
     File,
@@ -54,47 +53,6 @@ class Engine:
         return f"docker-container:[{self.root}]{name}"
 
 
-def _docker(sock: Path, *args: str) -> str:
-    env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
-    return subprocess.run(["docker", *args], check=True, capture_output=True, text=True, env=env).stdout
-
-
-def _start(base: Path, driver: str) -> subprocess.Popen[bytes] | None:
-    argv = [
-        "dockerd",
-        f"--data-root={base}/data",
-        f"--exec-root={base}/exec",
-        f"--host=unix://{base}/sock",
-        f"--pidfile={base}/pid",
-        f"--storage-driver={driver}",
-        "--iptables=false",
-        "--bridge=none",
-    ]
-    with open(base / "log", "wb") as log:
-        daemon = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if daemon.poll() is not None:
-            return None
-        try:
-            _docker(base / "sock", "version")
-        except subprocess.CalledProcessError:
-            time.sleep(0.2)
-        else:
-            return daemon
-    _stop(daemon)
-    return None
-
-
-def _stop(daemon: subprocess.Popen[bytes]) -> None:
-    daemon.send_signal(signal.SIGTERM)
-    try:
-        daemon.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        daemon.kill()
-        daemon.wait()
-
-
 @pytest.fixture(scope="module", params=["vfs", "overlay2"])
 def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     base = tmp_path_factory.mktemp(f"docker-{request.param}")
@@ -105,24 +63,24 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         make_layer([Whiteout("etc/a"), Opaque("opt/"), File("opt/y", b"yy\n"), Symlink("etc/l", "b")]),
     ]
     write_docker_archive(base / "in.tar", [(ImageSpec(layers), ["app:1"])])
-    daemon = _start(base, request.param)
+    daemon = start_dockerd(base, request.param)
     if daemon is None:
         pytest.skip(f"dockerd cannot start here with {request.param}: {(base / 'log').read_text()[-300:]}")
     sock = base / "sock"
     try:
-        _docker(sock, "load", "-i", str(base / "in.tar"))
-        _docker(sock, "save", "app:1", "-o", str(base / "saved.tar"))
-        _docker(sock, "create", "--pull=never", "--network=none", "--name", "box", "app:1", "/none")
+        docker(sock, "load", "-i", str(base / "in.tar"))
+        docker(sock, "save", "app:1", "-o", str(base / "saved.tar"))
+        docker(sock, "create", "--pull=never", "--network=none", "--name", "box", "app:1", "/none")
         (base / "new.txt").write_bytes(b"new in the container\n")
         (base / "b").write_bytes(b"changed b\n")
-        _docker(sock, "cp", str(base / "new.txt"), "box:/etc/new.txt")
-        _docker(sock, "cp", str(base / "b"), "box:/etc/b")
-        diff = _docker(sock, "diff", "box").splitlines()
+        docker(sock, "cp", str(base / "new.txt"), "box:/etc/new.txt")
+        docker(sock, "cp", str(base / "b"), "box:/etc/b")
+        diff = docker(sock, "diff", "box").splitlines()
         with open(base / "export.tar", "wb") as out:
             env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
             subprocess.run(["docker", "export", "box"], check=True, stdout=out, env=env)
     finally:
-        _stop(daemon)
+        stop_dockerd(daemon)
     yield Engine(base / "data", request.param, base / "saved.tar", base / "export.tar", diff)
     subprocess.run(["rm", "-rf", str(base / "data")], check=False)
 
