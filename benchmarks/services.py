@@ -18,6 +18,7 @@ import http.client
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -47,6 +48,25 @@ def log_tail(path: Path, limit: int = 600) -> str:
         return path.read_text(errors="replace")[-limit:].strip()
     except OSError:
         return ""
+
+
+def unmount_below(directory: Path) -> list[str]:
+    """Unmount (lazily, deepest first) every mount at or below ``directory``: what a dockerd that
+    died, or did not undo its own, left mounted over its data root. Returns the mount points."""
+    top = os.path.realpath(directory)
+    found: list[str] = []
+    with open("/proc/self/mountinfo", "rb") as mounts:
+        for line in mounts:
+            point = line.split(b" ")[4]
+            # mountinfo escapes space, tab, newline and backslash as octal (\040 ...)
+            text = re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m[1], 8)]), point).decode(
+                "utf-8", "surrogateescape"
+            )
+            if text == top or text.startswith(top + "/"):
+                found.append(text)
+    for mounted in sorted(found, key=len, reverse=True):
+        subprocess.run(["umount", "-l", mounted], check=False, capture_output=True)
+    return found
 
 
 def _stop(process: subprocess.Popen[bytes], grace: float) -> None:
@@ -316,7 +336,11 @@ class PrivateDockerd:
             )
 
     def close(self) -> None:
-        _stop(self.process, 60)
+        try:
+            _stop(self.process, 60)
+        finally:
+            unmount_below(self.data_root)
+            unmount_below(self.state)
 
 
 # --------------------------------------------------------------------------------------------------

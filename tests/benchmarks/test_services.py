@@ -22,6 +22,7 @@ from benchmarks.services import (
     PrivateDockerd,
     ServiceError,
     Traffic,
+    unmount_below,
     write_docker_archive,
 )
 from tests.helpers.cli import ImgtoolCli
@@ -238,3 +239,19 @@ def test_private_dockerd_loads_the_archive(tmp_path: Path) -> None:
         assert daemon.process.returncode is not None
     finally:
         subprocess.run(["rm", "-rf", str(tmp_path / "data")], check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")
+def test_unmount_below_undoes_what_a_daemon_left_mounted(tmp_path: Path) -> None:
+    """A dockerd that dies early leaves its data root bind-mounted over itself; what is below a
+    daemon's directory is unmounted after it stops, deepest first, names with spaces too."""
+    data = tmp_path / "data root"
+    inner = data / "inner"
+    inner.mkdir(parents=True)
+    for point in (data, inner):
+        done = subprocess.run(["mount", "--bind", str(point), str(point)], capture_output=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"a bind mount cannot be made here: {done.stderr.decode().strip()}")
+    assert sorted(unmount_below(tmp_path)) == [str(data), str(inner)]
+    assert unmount_below(tmp_path) == []
+    assert str(data) not in Path("/proc/self/mountinfo").read_text().replace("\\040", " ")

@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from benchmarks.services import unmount_below
+
 # containerd refuses a unix socket whose path is longer (its debug socket is the longest dockerd makes).
 MAX_SOCKET_PATH = 104
 
@@ -40,6 +42,7 @@ def start_dockerd(base: Path, driver: str) -> subprocess.Popen[bytes] | None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if daemon.poll() is not None:
+            unmount_below(base)
             return None
         try:
             docker(base / "sock", "version")
@@ -47,15 +50,19 @@ def start_dockerd(base: Path, driver: str) -> subprocess.Popen[bytes] | None:
             time.sleep(0.2)
         else:
             return daemon
-    stop_dockerd(daemon)
+    stop_dockerd(daemon, base)
     return None
 
 
-def stop_dockerd(daemon: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to its PID, then SIGKILL if it has not gone in 30 s."""
+def stop_dockerd(daemon: subprocess.Popen[bytes], base: Path) -> None:
+    """SIGTERM to its PID, then SIGKILL if it has not gone in 30 s; then what it left mounted below
+    ``base`` is unmounted (a daemon that died early leaves its data root bind-mounted over itself,
+    in the machine's mount table: the directory could not be removed)."""
     daemon.send_signal(signal.SIGTERM)
     try:
         daemon.wait(timeout=30)
     except subprocess.TimeoutExpired:
         daemon.kill()
         daemon.wait()
+    finally:
+        unmount_below(base)

@@ -301,7 +301,7 @@ def test_docker_loads_the_docker_archive(imgtool_cli: ImgtoolCli, tmp_path: Path
         image_id = docker(base / "sock", "image", "inspect", "--format", "{{.Id}}", "example.com/sample:1.1")
         docker(base / "sock", "save", "-o", str(tmp_path / "resaved.tar"), "example.com/sample:1.1")
     finally:
-        stop_dockerd(daemon)
+        stop_dockerd(daemon, base)
         cleanup()
     assert said == "Loaded image: example.com/sample:1.1\n"
     assert json.loads(layers) == json.loads(config)["rootfs"]["diff_ids"]

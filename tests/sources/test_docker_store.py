@@ -80,7 +80,7 @@ def engine(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             env = {**os.environ, "DOCKER_HOST": f"unix://{sock}"}
             subprocess.run(["docker", "export", "box"], check=True, stdout=out, env=env)
     finally:
-        stop_dockerd(daemon)
+        stop_dockerd(daemon, base)
     yield Engine(base / "data", request.param, base / "saved.tar", base / "export.tar", diff)
     subprocess.run(["rm", "-rf", str(base / "data")], check=False)
 
