@@ -168,7 +168,7 @@ def copy_command(src: str, dest: str, jobs: int, all_platforms: bool, opts: p.Im
     from imgtool.ops import copy
     from imgtool.sources import open_copy
 
-    with open_copy(src, dest, opts.platform, opts.registry, all_platforms) as (what, out):
+    with open_copy(src, dest, opts.platform, opts.registry_for_copy, all_platforms) as (what, out):
         show(render.copy(copy.copy_image(what, out, jobs=jobs, progress=opts.progress), opts))
 
 

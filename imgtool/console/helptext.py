@@ -118,7 +118,8 @@ Examples:
 DEST: oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG] or
 docker://HOST/REPO[:TAG]. Of an index, one image (--platform) or all. A docker-archive
 stores its layers uncompressed, as docker save does: its manifest digest is not the source's.
-From a registry it fetches each blob DEST lacks, unless the blob cache holds it.
+From a registry it fetches each blob DEST lacks, unless the blob cache holds it
+(what it fetches is not added to the cache: DEST keeps it).
 
 \b
 Example:

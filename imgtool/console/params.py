@@ -184,6 +184,12 @@ class ImageOptions:
         )
 
     @property
+    def registry_for_copy(self) -> RegistryOptions:
+        """:attr:`registry` whose blob cache is read but not added to: what a copy fetches its
+        destination keeps (writing each blob twice made a pull from a registry slower than skopeo's)."""
+        return dataclasses.replace(self.registry, blob_cache=BlobCache(keep=False))
+
+    @property
     def registry_uncached(self) -> RegistryOptions:
         """:attr:`registry` without the blob cache: every blob fetched (verify checks the registry's)."""
         return dataclasses.replace(self.registry, blob_cache=None)

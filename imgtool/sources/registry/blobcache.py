@@ -52,10 +52,14 @@ def configured_max_bytes() -> int:
 
 class BlobCache:
     """The blob cache under ``directory`` (default ``$XDG_CACHE_HOME/imgtool``), at most ``max_bytes``
-    (default :func:`configured_max_bytes`, read when first needed; 0 keeps nothing)."""
+    (default :func:`configured_max_bytes`, read when first needed; 0 keeps nothing). Without
+    ``keep``, blobs are read from it but none is added (a copy: its destination keeps them)."""
 
-    def __init__(self, directory: Path | None = None, max_bytes: int | None = None) -> None:
+    def __init__(
+        self, directory: Path | None = None, max_bytes: int | None = None, *, keep: bool = True
+    ) -> None:
         self.directory = (directory or cache_home()) / "blobs"
+        self.keep = keep
         self._max_bytes = max_bytes
         self._checked: set[tuple[int, int, int]] = set()  # files (device, inode, size) that hashed right
 
@@ -116,8 +120,10 @@ class BlobCache:
 
     def caching(self, raw: RawStream, digest: Digest, size: int | None) -> RawStream:
         """``raw`` (the blob as it is fetched), kept in the cache as it is read once it has all arrived
-        and verified; ``raw`` itself when the blob cannot be kept (its size unknown, over the limit,
-        or the cache unwritable)."""
+        and verified; ``raw`` itself when the blob is not to be kept (the cache does not ``keep``) or
+        cannot be (its size unknown, over the limit, or the cache unwritable)."""
+        if not self.keep:
+            return raw
         try:
             limit = self.max_bytes  # a limit that is no size is an error: the stream is closed first
         except BaseException:

@@ -146,6 +146,25 @@ def test_a_second_query_fetches_no_blob_from_any_reference(
     assert (tmp_path / "out" / "data" / "mid").read_bytes() == LAYER_DATA[1]
 
 
+def test_copy_reads_cached_blobs_and_adds_none(
+    stack: Stack, proxy: FaultProxy, imgtool_cli: ImgtoolCli, private_cache: Path, tmp_path: Path
+) -> None:
+    """A pull keeps its blobs in its destination, not a second time in the cache; one the cache
+    already holds is not fetched again."""
+    ref = f"docker://{proxy.host}/stack:1"
+    run = imgtool_cli("copy", "-q", ref, f"oci:{tmp_path / 'first'}:1")
+    assert (run.code, run.stderr) == (0, "")
+    assert sorted(blob_gets(proxy)) == sorted([stack.config, *stack.layers])
+    assert cached(private_cache) == set()
+    assert imgtool_cli("cat", ref, "/data/top").code == 0  # caches the config and the top layer
+    blob_gets(proxy)
+    run = imgtool_cli("copy", "-q", ref, f"oci:{tmp_path / 'second'}:1")
+    assert (run.code, run.stderr) == (0, "")
+    assert sorted(blob_gets(proxy)) == sorted(stack.layers[:2])
+    assert cached(private_cache) == {stack.config, stack.layers[2]}
+    assert imgtool_cli("verify", f"oci:{tmp_path / 'second'}:1").code == 0
+
+
 def test_verify_fetches_every_blob_whatever_is_cached(
     stack: Stack, proxy: FaultProxy, imgtool_cli: ImgtoolCli
 ) -> None:
