@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import IO, Final
 
 PUMP_CHUNK: Final = 256 * 1024
+# containerd refuses a unix socket whose path is longer (its debug socket is the longest dockerd makes).
+MAX_SOCKET_PATH: Final = 104
 
 
 class ServiceError(Exception):
@@ -257,6 +259,10 @@ class PrivateDockerd:
         self.driver = driver
         self.socket = state / "docker.sock"
         self.log = state / "dockerd.log"
+        if len(f"{state}/exec/containerd/containerd-debug.sock") > MAX_SOCKET_PATH:
+            raise ServiceError(
+                f"{state}: too long a directory for dockerd (containerd's sockets would not fit)"
+            )
         data_root.mkdir(parents=True, exist_ok=True)
         argv = [
             "dockerd",
@@ -276,6 +282,7 @@ class PrivateDockerd:
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
+                unmount_below(data_root)  # what a daemon that died early left mounted
                 raise ServiceError(
                     f"dockerd --storage-driver={driver} exited: {log_tail(self.log) or 'no output'}"
                 )

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -217,8 +218,9 @@ def test_docker_archive_holds_the_layout_blobs(tmp_path: Path, imgtool_cli: Imgt
 @pytest.mark.skipif(os.geteuid() != 0, reason="dockerd needs root")
 def test_private_dockerd_loads_the_archive(tmp_path: Path) -> None:
     layout, config, layers, _ = _layout(tmp_path)
-    state = tmp_path / "state"
-    state.mkdir()
+    # The daemon's sockets where their paths stay short: containerd refuses one over 104 bytes,
+    # and this test's tmp_path (its name in it, and the session's number) can be longer than that.
+    state = Path(tempfile.mkdtemp(prefix="imgtool-bench-"))
     try:
         try:
             daemon = PrivateDockerd(tmp_path / "data", state, "vfs")
@@ -238,7 +240,8 @@ def test_private_dockerd_loads_the_archive(tmp_path: Path) -> None:
             daemon.close()
         assert daemon.process.returncode is not None
     finally:
-        subprocess.run(["rm", "-rf", str(tmp_path / "data")], check=False)
+        unmount_below(tmp_path)
+        subprocess.run(["rm", "-rf", str(tmp_path / "data"), str(state)], check=False)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="bind mounts need root")

@@ -9,10 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from benchmarks.services import unmount_below
-
-# containerd refuses a unix socket whose path is longer (its debug socket is the longest dockerd makes).
-MAX_SOCKET_PATH = 104
+from benchmarks.services import MAX_SOCKET_PATH, unmount_below
 
 
 def docker(sock: Path, *args: str) -> str:
