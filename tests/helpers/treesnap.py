@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import stat
+import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -263,3 +264,35 @@ def tree_hash_listing(root: str | Path | bytes) -> list[str]:
             f"{content} mtime_ns={node.mtime_ns} nlink={node.nlink}" + (f" xattrs={xattrs}" if xattrs else "")
         )
     return lines
+
+
+TarMember = tuple[str, int, int, int, int, str, int, bytes]
+
+
+def tar_listing(path: Path, *, times: bool = True) -> dict[str, TarMember]:
+    """Every member of the tar at ``path`` but its root, by name (``./`` and a trailing ``/`` taken
+    off): its type, permission bits (Go's tar writes the type bits into the mode too), uid, gid,
+    size, link name, whole-second mtime (0 for all without ``times``) and data, so that tars
+    written by different tools compare."""
+    found: dict[str, TarMember] = {}
+    with tarfile.open(path) as tar:
+        for member in tar:
+            data = b""
+            if member.isfile():
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                data = extracted.read()
+            name = member.name.removeprefix("./").rstrip("/")
+            if name in ("", "."):  # the root: imgtool's has the fixed mode of every flatten
+                continue
+            found[name] = (
+                member.type.decode(),
+                member.mode & 0o7777,
+                member.uid,
+                member.gid,
+                member.size,
+                member.linkname,
+                int(member.mtime) if times else 0,
+                data,
+            )
+    return found

@@ -13,7 +13,6 @@ import os
 import shlex
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from imgtool.errors import ImageFormatError, ImageNotFoundError, ImgtoolError, U
 from imgtool.sources.overlay_mount import split_lowerdir, stack_of, unescape
 from tests.helpers.cli import ImgtoolCli
 from tests.helpers.realtools import missing_tools
+from tests.helpers.treesnap import tar_listing
 
 
 def _line(mount_point: bytes, options: bytes, fstype: bytes = b"overlay", root: bytes = b"/") -> bytes:
@@ -242,31 +242,6 @@ def _new_api(*options: str) -> str:
     return f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
 
 
-def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, int, int, str, int, bytes]]:
-    found = {}
-    with tarfile.open(path) as tar:
-        for member in tar:
-            data = b""
-            if member.isfile():
-                extracted = tar.extractfile(member)
-                assert extracted is not None
-                data = extracted.read()
-            name = member.name.removeprefix("./").rstrip("/")
-            if name in ("", "."):  # the root: imgtool's has the fixed mode of every flatten
-                continue
-            found[name] = (
-                member.type.decode(),
-                member.mode & 0o7777,
-                member.uid,
-                member.gid,
-                member.size,
-                member.linkname,
-                int(member.mtime),
-                data,
-            )
-    return found
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting an overlay needs root")
 @pytest.mark.skipif(bool(missing_tools("unshare", "mount", "tar")), reason="needs unshare, mount and tar")
 @pytest.mark.parametrize("api", ["mount(8) lowerdir=", "fsconfig lowerdir+="])
@@ -296,8 +271,8 @@ def test_live_mount_reads_as_its_directories(tmp_path: Path, api: str) -> None:
     if done.returncode == NOT_MOUNTED:
         pytest.skip(f"an overlay cannot be mounted here with {api}: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr
-    flat = _tar_listing(out / "flat.tar")
-    assert flat == _tar_listing(out / "merged.tar")
+    flat = tar_listing(out / "flat.tar")
+    assert flat == tar_listing(out / "merged.tar")
     assert "srv/old/gone" not in flat and flat["srv/old/again"][-1] == b"again\n"
     doc: dict[str, Any] = json.loads((out / "inspect.json").read_text())
     assert doc["transport"] == "overlay-mount"

@@ -51,6 +51,7 @@ from tests.helpers.imagefactory import (
     write_oci_layout,
 )
 from tests.helpers.realtools import Builder, ToolError, find_static_busybox, requires
+from tests.helpers.treesnap import tar_listing
 
 pytestmark = [
     requires("podman", "runc", "busybox"),
@@ -320,30 +321,6 @@ def test_container_diff_is_podman_diff(imgtool_cli: ImgtoolCli, engine: Engine, 
     assert imgtool_cli("cat", ref, "/srv/again/old").code != 0
 
 
-def _tar_listing(path: Path) -> dict[str, tuple[str, int, int, int, int, str, int, bytes]]:
-    found = {}
-    with tarfile.open(path) as tar:
-        for member in tar:
-            data = b""
-            if member.isfile():
-                extracted = tar.extractfile(member)
-                assert extracted is not None
-                data = extracted.read()
-            name = member.name.removeprefix("./").rstrip("/")
-            if name not in ("", "."):  # Go's tar writes the type bits into the mode too
-                found[name] = (
-                    member.type.decode(),
-                    member.mode & 0o7777,
-                    member.uid,
-                    member.gid,
-                    member.size,
-                    member.linkname,
-                    int(member.mtime),
-                    data,
-                )
-    return found
-
-
 @pytest.mark.parametrize("name", CONTAINERS)
 def test_container_flatten_is_podman_export(
     imgtool_cli: ImgtoolCli, engine: Engine, tmp_path: Path, name: str
@@ -351,7 +328,7 @@ def test_container_flatten_is_podman_export(
     out = tmp_path / f"{name}.tar"
     run = imgtool_cli("flatten", engine.container(name), "-o", str(out))
     assert run.code == 0, run.stderr
-    ours, theirs = _tar_listing(out), _tar_listing(engine.exports[name])
+    ours, theirs = tar_listing(out), tar_listing(engine.exports[name])
     assert ours == theirs
     assert ours["srv/keep"][1] == 0o700 and ours["opt/y"][1] == 0o600
     assert "srv/gone" not in ours and "srv/again/old" not in ours
@@ -448,7 +425,7 @@ def test_running_container_read_in_place(
     out = tmp_path / "live.tar"
     run = imgtool_cli("flatten", engine.container(live), "-o", str(out))
     assert run.code == 0, run.stderr
-    assert _tar_listing(out) == _tar_listing(engine.base / "live.tar")
+    assert tar_listing(out) == tar_listing(engine.base / "live.tar")
 
 
 @pytest.mark.parametrize("engine", ["overlay"], indirect=True)  # vfs mounts nothing: a plain directory
