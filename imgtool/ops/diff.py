@@ -158,12 +158,17 @@ class Efficiency:
     stored_bytes: int
     final_bytes: int
     wasted_bytes: int
-    top_wasters: list[tuple[bytes, int, int]]  # path, wasted bytes, number of versions lost
-    wasted_files: list[WastedPath] = field(default_factory=list)  # every one, most bytes first
+    wasted_files: list[WastedPath]  # every one, most bytes first
+    top: int = 10  # how many of them the table shows
 
     @property
     def score(self) -> float:
         return 1.0 if self.stored_bytes == 0 else self.final_bytes / self.stored_bytes
+
+    @property
+    def top_wasters(self) -> list[tuple[bytes, int, int]]:
+        """The table's rows: path, wasted bytes, number of versions lost, of the first ``top``."""
+        return [(w.path, w.wasted_bytes, w.versions_lost) for w in self.wasted_files[: self.top]]
 
 
 def efficiency(view: MergedView, log: ChangeLog, top: int = 10) -> Efficiency:
@@ -198,8 +203,7 @@ def efficiency(view: MergedView, log: ChangeLog, top: int = 10) -> Efficiency:
     ranked = sorted(waste.values(), key=lambda w: (-w.wasted_bytes, w.path))
     for wasted_path in ranked:
         wasted_path.layers = sorted(set(wasted_path.layers))
-    top_wasters = [(w.path, w.wasted_bytes, w.versions_lost) for w in ranked[:top]]
-    return Efficiency(stored_bytes, final, max(0, stored_bytes - final), top_wasters, ranked)
+    return Efficiency(stored_bytes, final, max(0, stored_bytes - final), ranked, top)
 
 
 def shared_layers(first: Image, second: Image) -> tuple[int, list[str]]:
