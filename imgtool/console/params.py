@@ -480,14 +480,18 @@ def copy_options(func: Callable[..., R]) -> Callable[..., R]:
         "Without it one image is copied, the one --platform names or this machine's (skopeo's default, "
         "and what every imgtool command reads).",
     )(func)
-    return click.option(
-        "-j",
-        "--jobs",
-        type=click.IntRange(1, 32),
-        default=4,
-        show_default=True,
-        help="How many blobs are copied at once (each checked against its digest on the way).",
+    jobs: Callable[..., R] = _jobs_option(
+        "How many blobs are copied at once (each checked against its digest on the way)."
     )(func)
+    return jobs
+
+
+def _jobs_option(help_text: str) -> Callable[[Any], Any]:
+    """-j/--jobs, how many blobs go at once (copy's and squash's): 1 to 32, 4 by default, as
+    :data:`imgtool.ops.copy.DEFAULT_JOBS` and ``MAX_JOBS`` (not imported: start-up stays short)."""
+    return click.option(
+        "-j", "--jobs", type=click.IntRange(1, 32), default=4, show_default=True, help=help_text
+    )
 
 
 def raw_options(func: Callable[..., R]) -> Callable[..., R]:
@@ -654,14 +658,7 @@ def squash_options(func: Callable[..., R]) -> Callable[..., R]:
             show_default=True,
             help="How the squashed layer is compressed (zstd needs an OCI manifest).",
         ),
-        click.option(
-            "-j",
-            "--jobs",
-            type=click.IntRange(1, 32),
-            default=4,
-            show_default=True,
-            help="How many blobs are copied to DEST at once.",
-        ),
+        _jobs_option("How many blobs are copied to DEST at once."),
         click.option(
             "--max-size",
             type=int,
