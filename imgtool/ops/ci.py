@@ -31,6 +31,7 @@ from imgtool.layers.tarstream import KIND_NAMES, Kind
 from imgtool.merge.changes import ChangeLog, ChangeWord
 from imgtool.merge.view import MergedView
 from imgtool.ops.common import Reading, merged
+from imgtool.ops.diff import new_file_bytes, stored_file_bytes
 
 # A threshold given as one of these words turns its rule off (dive's words, any case).
 DISABLED_WORDS: Final = frozenset({"", "disabled", "off", "false"})
@@ -175,10 +176,7 @@ def measure(view: MergedView, log: ChangeLog) -> Measures:
                 continue
             word = deleted
         elif word is added or word is modified:
-            inode = change.inode
-            if inode is not None and inode[0] == layer and inode not in stored:
-                stored.add(inode)
-                size = change.size
+            size = new_file_bytes(layer, change, stored)
         else:
             word = deleted
         # A layer holds one copy of a path: what it did to it last.
@@ -195,7 +193,7 @@ def measure(view: MergedView, log: ChangeLog) -> Measures:
             if entry.size:
                 files.append(entry)
     files.sort(key=lambda f: (-f.size, f.path))
-    per_layer = [sum(e.size for e in index.entries if e.kind == Kind.FILE) for index in view.indexes]
+    per_layer = [stored_file_bytes(index) for index in view.indexes]
     return Measures(
         efficiency=1.0 if total == 0 else smallest / total,
         wasted_bytes=wasted,

@@ -17,6 +17,7 @@ from imgtool.merge.changes import (
     is_metadata_only,
     kind_name,
 )
+from imgtool.merge.index import LayerIndex
 from imgtool.merge.overlay import Node, Tree
 from imgtool.merge.view import MergedView, apply_indexes, check_layer_number
 from imgtool.ops.common import Reading, merged
@@ -114,11 +115,11 @@ def summarize_layers(image: Image, log: ChangeLog, upto: int | None = None) -> l
             summary.bytes_unreachable += change.unreachable
             if word is added:
                 summary.added += 1
-                summary.bytes_added += _new_data(layer.index, change, stored)
+                summary.bytes_added += new_file_bytes(layer.index, change, stored)
             elif word is modified:
                 summary.modified += 1
                 if "content" in what or "type" in what:
-                    summary.bytes_added += _new_data(layer.index, change, stored)
+                    summary.bytes_added += new_file_bytes(layer.index, change, stored)
                 elif is_metadata_only(what):
                     summary.metadata_only += 1
             else:
@@ -132,9 +133,15 @@ def _by_path(change: PathChange) -> bytes:
     return change.path
 
 
-def _new_data(layer: int, change: Change, stored: set[tuple[int, int]]) -> int:
+def stored_file_bytes(index: LayerIndex) -> int:
+    """The bytes of the regular files a layer's tar stores (a hardlink's entry stores none)."""
+    file = Kind.FILE  # once, not once an entry: a member lookup costs a descriptor call on 3.11
+    return sum(e.size for e in index.entries if e.kind == file)
+
+
+def new_file_bytes(layer: int, change: Change, stored: set[tuple[int, int]]) -> int:
     """The bytes a change stores: a file this layer holds the data of, counted once whatever its
-    names (a hardlink to a lower layer's file stores none)."""
+    names (a hardlink to a lower layer's file stores none); ``stored``: the files counted so far."""
     inode = change.inode
     if inode is None or inode[0] != layer or inode in stored:
         return 0
@@ -175,7 +182,7 @@ def efficiency(view: MergedView, log: ChangeLog, top: int = 10) -> Efficiency:
     """dive's question: how many of the bytes the layers store does the final image still show?"""
     tree = view.tree
     file = Kind.FILE  # once, not once an entry: a member lookup costs a descriptor call on 3.11
-    stored_bytes = sum(e.size for index in view.indexes for e in index.entries if e.kind == file)
+    stored_bytes = sum(map(stored_file_bytes, view.indexes))
     seen: set[tuple[int, int]] = set()
     final = 0
     for node in tree.nodes():  # no paths needed: cheaper than tree.walk()
