@@ -119,7 +119,12 @@ def open_image(
     """
     wanted = Platform.parse(platform) if isinstance(platform, str) else platform
     ref = parse_reference(reference)
-    source = _open_source(ref, registry)
+    return image_from(_open_source(ref, registry), ref, wanted)
+
+
+def image_from(source: ImageSource, ref: Reference, wanted: Platform | None) -> Image:
+    """The image ``ref`` names in ``source``, opened from it (see :func:`open_image`); the image
+    owns the source from then on, and it is closed here if the image cannot be made."""
     try:
         image = build_image(source, reference=str(ref), selector=ref.selector, platform=wanted)
         if wanted is not None and not wanted.matches(image.platform):

@@ -66,17 +66,22 @@ def open_document(
     """What ``inspect --raw``/``--config`` shows: for the manifest without ``platform``, the image
     index the reference names, as stored, when it names one (no platform is chosen, so none need
     match this machine's, as skopeo ``inspect --raw``); otherwise the image, opened as for any command."""
-    from imgtool.sources import _open_source, open_image, parse_reference  # noqa: PLC0415 - a cycle
+    from imgtool.sources import _open_source, image_from, parse_reference  # noqa: PLC0415 - a cycle
 
+    ref = parse_reference(reference)
+    source = _open_source(ref, registry)  # opened once: the image, if it comes to that, is made from it
     if document == "manifest" and platform is None:
-        ref = parse_reference(reference)
-        with contextlib.closing(_open_source(ref, registry)) as source:
+        try:
             top_manifest = getattr(source, "top_manifest", None)
             top: StoredManifest | None = top_manifest(ref.selector) if top_manifest is not None else None
-            if top is not None and top.media_type in INDEX_TYPES:
+        except BaseException:
+            source.close()
+            raise
+        if top is not None and top.media_type in INDEX_TYPES:
+            with contextlib.closing(source):
                 yield top
-                return
-    with open_image(reference, platform, registry) as image:
+            return
+    with image_from(source, ref, platform) as image:
         yield image
 
 
